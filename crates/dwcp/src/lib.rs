@@ -1,0 +1,12 @@
+//! DWCP, the Distributed WAN Communication Protocol: moves one byte stream from a sender to a
+//! receiver over several TCP connections (AMST), with per-frame checksums, an end-to-end BLAKE3
+//! check, mutual TLS, and resume after dropped connections.
+//!
+//! The crate knows nothing about virtual machines: it moves streams between two endpoints.
+//!
+//! - [`wire`]: frame format and control messages.
+//! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
+
+// pki
+// tls
+pub mod wire;

@@ -1,0 +1,61 @@
+//! Reading and writing frames on an async byte stream.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Frame, FrameHeader, HEADER_LEN, WireError};
+
+/// Reads one frame, checking header and payload before returning it.
+///
+/// Returns `Ok(None)` on a clean end of stream at a frame boundary.
+///
+/// # Errors
+/// [`WireError::Truncated`] when the stream ends inside a frame; any header or payload error.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Frame>, WireError> {
+    let mut head = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        let Some(dst) = head.get_mut(filled..) else {
+            break;
+        };
+        let n = reader.read(dst).await?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(WireError::Truncated)
+            };
+        }
+        filled += n;
+    }
+    // The length is bounded by `decode` before anything is allocated.
+    let header = FrameHeader::decode(&head)?;
+    let mut payload = BytesMut::zeroed(header.length as usize);
+    reader.read_exact(&mut payload).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            WireError::Truncated
+        } else {
+            WireError::Io(e)
+        }
+    })?;
+    header.verify_payload(&payload)?;
+    Ok(Some(Frame {
+        header,
+        payload: payload.freeze(),
+    }))
+}
+
+/// Writes one frame. The caller flushes when it wants the bytes on the wire.
+///
+/// # Errors
+/// [`WireError::Io`] when the connection fails.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &Frame,
+) -> Result<(), WireError> {
+    writer.write_all(&frame.header.encode()).await?;
+    if !frame.payload.is_empty() {
+        writer.write_all(&frame.payload).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Control message payloads (`Hello`, `HelloAck`, `Error`): small big-endian records whose
+//! every length is checked against the bytes present.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::WireError;
+
+/// Longest file name a `Hello` may carry, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest error message an `Error` frame may carry, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// A cursor over a control payload that fails instead of reading past the end.
+struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let (head, rest) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(WireError::MalformedControl {
+                what: self.what,
+                reason: "too short",
+            })?;
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(u8::from_be_bytes(self.array()?))
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn string(&mut self, max: usize) -> Result<String, WireError> {
+        let len = usize::from(self.u16()?);
+        if len > max {
+            return Err(self.malformed("string over its length limit"));
+        }
+        let raw = self.take(len)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| self.malformed("string is not UTF-8"))
+    }
+
+    fn finish(&self) -> Result<(), WireError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.malformed("trailing bytes"))
+        }
+    }
+
+    fn malformed(&self, reason: &'static str) -> WireError {
+        WireError::MalformedControl {
+            what: self.what,
+            reason,
+        }
+    }
+}
+
+fn put_string(out: &mut BytesMut, s: &str, max: usize) {
+    // Longer strings are cut at a character boundary so the record stays decodable.
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.get(..end).unwrap_or_default();
+    out.put_u16(u16::try_from(cut.len()).unwrap_or(0));
+    out.put_slice(cut.as_bytes());
+}
+
+/// Why a connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HelloMode {
+    /// First connection of a new session.
+    Open = 1,
+    /// Another connection for a session already open on the receiver.
+    Join = 2,
+    /// First connection of a new session that continues an earlier partial transfer.
+    Resume = 3,
+}
+
+/// The sender's first frame on each connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Open, join or resume.
+    pub mode: HelloMode,
+    /// Index of this connection within the session (0 for the first).
+    pub conn_index: u16,
+    /// Stream length in bytes, `None` when unknown in advance (a pipe).
+    pub total_len: Option<u64>,
+    /// Payload size of data frames in bytes.
+    pub chunk_size: u32,
+    /// File name to store the stream under on the receiver.
+    pub name: String,
+}
+
+impl Hello {
+    /// Encodes the payload.
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(32 + self.name.len());
+        out.put_u8(self.mode as u8);
+        out.put_u16(self.conn_index);
+        out.put_u64(self.total_len.unwrap_or(u64::MAX));
+        out.put_u32(self.chunk_size);
+        put_string(&mut out, &self.name, MAX_NAME_LEN);
+        out.freeze()
+    }
+
+    /// Decodes and bounds-checks the payload.
+    ///
+    /// # Errors
+    /// [`WireError::MalformedControl`] when any field is missing, unknown or over its limit.
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader { buf, what: "Hello" };
+        let mode = match r.u8()? {
+            1 => HelloMode::Open,
+            2 => HelloMode::Join,
+            3 => HelloMode::Resume,
+            _ => return Err(r.malformed("unknown mode")),
+        };
+        let conn_index = r.u16()?;
+        let total_len = Some(r.u64()?).filter(|len| *len != u64::MAX);
+        let chunk_size = r.u32()?;
+        if chunk_size == 0 || chunk_size > super::MAX_PAYLOAD {
+            return Err(r.malformed("chunk size out of range"));
+        }
+        let name = r.string(MAX_NAME_LEN)?;
+        r.finish()?;
+        Ok(Self {
+            mode,
+            conn_index,
+            total_len,
+            chunk_size,
+            name,
+        })
+    }
+}
+
+/// The receiver's answer to a `Hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloAck {
+    /// Offset the sender starts at: 0 for a new session, the stored length when resuming, and
+    /// the session's acknowledged offset when joining.
+    pub start_offset: u64,
+    /// Bytes the receiver buffers ahead of its write position; the sender keeps no more than
+    /// this unacknowledged.
+    pub window: u64,
+    /// Most connections the receiver accepts for one session.
+    pub max_streams: u16,
+}
+
+impl HelloAck {
+    /// Encodes the payload.
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(18);
+        out.put_u64(self.start_offset);
+        out.put_u64(self.window);
+        out.put_u16(self.max_streams);
+        out.freeze()
+    }
+
+    /// Decodes and bounds-checks the payload.
+    ///
+    /// # Errors
+    /// [`WireError::MalformedControl`] when any field is missing or zero where it must not be.
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader {
+            buf,
+            what: "HelloAck",
+        };
+        let ack = Self {
+            start_offset: r.u64()?,
+            window: r.u64()?,
+            max_streams: r.u16()?,
+        };
+        r.finish()?;
+        if ack.window == 0 || ack.max_streams == 0 {
+            return Err(r.malformed("zero window or stream limit"));
+        }
+        Ok(ack)
+    }
+}
+
+/// Machine-readable class of a session failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// A class this build does not know; the message still says what happened.
+    Other = 0,
+    /// The peer broke the protocol.
+    Protocol = 1,
+    /// The requested name is not acceptable (path traversal, empty, too long).
+    BadName = 2,
+    /// The receiver could not store the data (disk full, permission denied).
+    Storage = 3,
+    /// The end-to-end checksum did not match.
+    Integrity = 4,
+    /// No session matches a `Join`, or a resume has nothing to continue.
+    NoSession = 5,
+    /// The receiver is at its limit of sessions or connections.
+    Busy = 6,
+    /// The sender gave up (its source failed or it was interrupted).
+    Aborted = 7,
+}
+
+impl ErrorCode {
+    fn from_u16(value: u16) -> Self {
+        match value {
+            1 => Self::Protocol,
+            2 => Self::BadName,
+            3 => Self::Storage,
+            4 => Self::Integrity,
+            5 => Self::NoSession,
+            6 => Self::Busy,
+            7 => Self::Aborted,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Payload of an `Error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorMessage {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// One line for a person, at most [`MAX_MESSAGE_LEN`] bytes.
+    pub message: String,
+}
+
+impl ErrorMessage {
+    /// Encodes the payload, cutting an over-long message.
+    #[must_use]
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(4 + self.message.len().min(MAX_MESSAGE_LEN));
+        out.put_u16(self.code as u16);
+        put_string(&mut out, &self.message, MAX_MESSAGE_LEN);
+        out.freeze()
+    }
+
+    /// Decodes and bounds-checks the payload.
+    ///
+    /// # Errors
+    /// [`WireError::MalformedControl`] when the record is short, over-long or not UTF-8.
+    pub fn decode(buf: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader { buf, what: "Error" };
+        let code = ErrorCode::from_u16(r.u16()?);
+        let message = r.string(MAX_MESSAGE_LEN)?;
+        r.finish()?;
+        Ok(Self { code, message })
+    }
+}

@@ -7,6 +7,6 @@
 //! - [`wire`]: frame format and control messages.
 //! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
 
-// pki
-// tls
+pub mod pki;
+pub mod tls;
 pub mod wire;

@@ -28,6 +28,9 @@ pub const EARLY_NS: u64 = 20_000;
 /// Longest sleep without a due packet, which bounds how late the loop sees a stop request.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
+/// Largest sleep overrun the loop compensates for by waking early, in nanoseconds.
+const MAX_OVERSLEEP_NS: u64 = 200_000;
+
 /// Most packets read in one go before due packets are released again.
 const READ_BATCH: usize = 64;
 
@@ -37,6 +40,11 @@ pub const MAX_HELD_PACKETS: usize = 200_000;
 
 /// Most spare packet buffers kept for reuse.
 const MAX_SPARE_BUFFERS: usize = 4096;
+
+/// Nice value of the forwarding threads. The emulated link stands for network hardware, which
+/// does not wait for the endpoints' CPU: with a higher weight than the endpoints (and anything
+/// else on the machine) the threads are woken and run on time even when the CPUs are busy.
+const FORWARDER_NICE: libc::c_int = -10;
 
 /// Timer slack of the forwarding threads, in nanoseconds (the Linux default is 50 µs).
 const TIMER_SLACK_NS: libc::c_ulong = 1_000;
@@ -111,6 +119,8 @@ struct Forwarder<'a> {
     held: VecDeque<Held>,
     spare: Vec<Box<[u8]>>,
     buf_len: usize,
+    /// Running estimate of how long a timed sleep overruns its timeout, in nanoseconds.
+    oversleep_ns: u64,
     stats: ForwardStats,
 }
 
@@ -122,6 +132,7 @@ struct Forwarder<'a> {
 /// drop the packet (the device may be going down during shutdown).
 pub fn run(dir: &Direction) -> Result<ForwardStats> {
     lower_timer_slack();
+    raise_priority();
     let mut fwd = Forwarder {
         dir,
         clock: Clock(Instant::now()),
@@ -130,19 +141,41 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
         spare: Vec::new(),
         // A little headroom so an oversized packet is read whole and written as it came.
         buf_len: dir.mtu.saturating_add(64),
+        oversleep_ns: 0,
         stats: ForwardStats::default(),
     };
     while !dir.stop.load(Ordering::Relaxed) {
         fwd.release_due();
-        let wait = fwd.held.front().map_or(IDLE_WAIT, |p| {
-            Duration::from_nanos(p.release.ns_since(fwd.clock.now())).min(IDLE_WAIT)
-        });
+        let Some(next) = fwd.held.front().map(|p| p.release) else {
+            if dir
+                .input
+                .wait_readable(IDLE_WAIT)
+                .with_context(|| fwd.wait_failed())?
+            {
+                fwd.read_batch()?;
+            }
+            continue;
+        };
+        let remaining = next.ns_since(fwd.clock.now());
+        if remaining <= fwd.oversleep_ns.saturating_add(EARLY_NS) {
+            // A sleep would end after the deadline: poll the input without blocking until the
+            // packet is due.
+            fwd.read_batch()?;
+            std::hint::spin_loop();
+            continue;
+        }
+        let timeout_ns = remaining
+            .saturating_sub(fwd.oversleep_ns)
+            .min(duration_ns(IDLE_WAIT));
+        let asleep = fwd.clock.now();
         let readable = dir
             .input
-            .wait_readable(wait)
-            .with_context(|| format!("{}: could not wait on {}", dir.label, dir.input.name()))?;
+            .wait_readable(Duration::from_nanos(timeout_ns))
+            .with_context(|| fwd.wait_failed())?;
         if readable {
             fwd.read_batch()?;
+        } else {
+            fwd.learn_oversleep(fwd.clock.now().ns_since(asleep).saturating_sub(timeout_ns));
         }
     }
     fwd.stats.link = fwd.model.stats();
@@ -152,8 +185,7 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
 impl Forwarder<'_> {
     /// Write every held packet due by now (plus [`EARLY_NS`]).
     fn release_due(&mut self) {
-        let now = self.clock.now();
-        let horizon = now.add_ns(EARLY_NS);
+        let horizon = self.clock.now().add_ns(EARLY_NS);
         while self.held.front().is_some_and(|p| p.release <= horizon) {
             let Some(pkt) = self.held.pop_front() else {
                 break;
@@ -162,7 +194,7 @@ impl Forwarder<'_> {
             match self.dir.output.send(packet) {
                 Ok(_) => {
                     self.stats.written += 1;
-                    let late = now.ns_since(pkt.release);
+                    let late = self.clock.now().ns_since(pkt.release);
                     self.stats.total_lateness_ns =
                         self.stats.total_lateness_ns.saturating_add(late);
                     self.stats.max_lateness_ns = self.stats.max_lateness_ns.max(late);
@@ -220,10 +252,44 @@ impl Forwarder<'_> {
         Ok(())
     }
 
+    /// Fold one measured sleep overrun into the estimate (exponential average, weight 1/8),
+    /// ignoring overruns above [`MAX_OVERSLEEP_NS`], which come from the thread being preempted
+    /// rather than from timer latency.
+    fn learn_oversleep(&mut self, sample_ns: u64) {
+        let sample = sample_ns.min(MAX_OVERSLEEP_NS);
+        self.oversleep_ns = (self.oversleep_ns * 7 + sample) / 8;
+    }
+
+    fn wait_failed(&self) -> String {
+        format!(
+            "{}: could not wait on {}",
+            self.dir.label,
+            self.dir.input.name()
+        )
+    }
+
     fn recycle(&mut self, buf: Box<[u8]>) {
         if self.spare.len() < MAX_SPARE_BUFFERS {
             self.spare.push(buf);
         }
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Give this thread [`FORWARDER_NICE`]; if that is not allowed, run at the inherited priority.
+fn raise_priority() {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let Ok(tid) = libc::id_t::try_from(tid) else {
+        return;
+    };
+    // SAFETY: PRIO_PROCESS with a thread id changes only that thread's nice value on Linux.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, FORWARDER_NICE) };
+    if rc != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "could not raise the forwarding thread's priority; timing may suffer on a busy machine");
     }
 }
 

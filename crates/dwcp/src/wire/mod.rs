@@ -22,6 +22,8 @@ mod header;
 
 #[cfg(test)]
 mod codec_test;
+#[cfg(test)]
+mod control_test;
 
 pub use codec::{read_frame, write_frame};
 pub use control::{ErrorCode, ErrorMessage, Hello, HelloAck, HelloMode};

@@ -7,6 +7,8 @@
 //! - [`wire`]: frame format and control messages.
 //! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
 
+pub mod amst;
 pub mod pki;
 pub mod tls;
+pub mod transport;
 pub mod wire;

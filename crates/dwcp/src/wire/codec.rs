@@ -30,14 +30,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     }
     // The length is bounded by `decode` before anything is allocated.
     let header = FrameHeader::decode(&head)?;
-    let mut payload = BytesMut::zeroed(header.length as usize);
-    reader.read_exact(&mut payload).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            WireError::Truncated
-        } else {
-            WireError::Io(e)
+    let len = header.length as usize;
+    // Read into spare capacity: no zeroing pass over a buffer that is about to be filled.
+    let mut payload = BytesMut::with_capacity(len);
+    while payload.len() < len {
+        let want = (len - payload.len()) as u64;
+        if (&mut *reader).take(want).read_buf(&mut payload).await? == 0 {
+            return Err(WireError::Truncated);
         }
-    })?;
+    }
     header.verify_payload(&payload)?;
     Ok(Some(Frame {
         header,

@@ -1,0 +1,188 @@
+//! The sender's record of frames written to a connection but not yet acknowledged, so that a
+//! dropped connection's frames can be sent again on the others.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::wire::{Frame, FrameKind};
+
+/// Identifies one connection of a session on the sender.
+pub(crate) type ConnId = u64;
+
+#[derive(Debug)]
+struct Entry {
+    frame: Frame,
+    conn: ConnId,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Data frames by stream offset.
+    data: BTreeMap<u64, Entry>,
+    /// The `End` frame once written, and the connection that carries it.
+    end: Option<Entry>,
+    /// Contiguous bytes the receiver has acknowledged.
+    acked: u64,
+}
+
+/// Frames on the wire, keyed by offset.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    state: Mutex<State>,
+}
+
+impl InFlight {
+    /// A record whose acknowledged offset starts at `start` (non-zero when resuming).
+    pub(crate) fn new(start: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                acked: start,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another task panicked mid-update of plain bookkeeping;
+        // the maps are still structurally valid, so carry on with them.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that `frame` was written on `conn`. Returns false for a data frame that the
+    /// receiver already acknowledged (nothing to track).
+    pub(crate) fn written(&self, frame: &Frame, conn: ConnId) -> bool {
+        let mut st = self.lock();
+        let entry = Entry {
+            frame: frame.clone(),
+            conn,
+        };
+        if frame.header.kind == FrameKind::End {
+            st.end = Some(entry);
+            return true;
+        }
+        let end = frame.header.offset + u64::from(frame.header.length);
+        if end <= st.acked {
+            return false;
+        }
+        st.data.insert(frame.header.offset, entry);
+        true
+    }
+
+    /// Applies an acknowledgement of every byte below `offset`. Returns the payload bytes
+    /// released (for the window), which is zero for a stale acknowledgement.
+    pub(crate) fn ack(&self, offset: u64) -> u64 {
+        let mut st = self.lock();
+        if offset <= st.acked {
+            return 0;
+        }
+        st.acked = offset;
+        let mut released = 0;
+        while let Some(entry) = st.data.first_entry() {
+            let len = u64::from(entry.get().frame.header.length);
+            if *entry.key() + len > offset {
+                break;
+            }
+            entry.remove();
+            released += len;
+        }
+        released
+    }
+
+    /// The acknowledged offset.
+    pub(crate) fn acked(&self) -> u64 {
+        self.lock().acked
+    }
+
+    /// Removes and returns every frame that was written on `conn` and is not yet acknowledged,
+    /// oldest first, so that they can be sent again.
+    pub(crate) fn take_conn(&self, conn: ConnId) -> Vec<Frame> {
+        let mut st = self.lock();
+        let offsets: Vec<u64> = st
+            .data
+            .iter()
+            .filter(|(_, e)| e.conn == conn)
+            .map(|(off, _)| *off)
+            .collect();
+        let mut out: Vec<Frame> = offsets
+            .into_iter()
+            .filter_map(|off| st.data.remove(&off).map(|e| e.frame))
+            .collect();
+        if st.end.as_ref().is_some_and(|e| e.conn == conn) {
+            if let Some(e) = st.end.take() {
+                out.push(e.frame);
+            }
+        }
+        out
+    }
+
+    /// Frames still waiting for acknowledgement on `conn`.
+    pub(crate) fn pending_on(&self, conn: ConnId) -> usize {
+        let st = self.lock();
+        st.data.values().filter(|e| e.conn == conn).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::wire::{PayloadKind, SessionId};
+
+    fn data(offset: u64, len: usize) -> Frame {
+        Frame::new(
+            FrameKind::Data,
+            PayloadKind::Raw,
+            SessionId::default(),
+            offset / 10,
+            offset,
+            Bytes::from(vec![0u8; len]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ack_releases_only_fully_covered_frames() {
+        let f = InFlight::new(0);
+        for off in [0, 10, 20] {
+            assert!(f.written(&data(off, 10), 1));
+        }
+        assert_eq!(f.ack(15), 10, "frame at 10 is only half covered");
+        assert_eq!(f.ack(30), 20);
+        assert_eq!(f.ack(30), 0, "a repeated ack releases nothing");
+        assert_eq!(f.pending_on(1), 0);
+    }
+
+    #[test]
+    fn dropped_connection_returns_its_frames_in_order() {
+        let f = InFlight::new(0);
+        f.written(&data(0, 10), 1);
+        f.written(&data(10, 10), 2);
+        f.written(&data(20, 10), 1);
+        let again: Vec<u64> = f.take_conn(1).iter().map(|fr| fr.header.offset).collect();
+        assert_eq!(again, vec![0, 20]);
+        assert_eq!(f.pending_on(2), 1);
+        assert!(f.take_conn(1).is_empty());
+    }
+
+    #[test]
+    fn frames_below_a_resumed_start_are_not_tracked() {
+        let f = InFlight::new(100);
+        assert!(!f.written(&data(50, 10), 1));
+        assert!(f.written(&data(100, 10), 1));
+        assert_eq!(f.acked(), 100);
+    }
+
+    #[test]
+    fn end_frame_follows_its_connection() {
+        let f = InFlight::new(0);
+        let end = Frame::control(FrameKind::End, SessionId::default(), 0, Bytes::new()).unwrap();
+        f.written(&end, 3);
+        assert!(f.take_conn(2).is_empty());
+        let again = f.take_conn(3);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].header.kind, FrameKind::End);
+    }
+}

@@ -1,0 +1,43 @@
+//! AMST, the Adaptive Multi-Stream Transport: one DWCP session striped over N TCP connections.
+//!
+//! The sender cuts the stream into chunks, frames each with its offset and checksum, and lets
+//! whichever connection is ready take the next frame, so a slow or recovering connection never
+//! holds the others back. The receiver puts frames back in order in a bounded window, writes
+//! the contiguous prefix to `NAME.partial`, and acknowledges it. Unacknowledged frames stay with
+//! the sender; when a connection drops they go out again on the others while it is re-dialed.
+//! At the end the receiver checks the BLAKE3 of the whole stream and only then renames the file.
+//!
+//! ```text
+//!  source ─▶ producer ─▶ work queue ─┬─▶ conn 0 ─┐            ┌─▶ reorder ─▶ writer ─▶ NAME.partial
+//!  (file,    (chunk,     (bounded by ├─▶ conn 1 ─┼── (WAN) ───┤   window     (BLAKE3)    │ verified
+//!   stdin)    CRC32C,     the window)└─▶ conn N ─┘            └─ acks ◀───────────────   ▼
+//!             BLAKE3)          ▲ re-queue on drop                                      NAME
+//! ```
+//!
+//! The number of connections is fixed, or `auto`: [`tuner::StreamTuner`] grows it while goodput
+//! rises and falls back when it stops rising.
+
+mod inflight;
+mod names;
+mod progress;
+mod receiver;
+mod rx_session;
+#[cfg(test)]
+mod rx_session_test;
+mod rx_writer;
+mod sender;
+mod sender_conn;
+mod source;
+pub mod tuner;
+
+pub use names::{NameError, validate_name};
+pub use progress::{Phase, Progress, TransferSummary};
+pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};
+pub use sender::{SendError, SendOptions, Source, StreamCount, send};
+
+/// Default payload size of a data frame (512 KiB).
+pub const DEFAULT_CHUNK_SIZE: u32 = 512 << 10;
+/// Default bytes the sender may have unacknowledged, and the receiver buffers out of order.
+pub const DEFAULT_WINDOW: u64 = 64 << 20;
+/// Most connections one session may use.
+pub const MAX_STREAMS: u16 = 64;

@@ -1,0 +1,493 @@
+//! The receiving side: accepts connections, routes each to its session (open, join or resume),
+//! writes the stream under the receiver's directory, and reports finished files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::names::validate_name;
+use super::rx_session::{RxSession, RxStatus};
+use super::sender_conn::HELLO_TIMEOUT;
+use super::{DEFAULT_WINDOW, MAX_STREAMS};
+use crate::transport::{Acceptor, BoxStream, Connection};
+use crate::wire::{
+    ErrorCode, ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, read_frame,
+    write_frame,
+};
+
+/// Settings of a receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Directory files are stored in; nothing is written outside it.
+    pub dir: PathBuf,
+    /// Bytes buffered out of order per session.
+    pub window: u64,
+    /// Connections accepted per session.
+    pub max_streams: u16,
+    /// Sessions open at once.
+    pub max_sessions: usize,
+    /// How long a session with no connection is kept for the sender to come back.
+    pub idle_timeout: Duration,
+}
+
+impl ReceiverConfig {
+    /// Defaults for storing into `dir`.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            window: DEFAULT_WINDOW,
+            max_streams: MAX_STREAMS,
+            max_sessions: 8,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A session that ended, successfully or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedFile {
+    /// The name the sender asked for.
+    pub name: String,
+    /// Where it is: `DIR/NAME` on success, `DIR/NAME.partial` otherwise.
+    pub path: PathBuf,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Offset the session resumed from.
+    pub resumed_from: u64,
+    /// Time from session open to its end.
+    pub elapsed: Duration,
+    /// BLAKE3 of the stored stream, or why it failed.
+    pub outcome: Result<String, String>,
+}
+
+/// Why the receiver could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The storage directory is missing or not a directory.
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// Accepting connections failed.
+    #[error("accepting connections failed")]
+    Accept(#[source] std::io::Error),
+}
+
+type Sessions = Arc<Mutex<HashMap<SessionId, Arc<RxSession>>>>;
+
+/// Accepts DWCP sessions and stores their streams.
+pub struct Receiver {
+    acceptor: Arc<Acceptor>,
+    cfg: Arc<ReceiverConfig>,
+    sessions: Sessions,
+    conn_limit: Arc<Semaphore>,
+}
+
+/// Most connections handled at once, over all sessions.
+const MAX_CONNECTIONS: usize = 1024;
+/// Acknowledge at least every this many bytes written...
+const ACK_EVERY_BYTES: u64 = 4 << 20;
+/// ...or this often while data is being written, whichever comes first.
+const ACK_EVERY: Duration = Duration::from_millis(10);
+/// How often finished and idle sessions are looked for.
+const REAP_EVERY: Duration = Duration::from_millis(500);
+/// How long a finished session stays, so a sender that missed `Done` can ask again.
+const FINISHED_LINGER: Duration = Duration::from_secs(10);
+
+fn lock(s: &Sessions) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<RxSession>>> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Receiver {
+    /// A receiver storing into `cfg.dir`.
+    ///
+    /// # Errors
+    /// [`ReceiveError::NotADirectory`] when the directory does not exist.
+    pub fn new(acceptor: Acceptor, cfg: ReceiverConfig) -> Result<Self, ReceiveError> {
+        if !cfg.dir.is_dir() {
+            return Err(ReceiveError::NotADirectory(cfg.dir));
+        }
+        Ok(Self {
+            acceptor: Arc::new(acceptor),
+            cfg: Arc::new(cfg),
+            sessions: Arc::default(),
+            conn_limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        })
+    }
+
+    /// The address connections are accepted on.
+    ///
+    /// # Errors
+    /// The OS error if the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.acceptor.local_addr()
+    }
+
+    /// Accepts connections until the task is dropped, sending each ended session to `done`.
+    ///
+    /// # Errors
+    /// [`ReceiveError::Accept`] when the listening socket fails.
+    pub async fn run(self, done: mpsc::UnboundedSender<ReceivedFile>) -> Result<(), ReceiveError> {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(reap(
+            Arc::clone(&self.sessions),
+            Arc::clone(&self.cfg),
+            done,
+        ));
+        loop {
+            let (tcp, peer) = match self.acceptor.accept_tcp().await {
+                Ok(c) => c,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(ReceiveError::Accept(e)),
+            };
+            let Ok(permit) = Arc::clone(&self.conn_limit).try_acquire_owned() else {
+                tracing::warn!(%peer, "connection limit reached; refusing");
+                continue;
+            };
+            let acceptor = Arc::clone(&self.acceptor);
+            let sessions = Arc::clone(&self.sessions);
+            let cfg = Arc::clone(&self.cfg);
+            tasks.spawn(async move {
+                let _permit = permit;
+                match acceptor.handshake(tcp, peer).await {
+                    Ok(conn) => serve_conn(conn, sessions, cfg).await,
+                    Err(e) => tracing::warn!(%peer, error = %e, "refused connection"),
+                }
+            });
+            // Reap finished connection tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    )
+}
+
+async fn send_error(stream: &mut BoxStream, session: SessionId, err: &ErrorMessage) {
+    if let Ok(frame) = Frame::control(FrameKind::Error, session, 0, err.encode()) {
+        // The peer may already be gone; the refusal is logged either way.
+        let _ = write_frame(stream, &frame).await;
+        let _ = stream.flush().await;
+    }
+}
+
+/// Handles one connection from `Hello` to close.
+async fn serve_conn(mut conn: Connection, sessions: Sessions, cfg: Arc<ReceiverConfig>) {
+    let peer = conn.peer;
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut conn.stream)).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "bad first frame");
+            let err = ErrorMessage {
+                code: ErrorCode::Protocol,
+                message: e.to_string(),
+            };
+            send_error(&mut conn.stream, SessionId::default(), &err).await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "no Hello in time");
+            return;
+        }
+    };
+    let id = first.header.session;
+    let session = match admit(&first, &sessions, &cfg).await {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::warn!(%peer, session = %id, reason = %err.message, "session refused");
+            send_error(&mut conn.stream, id, &err).await;
+            return;
+        }
+    };
+    session.conns.fetch_add(1, Ordering::AcqRel);
+    let ack = HelloAck {
+        start_offset: session.status().written,
+        window: cfg.window,
+        max_streams: cfg.max_streams,
+    };
+    let result = match Frame::control(FrameKind::HelloAck, id, 0, ack.encode()) {
+        Ok(frame) => {
+            let sent = async {
+                write_frame(&mut conn.stream, &frame).await?;
+                conn.stream.flush().await?;
+                Ok::<_, crate::wire::WireError>(())
+            };
+            match sent.await {
+                Ok(()) => run_conn(conn.stream, &session).await,
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(reason) = result {
+        tracing::debug!(%peer, session = %id, %reason, "connection ended");
+    }
+    session.conns.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Decides what a `Hello` opens or joins.
+async fn admit(
+    first: &Frame,
+    sessions: &Sessions,
+    cfg: &Arc<ReceiverConfig>,
+) -> Result<Arc<RxSession>, ErrorMessage> {
+    let protocol = |m: String| ErrorMessage {
+        code: ErrorCode::Protocol,
+        message: m,
+    };
+    if first.header.kind != FrameKind::Hello {
+        return Err(protocol(format!(
+            "expected Hello, got {:?}",
+            first.header.kind
+        )));
+    }
+    let hello = Hello::decode(&first.payload).map_err(|e| protocol(e.to_string()))?;
+    let id = first.header.session;
+    if hello.mode == HelloMode::Join {
+        let session = lock(sessions).get(&id).cloned().ok_or(ErrorMessage {
+            code: ErrorCode::NoSession,
+            message: format!("no session {id} on this receiver"),
+        })?;
+        if session.conn_count() >= usize::from(cfg.max_streams) {
+            return Err(ErrorMessage {
+                code: ErrorCode::Busy,
+                message: format!("session already has {} connections", cfg.max_streams),
+            });
+        }
+        return Ok(session);
+    }
+    validate_name(&hello.name).map_err(|e| ErrorMessage {
+        code: ErrorCode::BadName,
+        message: e.to_string(),
+    })?;
+    {
+        let map = lock(sessions);
+        if map.contains_key(&id) {
+            return Err(protocol(format!("session {id} is already open")));
+        }
+        if map.len() >= cfg.max_sessions {
+            return Err(ErrorMessage {
+                code: ErrorCode::Busy,
+                message: format!("receiver is at its limit of {} sessions", cfg.max_sessions),
+            });
+        }
+        if map
+            .values()
+            .any(|s| s.name == hello.name && s.status().outcome.is_none())
+        {
+            return Err(ErrorMessage {
+                code: ErrorCode::Busy,
+                message: format!("{} is being received by another session", hello.name),
+            });
+        }
+    }
+    let dir = cfg.dir.clone();
+    let window = cfg.window;
+    let resume = hello.mode == HelloMode::Resume;
+    let name = hello.name.clone();
+    let session = tokio::task::spawn_blocking(move || {
+        RxSession::open(id, &dir, &name, hello.total_len, window, resume)
+    })
+    .await
+    .map_err(|e| ErrorMessage {
+        code: ErrorCode::Storage,
+        message: format!("could not open the session: {e}"),
+    })??;
+    let session = Arc::new(session);
+    tracing::info!(session = %id, name = %session.name, start = session.start, resume, "session open");
+    let mut map = lock(sessions);
+    if map.len() >= cfg.max_sessions {
+        session.stop_writer();
+        return Err(ErrorMessage {
+            code: ErrorCode::Busy,
+            message: "receiver is at its session limit".into(),
+        });
+    }
+    map.insert(id, Arc::clone(&session));
+    Ok(session)
+}
+
+/// Reads frames into the session and writes acknowledgements until the connection ends.
+async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), String> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut status = session.subscribe();
+    let id = session.id;
+    let reader = async {
+        loop {
+            let frame = match read_frame(&mut rd).await {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(crate::wire::WireError::Io(e)) => return Err(e.to_string()),
+                Err(e) => {
+                    // Corruption or a protocol violation: the session cannot be trusted.
+                    let msg = ErrorMessage {
+                        code: ErrorCode::Protocol,
+                        message: format!("bad frame: {e}"),
+                    };
+                    session.abort(msg);
+                    return Err(e.to_string());
+                }
+            };
+            if frame.header.session != id {
+                session.abort(ErrorMessage {
+                    code: ErrorCode::Protocol,
+                    message: "frame for another session".into(),
+                });
+                return Err("frame for another session".into());
+            }
+            if let Err(msg) = session.on_frame(frame) {
+                let text = msg.message.clone();
+                session.abort(msg);
+                return Err(text);
+            }
+        }
+    };
+    let writer = async {
+        let mut sent = session.start;
+        let mut sent_at = Instant::now();
+        loop {
+            let st: RxStatus = status.borrow_and_update().clone();
+            let due = st.written.saturating_sub(sent) >= ACK_EVERY_BYTES
+                || sent_at.elapsed() >= ACK_EVERY
+                || st.outcome.is_some();
+            if st.written != sent && due {
+                sent = st.written;
+                sent_at = Instant::now();
+                let ack = Frame::control(FrameKind::Ack, id, sent, bytes::Bytes::new())
+                    .map_err(|e| e.to_string())?;
+                write_frame(&mut wr, &ack)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wr.flush().await.map_err(|e| e.to_string())?;
+            }
+            if let Some(outcome) = st.outcome {
+                let frame = match outcome {
+                    Ok(hash) => Frame::control(
+                        FrameKind::Done,
+                        id,
+                        st.written,
+                        bytes::Bytes::copy_from_slice(&hash),
+                    ),
+                    Err(msg) => Frame::control(FrameKind::Error, id, st.written, msg.encode()),
+                }
+                .map_err(|e| e.to_string())?;
+                write_frame(&mut wr, &frame)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wr.flush().await.map_err(|e| e.to_string())?;
+                // Let the sender close; don't hold the connection forever if it doesn't.
+                tokio::time::sleep(FINISHED_LINGER).await;
+                return Ok(());
+            }
+            if st.written != sent {
+                // Progress not yet acknowledged: wait for more, but no longer than ACK_EVERY.
+                let wait = ACK_EVERY.saturating_sub(sent_at.elapsed());
+                if let Ok(Err(_)) = tokio::time::timeout(wait, status.changed()).await {
+                    return Ok(());
+                }
+            } else if status.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    }
+}
+
+/// Reports each session once when it ends, and removes sessions that ended or whose sender
+/// went away.
+async fn reap(
+    sessions: Sessions,
+    cfg: Arc<ReceiverConfig>,
+    done: mpsc::UnboundedSender<ReceivedFile>,
+) {
+    let mut idle_since: HashMap<SessionId, Instant> = HashMap::new();
+    let mut reported: std::collections::HashSet<SessionId> = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tick.tick().await;
+        let mut finished = Vec::new();
+        let mut abandoned = Vec::new();
+        {
+            let mut map = lock(&sessions);
+            map.retain(|id, s| {
+                let ended = s.status().outcome.is_some();
+                if ended && reported.insert(*id) {
+                    finished.push(Arc::clone(s));
+                }
+                if s.conn_count() > 0 {
+                    idle_since.remove(id);
+                    return true;
+                }
+                let since = *idle_since.entry(*id).or_insert_with(Instant::now);
+                let linger = if ended {
+                    FINISHED_LINGER
+                } else {
+                    cfg.idle_timeout
+                };
+                if since.elapsed() < linger {
+                    return true;
+                }
+                idle_since.remove(id);
+                reported.remove(id);
+                if !ended {
+                    abandoned.push(Arc::clone(s));
+                }
+                false
+            });
+        }
+        for s in abandoned {
+            s.abort(ErrorMessage {
+                code: ErrorCode::Aborted,
+                message: "the sender went away".into(),
+            });
+            finished.push(s);
+        }
+        for s in finished {
+            // Nobody listening for reports is fine: the log has them too.
+            let _ = done.send(report(&cfg.dir, &s));
+        }
+    }
+}
+
+fn report(dir: &Path, s: &RxSession) -> ReceivedFile {
+    let st = s.status();
+    let (path, outcome) = match st.outcome {
+        Some(Ok(hash)) => (
+            dir.join(&s.name),
+            Ok(blake3::Hash::from_bytes(hash).to_hex().to_string()),
+        ),
+        Some(Err(e)) => (
+            super::rx_session::partial_path(dir, &s.name),
+            Err(e.message),
+        ),
+        None => (
+            super::rx_session::partial_path(dir, &s.name),
+            Err("unfinished".into()),
+        ),
+    };
+    ReceivedFile {
+        name: s.name.clone(),
+        path,
+        bytes: st.written,
+        resumed_from: s.start,
+        elapsed: s.started.elapsed(),
+        outcome,
+    }
+}

@@ -1,0 +1,306 @@
+//! One session on the receiver: puts frames back in order within the window, hands the
+//! contiguous prefix to a writer thread that appends and hashes it, and finishes the file once
+//! the sender's `End` matches what was written.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc as std_mpsc};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::rx_writer::WriteCmd;
+use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
+
+/// Where a session's data stands, published to its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RxStatus {
+    /// Bytes of the stream written to `NAME.partial`.
+    pub(crate) written: u64,
+    /// Set once: the verified BLAKE3, or why the session failed.
+    pub(crate) outcome: Option<Result<[u8; 32], ErrorMessage>>,
+}
+
+#[derive(Default)]
+struct Reorder {
+    /// Offset of the next byte to hand to the writer.
+    next: u64,
+    /// Frames that arrived ahead of `next`, by offset.
+    pending: BTreeMap<u64, Bytes>,
+    /// Stream length and BLAKE3 from the sender's `End`.
+    end: Option<(u64, [u8; 32])>,
+    finishing: bool,
+}
+
+/// A receiving session.
+pub(crate) struct RxSession {
+    pub(crate) id: SessionId,
+    pub(crate) name: String,
+    pub(crate) start: u64,
+    pub(crate) started: Instant,
+    total_len: Option<u64>,
+    window: u64,
+    reorder: Mutex<Reorder>,
+    writer: Mutex<Option<std_mpsc::Sender<WriteCmd>>>,
+    status: watch::Sender<RxStatus>,
+    /// Connections attached now.
+    pub(crate) conns: AtomicUsize,
+}
+
+pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
+    ErrorMessage {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Path of the partial file for `name` in `dir`.
+pub(crate) fn partial_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.partial"))
+}
+
+impl RxSession {
+    /// Opens (or, when resuming, reopens and hashes) `NAME.partial` and starts the writer.
+    /// Blocking: call from `spawn_blocking`.
+    pub(crate) fn open(
+        id: SessionId,
+        dir: &Path,
+        name: &str,
+        total_len: Option<u64>,
+        window: u64,
+        resume: bool,
+    ) -> Result<Self, ErrorMessage> {
+        let partial = partial_path(dir, name);
+        let storage = |what: &str, e: std::io::Error| {
+            fail(
+                ErrorCode::Storage,
+                format!("receiver could not {what} {}: {e}", partial.display()),
+            )
+        };
+        let mut hasher = blake3::Hasher::new();
+        let (file, start) = if resume && partial.exists() {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&partial)
+                .map_err(|e| storage("open", e))?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut len = 0u64;
+            loop {
+                let n = file.read(&mut buf).map_err(|e| storage("read", e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(buf.get(..n).unwrap_or_default());
+                len += n as u64;
+            }
+            (file, len)
+        } else {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&partial)
+                .map_err(|e| storage("create", e))?;
+            (file, 0)
+        };
+        if total_len.is_some_and(|t| start > t) {
+            return Err(fail(
+                ErrorCode::Protocol,
+                format!(
+                    "{} holds {start} bytes, more than the {}-byte source; delete it to start over",
+                    partial.display(),
+                    total_len.unwrap_or_default()
+                ),
+            ));
+        }
+        let (status, _) = watch::channel(RxStatus {
+            written: start,
+            outcome: None,
+        });
+        let tx = super::rx_writer::start(super::rx_writer::Writer {
+            file,
+            hasher,
+            start,
+            partial,
+            target: dir.join(name),
+            dir: dir.to_path_buf(),
+            status: status.clone(),
+        })
+        .map_err(|e| fail(ErrorCode::Storage, format!("could not start writer: {e}")))?;
+        Ok(Self {
+            id,
+            name: name.to_owned(),
+            start,
+            started: Instant::now(),
+            total_len,
+            window,
+            reorder: Mutex::new(Reorder {
+                next: start,
+                ..Reorder::default()
+            }),
+            writer: Mutex::new(Some(tx)),
+            status,
+            conns: AtomicUsize::new(0),
+        })
+    }
+
+    /// A receiver of status changes, for a connection's acknowledgement loop.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<RxStatus> {
+        self.status.subscribe()
+    }
+
+    /// The current status.
+    pub(crate) fn status(&self) -> RxStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Ends the session with an error (unless it already ended) and stops the writer, which
+    /// leaves `NAME.partial` with what was written.
+    pub(crate) fn abort(&self, err: ErrorMessage) {
+        self.status.send_if_modified(|st| {
+            if st.outcome.is_some() {
+                return false;
+            }
+            st.outcome = Some(Err(err));
+            true
+        });
+        self.stop_writer();
+    }
+
+    /// Drops the writer's channel: it finishes what it holds and exits.
+    pub(crate) fn stop_writer(&self) {
+        let mut w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.take();
+    }
+
+    fn to_writer(&self, cmd: WriteCmd) {
+        let w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = w.as_ref() {
+            // A closed channel means the writer already failed and published why.
+            let _ = tx.send(cmd);
+        }
+    }
+
+    /// Takes one frame from the sender.
+    ///
+    /// # Errors
+    /// An [`ErrorMessage`] when the frame breaks the protocol; the caller aborts the session.
+    pub(crate) fn on_frame(&self, frame: Frame) -> Result<(), ErrorMessage> {
+        let h = frame.header;
+        match h.kind {
+            FrameKind::Data => {
+                if h.payload_kind != PayloadKind::Raw {
+                    return Err(fail(
+                        ErrorCode::Protocol,
+                        "data frame with a non-raw payload",
+                    ));
+                }
+                let end = h.offset.saturating_add(u64::from(h.length));
+                if self.total_len.is_some_and(|t| end > t) {
+                    return Err(fail(
+                        ErrorCode::Protocol,
+                        "data beyond the announced length",
+                    ));
+                }
+                let written = self.status.borrow().written;
+                if end > written.saturating_add(self.window) {
+                    return Err(fail(ErrorCode::Protocol, "sender exceeded the window"));
+                }
+                self.accept_data(h.offset, frame.payload);
+                Ok(())
+            }
+            FrameKind::End => {
+                let hash: [u8; 32] =
+                    frame.payload.as_ref().try_into().map_err(|_| {
+                        fail(ErrorCode::Protocol, "End frame without a 32-byte BLAKE3")
+                    })?;
+                if self.total_len.is_some_and(|t| t != h.offset) {
+                    return Err(fail(ErrorCode::Protocol, "End length differs from Hello"));
+                }
+                let mut r = self
+                    .reorder
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if r.next > h.offset {
+                    return Err(fail(
+                        ErrorCode::Protocol,
+                        "End before data already received",
+                    ));
+                }
+                r.end = Some((h.offset, hash));
+                self.maybe_finish(&mut r);
+                Ok(())
+            }
+            FrameKind::Close => Ok(()),
+            FrameKind::Error => {
+                let msg = ErrorMessage::decode(&frame.payload)
+                    .unwrap_or_else(|_| fail(ErrorCode::Aborted, "sender aborted"));
+                Err(msg)
+            }
+            other => Err(fail(
+                ErrorCode::Protocol,
+                format!("unexpected {other:?} frame from the sender"),
+            )),
+        }
+    }
+
+    fn accept_data(&self, offset: u64, payload: Bytes) {
+        let mut r = self
+            .reorder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let end = offset + payload.len() as u64;
+        if end <= r.next || payload.is_empty() {
+            return; // a duplicate of data already written
+        }
+        r.pending.entry(offset).or_insert(payload);
+        loop {
+            let next = r.next;
+            let Some(entry) = r.pending.first_entry() else {
+                break;
+            };
+            let key = *entry.key();
+            if key > next {
+                break;
+            }
+            let data = entry.remove();
+            let data_end = key + data.len() as u64;
+            if data_end <= r.next {
+                continue;
+            }
+            let skip = usize::try_from(r.next - key).unwrap_or(usize::MAX);
+            let data = data.slice(skip.min(data.len())..);
+            r.next = data_end;
+            self.to_writer(WriteCmd::Data(data));
+        }
+        self.maybe_finish(&mut r);
+    }
+
+    fn maybe_finish(&self, r: &mut Reorder) {
+        if let Some((len, hash)) = r.end {
+            if !r.finishing && r.next == len {
+                r.finishing = true;
+                self.to_writer(WriteCmd::Finish { len, hash });
+                self.stop_writer();
+            }
+        }
+    }
+}
+
+impl RxSession {
+    /// Connections attached.
+    pub(crate) fn conn_count(&self) -> usize {
+        self.conns.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,196 @@
+//! The receiver's storage pipeline for one session: a writer thread appends the in-order
+//! stream to `NAME.partial` while a hasher thread computes its BLAKE3, in parallel. The
+//! acknowledged offset is the smaller of the two, so neither can fall behind by more than the
+//! window; at the end the file is synced and renamed only if the hash matches the sender's.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::rx_session::{RxStatus, fail};
+use crate::wire::{ErrorCode, ErrorMessage};
+
+/// Work for the writer, in stream order.
+pub(crate) enum WriteCmd {
+    /// The next bytes of the stream.
+    Data(Bytes),
+    /// The stream is `len` bytes long and hashes to `hash`: verify and store.
+    Finish { len: u64, hash: [u8; 32] },
+}
+
+/// What the pipeline starts from.
+pub(crate) struct Writer {
+    pub(crate) file: File,
+    /// Hash state covering the first `start` bytes (a resumed prefix).
+    pub(crate) hasher: blake3::Hasher,
+    pub(crate) start: u64,
+    pub(crate) partial: PathBuf,
+    pub(crate) target: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) status: watch::Sender<RxStatus>,
+}
+
+/// Bytes written and bytes hashed; the status shows the smaller.
+struct Marks {
+    counts: Mutex<(u64, u64)>,
+    status: watch::Sender<RxStatus>,
+}
+
+impl Marks {
+    fn advance(&self, written: u64, hashed: u64) {
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.0 += written;
+        c.1 += hashed;
+        let done = c.0.min(c.1);
+        drop(c);
+        self.status.send_if_modified(|st| {
+            let changed = st.written != done;
+            st.written = done;
+            changed
+        });
+    }
+
+    fn fail(&self, err: ErrorMessage) {
+        self.status.send_if_modified(|st| {
+            if st.outcome.is_some() {
+                return false;
+            }
+            st.outcome = Some(Err(err));
+            true
+        });
+    }
+}
+
+/// Starts the writer and hasher threads; returns the channel that feeds them.
+///
+/// # Errors
+/// The OS error if a thread cannot be started.
+pub(crate) fn start(w: Writer) -> std::io::Result<std_mpsc::Sender<WriteCmd>> {
+    let (tx, rx) = std_mpsc::channel();
+    let marks = Arc::new(Marks {
+        counts: Mutex::new((w.start, w.start)),
+        status: w.status.clone(),
+    });
+    let (hash_tx, hash_rx) = std_mpsc::channel::<Bytes>();
+    let mut hasher = w.hasher.clone();
+    let hash_marks = Arc::clone(&marks);
+    let hash_thread = std::thread::Builder::new()
+        .name("dwcp-hasher".into())
+        .spawn(move || {
+            while let Ok(data) = hash_rx.recv() {
+                hasher.update(&data);
+                hash_marks.advance(0, data.len() as u64);
+            }
+            hasher
+        })?;
+    std::thread::Builder::new()
+        .name("dwcp-writer".into())
+        .spawn(move || {
+            let mut pipeline = Pipeline {
+                w,
+                marks,
+                written: 0,
+                hash_tx: Some(hash_tx),
+                hash_thread: Some(hash_thread),
+            };
+            pipeline.run(&rx);
+        })?;
+    Ok(tx)
+}
+
+struct Pipeline {
+    w: Writer,
+    marks: Arc<Marks>,
+    /// Bytes appended by this pipeline (after `w.start`).
+    written: u64,
+    hash_tx: Option<std_mpsc::Sender<Bytes>>,
+    hash_thread: Option<std::thread::JoinHandle<blake3::Hasher>>,
+}
+
+impl Pipeline {
+    fn run(&mut self, rx: &std_mpsc::Receiver<WriteCmd>) {
+        while let Ok(cmd) = rx.recv() {
+            let result = match cmd {
+                WriteCmd::Data(data) => self.append(&data),
+                WriteCmd::Finish { len, hash } => self.finish(len, hash),
+            };
+            if let Err(err) = result {
+                tracing::warn!(file = %self.w.partial.display(), error = %err.message, "receive failed");
+                self.marks.fail(err);
+                return;
+            }
+        }
+    }
+
+    fn append(&mut self, data: &Bytes) -> Result<(), ErrorMessage> {
+        if let Some(tx) = &self.hash_tx {
+            // The hasher only stops when this side drops the channel.
+            let _ = tx.send(Bytes::clone(data));
+        }
+        self.w.file.write_all(data).map_err(|e| {
+            fail(
+                ErrorCode::Storage,
+                format!("receiver could not write {}: {e}", self.w.partial.display()),
+            )
+        })?;
+        let n = data.len() as u64;
+        self.written += n;
+        self.marks.advance(n, 0);
+        Ok(())
+    }
+
+    fn finish(&mut self, len: u64, hash: [u8; 32]) -> Result<(), ErrorMessage> {
+        let stored = self.w.start + self.written;
+        if stored != len {
+            return Err(fail(
+                ErrorCode::Integrity,
+                format!("stored {stored} bytes, sender sent {len}"),
+            ));
+        }
+        self.hash_tx.take();
+        let hasher = self
+            .hash_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .ok_or_else(|| fail(ErrorCode::Storage, "the hashing thread failed"))?;
+        let ours = hasher.finalize();
+        if *ours.as_bytes() != hash {
+            // The partial file cannot be resumed into the right content: remove it.
+            if let Err(e) = std::fs::remove_file(&self.w.partial) {
+                tracing::warn!(error = %e, "could not remove corrupt partial file");
+            }
+            return Err(fail(
+                ErrorCode::Integrity,
+                format!(
+                    "BLAKE3 mismatch: sender {}, receiver {}; the partial file was removed",
+                    blake3::Hash::from_bytes(hash).to_hex(),
+                    ours.to_hex()
+                ),
+            ));
+        }
+        let partial = &self.w.partial;
+        let storage = |what: &str, e: std::io::Error| {
+            fail(
+                ErrorCode::Storage,
+                format!("receiver could not {what} {}: {e}", partial.display()),
+            )
+        };
+        self.w.file.flush().map_err(|e| storage("flush", e))?;
+        self.w.file.sync_all().map_err(|e| storage("sync", e))?;
+        std::fs::rename(partial, &self.w.target).map_err(|e| storage("rename", e))?;
+        if let Ok(dir) = File::open(&self.w.dir) {
+            // Persisting the rename is best effort: the data itself is already synced.
+            let _ = dir.sync_all();
+        }
+        self.w.status.send_modify(|st| st.outcome = Some(Ok(hash)));
+        Ok(())
+    }
+}

@@ -1,0 +1,634 @@
+//! The sending side of a session: opens the first connection, starts the producer, keeps the
+//! right number of connections alive (re-dialing dropped ones), and reports progress until the
+//! receiver confirms the stream.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::inflight::{ConnId, InFlight};
+use super::progress::{Phase, Progress, TransferSummary};
+use super::sender_conn::{
+    ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
+};
+use super::source::{ProduceError, Produced, Producer};
+use super::tuner::StreamTuner;
+use super::{DEFAULT_CHUNK_SIZE, DEFAULT_WINDOW, MAX_STREAMS};
+use crate::transport::{Dialer, Security, TransportError};
+use crate::wire::{ErrorCode, ErrorMessage, HelloAck, HelloMode, MAX_PAYLOAD, SessionId};
+
+/// Where the stream comes from.
+pub enum Source {
+    /// A regular file; its length is known and it can be resumed.
+    File(PathBuf),
+    /// Any reader (standard input, a pipe); length unknown, cannot be resumed.
+    Reader(Box<dyn Read + Send>),
+}
+
+/// How many connections to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCount {
+    /// Exactly this many (1 to [`MAX_STREAMS`]).
+    Fixed(u16),
+    /// Probe: start at `initial` and grow while goodput rises, within `min..=max`.
+    Auto {
+        /// Fewest connections.
+        min: u16,
+        /// Most connections.
+        max: u16,
+        /// Where to start.
+        initial: u16,
+    },
+}
+
+impl Default for StreamCount {
+    fn default() -> Self {
+        Self::Auto {
+            min: 1,
+            max: MAX_STREAMS,
+            initial: 4,
+        }
+    }
+}
+
+/// Settings of one transfer.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Name the receiver stores the stream under.
+    pub name: String,
+    /// Connection count.
+    pub streams: StreamCount,
+    /// Payload bytes per data frame.
+    pub chunk_size: u32,
+    /// Most unacknowledged bytes.
+    pub window: u64,
+    /// Continue after what the receiver already holds in `NAME.partial`.
+    pub resume: bool,
+    /// Give up when no connection could be re-established for this long.
+    pub reconnect_timeout: Duration,
+    /// Cap on the total sending rate in bytes per second, split over the connections.
+    pub rate_limit: Option<u64>,
+}
+
+impl SendOptions {
+    /// Defaults for sending under `name`.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            streams: StreamCount::default(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            window: DEFAULT_WINDOW,
+            resume: false,
+            reconnect_timeout: Duration::from_secs(30),
+            rate_limit: None,
+        }
+    }
+}
+
+/// Why a transfer failed. The receiver never stores a failed transfer under its final name.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The options are out of range.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// The source file could not be opened.
+    #[error("could not open {path}")]
+    OpenSource {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the source failed, or it is shorter than the resume point.
+    #[error("reading the source failed")]
+    Source(#[source] ProduceSourceError),
+    /// A pipe cannot be resumed: its beginning is gone.
+    #[error("--resume needs a file source; a pipe cannot be rewound")]
+    ResumeNeedsFile,
+    /// The first connection could not be made.
+    #[error("could not reach the receiver")]
+    Connect(#[source] TransportError),
+    /// The first connection was made but the session could not be opened on it.
+    #[error("could not open a session with the receiver: {0}")]
+    Opening(String),
+    /// The receiver refused or aborted the session.
+    #[error("receiver refused: {}", .0.message)]
+    Rejected(ErrorMessage),
+    /// The receiver broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Every connection dropped and none could be re-established in time.
+    #[error(
+        "lost the connection to the receiver ({reason}); {acked} bytes are stored, run again with --resume to continue"
+    )]
+    Lost {
+        /// Bytes the receiver had acknowledged.
+        acked: u64,
+        /// The last failure seen.
+        reason: String,
+    },
+    /// The receiver confirmed a different checksum than the sender computed.
+    #[error("end-to-end checksum mismatch: sent {sent}, receiver stored {stored}")]
+    Integrity {
+        /// Ours.
+        sent: String,
+        /// Theirs.
+        stored: String,
+    },
+}
+
+/// The producer's failure, kept as a source of [`SendError::Source`].
+pub type ProduceSourceError = Box<dyn std::error::Error + Send + Sync>;
+
+impl From<ProduceError> for SendError {
+    fn from(e: ProduceError) -> Self {
+        Self::Source(Box::new(e))
+    }
+}
+
+fn rejected_or_lost(f: HelloFailure) -> SendError {
+    match f {
+        HelloFailure::Rejected(m) => SendError::Rejected(m),
+        HelloFailure::Protocol(p) => SendError::Protocol(p),
+        HelloFailure::Link(reason) => SendError::Opening(reason),
+    }
+}
+
+/// Sends `source` to the receiver behind `dialer`, publishing progress on `progress`.
+///
+/// # Errors
+/// A [`SendError`] saying what failed; the receiver keeps what it got as `NAME.partial`.
+pub async fn send(
+    source: Source,
+    dialer: Dialer,
+    opts: SendOptions,
+    progress: watch::Sender<Progress>,
+) -> Result<TransferSummary, SendError> {
+    let started = Instant::now();
+    if opts.chunk_size == 0 || opts.chunk_size > MAX_PAYLOAD {
+        return Err(SendError::InvalidOption(format!(
+            "chunk size must be 1..={MAX_PAYLOAD} bytes"
+        )));
+    }
+    if opts.window < u64::from(opts.chunk_size) {
+        return Err(SendError::InvalidOption(
+            "window must hold at least one chunk".into(),
+        ));
+    }
+    let (reader, total_len): (Box<dyn Read + Send>, Option<u64>) = match source {
+        Source::File(path) => {
+            let file = std::fs::File::open(&path).map_err(|source| SendError::OpenSource {
+                path: path.clone(),
+                source,
+            })?;
+            let len = file
+                .metadata()
+                .map_err(|source| SendError::OpenSource { path, source })?
+                .len();
+            (Box::new(file), Some(len))
+        }
+        Source::Reader(_) if opts.resume => return Err(SendError::ResumeNeedsFile),
+        Source::Reader(r) => (r, None),
+    };
+
+    let session = SessionId::random();
+    let mode = if opts.resume {
+        HelloMode::Resume
+    } else {
+        HelloMode::Open
+    };
+    let mut first = dialer.dial().await.map_err(SendError::Connect)?;
+    let first_hello = hello_for(mode, 0, total_len, opts.chunk_size, &opts.name);
+    let ack: HelloAck = hello(&mut first.stream, session, &first_hello)
+        .await
+        .map_err(rejected_or_lost)?;
+    let start = ack.start_offset;
+    if total_len.is_some_and(|len| start > len) {
+        return Err(SendError::Protocol(format!(
+            "receiver holds {start} bytes of a {}-byte source",
+            total_len.unwrap_or_default()
+        )));
+    }
+    let window = opts.window.min(ack.window).max(u64::from(opts.chunk_size));
+    let max_streams = usize::from(ack.max_streams.min(MAX_STREAMS));
+    tracing::info!(%session, start, window, max_streams, "session open");
+
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(
+        usize::try_from(window).unwrap_or(usize::MAX >> 4),
+    ));
+    let shared = Arc::new(Shared {
+        session,
+        inflight: InFlight::new(start),
+        permits: Arc::clone(&permits),
+        queue_tx: queue_tx.clone(),
+        queue_rx: Mutex::new(queue_rx),
+        acked: Notify::new(),
+        events: events_tx,
+        srtt_us: AtomicU64::new(0),
+    });
+    let producer = Producer {
+        session,
+        chunk_size: opts.chunk_size as usize,
+        start,
+        permits: Arc::clone(&permits),
+        queue: queue_tx,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    if start > 0 {
+        progress.send_modify(|p| p.phase = Phase::HashingPrefix);
+    }
+    let producer = tokio::task::spawn_blocking(move || producer.run(reader));
+
+    let mut sup = Supervisor {
+        shared,
+        dialer,
+        opts,
+        total_len,
+        start,
+        max_streams,
+        conns: JoinSet::new(),
+        stops: BTreeMap::new(),
+        next_id: 1,
+        live: 0,
+        streams_max: 0,
+        reconnects: 0,
+        retransmitted: 0,
+        redial_at: VecDeque::new(),
+        failures_in_row: 0,
+        stalled_since: None,
+        last_failure: String::new(),
+        progress,
+        started,
+    };
+    let result = sup.run(first, producer, events).await;
+    // Whatever happened, stop the connections and the producer.
+    permits.close();
+    sup.conns.abort_all();
+    result
+}
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    dialer: Dialer,
+    opts: SendOptions,
+    total_len: Option<u64>,
+    start: u64,
+    max_streams: usize,
+    conns: JoinSet<(ConnId, ConnExit)>,
+    stops: BTreeMap<ConnId, watch::Sender<bool>>,
+    next_id: ConnId,
+    live: usize,
+    streams_max: usize,
+    reconnects: u64,
+    retransmitted: u64,
+    redial_at: VecDeque<Instant>,
+    failures_in_row: u32,
+    /// Set at the first connection failure since the acknowledged offset last moved.
+    stalled_since: Option<Instant>,
+    last_failure: String,
+    progress: watch::Sender<Progress>,
+    started: Instant,
+}
+
+/// How often progress is published.
+const TICK: Duration = Duration::from_millis(100);
+
+impl Supervisor {
+    async fn run(
+        &mut self,
+        first: crate::transport::Connection,
+        mut producer: tokio::task::JoinHandle<Result<Produced, ProduceError>>,
+        mut events: mpsc::UnboundedReceiver<SessionEvent>,
+    ) -> Result<TransferSummary, SendError> {
+        let mut tuner = match self.opts.streams {
+            StreamCount::Fixed(n) => {
+                let n = usize::from(n).clamp(1, self.max_streams);
+                StreamTuner::new(n, n, n)
+            }
+            StreamCount::Auto { min, max, initial } => StreamTuner::new(
+                usize::from(min),
+                usize::from(max).min(self.max_streams),
+                usize::from(initial),
+            ),
+        };
+        self.spawn_conn(Some(first), 0);
+        for _ in 1..tuner.current() {
+            self.spawn_dial();
+        }
+        self.progress.send_modify(|p| {
+            p.phase = if self.start > 0 {
+                Phase::HashingPrefix
+            } else {
+                Phase::Transferring
+            };
+            p.bytes_total = self.total_len;
+            p.start_offset = self.start;
+            p.bytes_acked = self.start;
+        });
+
+        let mut produced: Option<Produced> = None;
+        let mut tick = tokio::time::interval(TICK);
+        let mut rate = RateMeter::new(self.start);
+        let mut window_start = (Instant::now(), self.start);
+        let mut warmup = true;
+        let mut last_acked = self.start;
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(SessionEvent::Done(hash)) => {
+                        let Some(done) = produced else {
+                            return Err(SendError::Protocol("receiver finished before the stream ended".into()));
+                        };
+                        if hash != *done.hash.as_bytes() {
+                            return Err(SendError::Integrity {
+                                sent: done.hash.to_hex().to_string(),
+                                stored: blake3::Hash::from_bytes(hash).to_hex().to_string(),
+                            });
+                        }
+                        return Ok(self.summary(done));
+                    }
+                    Some(SessionEvent::Rejected(m)) if m.code == ErrorCode::NoSession => {
+                        return Err(SendError::Lost {
+                            acked: self.shared.inflight.acked(),
+                            reason: format!("receiver no longer has the session: {}", m.message),
+                        });
+                    }
+                    Some(SessionEvent::Rejected(m)) => return Err(SendError::Rejected(m)),
+                    Some(SessionEvent::Protocol(p)) => return Err(SendError::Protocol(p)),
+                    None => return Err(SendError::Protocol("session events closed".into())),
+                },
+                res = &mut producer, if produced.is_none() => {
+                    match res {
+                        Ok(Ok(p)) => {
+                            tracing::debug!(len = p.len, "source read to the end");
+                            produced = Some(p);
+                            self.progress.send_modify(|pr| pr.bytes_total = Some(p.len));
+                        }
+                        // The receiver drops the session when its connections end, keeping
+                        // what it got as NAME.partial.
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(join) => {
+                            return Err(SendError::Source(Box::new(join)));
+                        }
+                    }
+                }
+                Some(joined) = self.conns.join_next(), if !self.conns.is_empty() => {
+                    if let Ok((id, exit)) = joined {
+                        self.on_exit(id, exit, tuner.current());
+                    }
+                }
+                _ = tick.tick() => {
+                    let acked = self.shared.inflight.acked();
+                    rate.sample(acked);
+                    self.publish(acked, rate.rate(), produced.is_some());
+                    self.redial_due(tuner.current());
+                    if acked > last_acked {
+                        last_acked = acked;
+                        self.stalled_since = None;
+                        self.failures_in_row = 0;
+                    }
+                    if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
+                        return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
+                    }
+                    // Auto stream count: one window of warm-up after each change, then measure.
+                    if matches!(self.opts.streams, StreamCount::Auto { .. }) {
+                        let (t0, a0) = window_start;
+                        if t0.elapsed() >= self.probe_window() {
+                            if warmup {
+                                warmup = false;
+                            } else {
+                                let goodput = (acked - a0) as f64 / t0.elapsed().as_secs_f64();
+                                let before = tuner.current();
+                                let after = tuner.on_sample(goodput);
+                                tracing::debug!(before, after, goodput, "stream tuner");
+                                if after != before {
+                                    self.resize(after);
+                                    warmup = true;
+                                }
+                            }
+                            window_start = (Instant::now(), acked);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The measurement window for the tuner: eight round trips, within 250 ms..3 s.
+    fn probe_window(&self) -> Duration {
+        let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
+        (rtt * 8).clamp(Duration::from_millis(250), Duration::from_secs(3))
+    }
+
+    fn publish(&self, acked: u64, rate: f64, source_done: bool) {
+        let live = self.live;
+        let retransmitted = self.retransmitted;
+        let elapsed = self.started.elapsed();
+        self.progress.send_modify(|p| {
+            p.bytes_acked = acked;
+            p.rate_bytes_per_sec = rate;
+            p.streams = live;
+            p.retransmitted_bytes = retransmitted;
+            p.elapsed = elapsed;
+            if acked > self.start || p.phase == Phase::HashingPrefix && acked > 0 {
+                p.phase = Phase::Transferring;
+            }
+            if source_done && p.bytes_total == Some(acked) {
+                p.phase = Phase::Verifying;
+            }
+        });
+    }
+
+    fn pacing_per_conn(&self, target: usize) -> Option<u64> {
+        self.opts
+            .rate_limit
+            .map(|r| (r / target.max(1) as u64).max(1))
+    }
+
+    fn spawn_conn(&mut self, conn: Option<crate::transport::Connection>, index: u16) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.stops.insert(id, stop_tx);
+        let task = SenderConn {
+            id,
+            shared: Arc::clone(&self.shared),
+            stop: stop_rx,
+        };
+        let mut dialer = self.dialer.clone();
+        dialer.tuning.max_pacing_rate = self.pacing_per_conn(self.stops.len());
+        let join = hello_for(
+            HelloMode::Join,
+            index,
+            self.total_len,
+            self.opts.chunk_size,
+            &self.opts.name,
+        );
+        let session = self.shared.session;
+        let events = self.shared.events.clone();
+        self.live += 1;
+        self.streams_max = self.streams_max.max(self.live);
+        self.conns.spawn(async move {
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let mut c = match dialer.dial().await {
+                        Ok(c) => c,
+                        Err(e) => return (id, ConnExit::Failed(error_chain(&e))),
+                    };
+                    match hello(&mut c.stream, session, &join).await {
+                        Ok(_) => c,
+                        Err(HelloFailure::Link(reason)) => return (id, ConnExit::Failed(reason)),
+                        Err(HelloFailure::Rejected(m)) => {
+                            let reason = m.message.clone();
+                            let _ = events.send(SessionEvent::Rejected(m));
+                            return (id, ConnExit::Failed(reason));
+                        }
+                        Err(HelloFailure::Protocol(p)) => {
+                            let _ = events.send(SessionEvent::Protocol(p.clone()));
+                            return (id, ConnExit::Failed(p));
+                        }
+                    }
+                }
+            };
+            (id, task.run(conn).await)
+        });
+    }
+
+    fn spawn_dial(&mut self) {
+        let index = u16::try_from(self.next_id).unwrap_or(u16::MAX);
+        self.spawn_conn(None, index);
+    }
+
+    fn on_exit(&mut self, id: ConnId, exit: ConnExit, target: usize) {
+        self.live = self.live.saturating_sub(1);
+        let stopped = self.stops.remove(&id).is_some_and(|s| *s.borrow());
+        let again = self.shared.inflight.take_conn(id);
+        let bytes: u64 = again.iter().map(|f| u64::from(f.header.length)).sum();
+        for frame in again {
+            // The queue lives as long as `shared`, which we hold.
+            let _ = self.shared.queue_tx.send(frame);
+        }
+        match exit {
+            ConnExit::Closed if stopped => tracing::debug!(id, "connection closed"),
+            ConnExit::Closed => {}
+            ConnExit::Failed(reason) => {
+                self.retransmitted += bytes;
+                self.failures_in_row += 1;
+                tracing::warn!(id, %reason, requeued = bytes, "connection dropped");
+                self.last_failure = reason;
+                self.stalled_since.get_or_insert_with(Instant::now);
+            }
+        }
+        let wanted = target.saturating_sub(self.live + self.redial_at.len());
+        for _ in 0..wanted {
+            let backoff = Duration::from_millis(100)
+                * 2u32.saturating_pow(self.failures_in_row.min(5).saturating_sub(1));
+            self.redial_at
+                .push_back(Instant::now() + backoff.min(Duration::from_secs(2)));
+        }
+    }
+
+    fn redial_due(&mut self, target: usize) {
+        while self.redial_at.front().is_some_and(|t| *t <= Instant::now()) {
+            self.redial_at.pop_front();
+            if self.live < target {
+                self.reconnects += 1;
+                self.spawn_dial();
+            }
+        }
+    }
+
+    fn resize(&mut self, target: usize) {
+        let open: Vec<ConnId> = self
+            .stops
+            .iter()
+            .filter(|(_, s)| !*s.borrow())
+            .map(|(id, _)| *id)
+            .collect();
+        if target > open.len() {
+            for _ in open.len()..target {
+                self.spawn_dial();
+            }
+        } else {
+            for id in open.iter().rev().take(open.len() - target) {
+                if let Some(stop) = self.stops.get(id) {
+                    stop.send_replace(true);
+                }
+            }
+        }
+    }
+
+    fn summary(&self, done: Produced) -> TransferSummary {
+        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        let bytes_sent = done.len - self.start;
+        let goodput = bytes_sent as f64 / seconds;
+        TransferSummary {
+            name: self.opts.name.clone(),
+            bytes: done.len,
+            bytes_sent,
+            resumed_from: self.start,
+            seconds,
+            goodput_bytes_per_sec: goodput,
+            goodput_mbit: goodput * 8.0 / 1e6,
+            streams_max: self.streams_max,
+            streams_final: self.live,
+            retransmitted_bytes: self.retransmitted,
+            reconnects: self.reconnects,
+            blake3: done.hash.to_hex().to_string(),
+            tls: matches!(self.dialer.security, Security::Tls { .. }),
+        }
+    }
+}
+
+/// Formats an error and its sources on one line.
+#[must_use]
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+/// Goodput over the last second from acknowledged-offset samples taken every [`TICK`].
+struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    fn new(start: u64) -> Self {
+        Self {
+            samples: VecDeque::from([(Instant::now(), start)]),
+        }
+    }
+
+    fn sample(&mut self, acked: u64) {
+        self.samples.push_back((Instant::now(), acked));
+        while self.samples.len() > 11 {
+            self.samples.pop_front();
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, a0)), Some((t1, a1))) if t1 > t0 => {
+                a1.saturating_sub(*a0) as f64 / (*t1 - *t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! One connection of a sending session: it takes frames from the shared queue and writes them,
+//! and reads the receiver's acknowledgements, until it is told to close or the link breaks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
+
+use super::inflight::{ConnId, InFlight};
+use crate::transport::{BoxStream, Connection, smoothed_rtt};
+use crate::wire::{
+    ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, WireError, read_frame,
+    write_frame,
+};
+
+/// How long the receiver may take to answer a `Hello`.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection waits for its last frames to be acknowledged.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a connection tells the session about the stream as a whole.
+#[derive(Debug)]
+pub(crate) enum SessionEvent {
+    /// The receiver verified and stored the stream; its BLAKE3.
+    Done([u8; 32]),
+    /// The receiver refused or aborted the session.
+    Rejected(ErrorMessage),
+    /// The receiver broke the protocol.
+    Protocol(String),
+}
+
+/// State every connection of a sending session shares.
+pub(crate) struct Shared {
+    pub(crate) session: SessionId,
+    pub(crate) inflight: InFlight,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) queue_tx: mpsc::UnboundedSender<Frame>,
+    pub(crate) queue_rx: Mutex<mpsc::UnboundedReceiver<Frame>>,
+    pub(crate) acked: Notify,
+    pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
+    /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
+    pub(crate) srtt_us: AtomicU64,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub(crate) enum ConnExit {
+    /// Closed on request after its frames were acknowledged, or the session finished.
+    Closed,
+    /// The link broke or could not be set up; the reason for the log.
+    Failed(String),
+}
+
+/// Sends `Hello` and reads the answer.
+///
+/// # Errors
+/// A description of what went wrong; a receiver's `Error` frame is returned as
+/// [`HelloFailure::Rejected`].
+pub(crate) async fn hello(
+    stream: &mut BoxStream,
+    session: SessionId,
+    hello: &Hello,
+) -> Result<HelloAck, HelloFailure> {
+    let frame = Frame::control(FrameKind::Hello, session, 0, hello.encode())
+        .map_err(|e| HelloFailure::Link(e.to_string()))?;
+    let exchange = async {
+        write_frame(stream, &frame).await?;
+        stream.flush().await?;
+        read_frame(stream).await
+    };
+    let answer = tokio::time::timeout(HELLO_TIMEOUT, exchange)
+        .await
+        .map_err(|_| HelloFailure::Link("receiver did not answer Hello in time".into()))?
+        .map_err(|e| match e {
+            // With TLS 1.3 a refused client certificate shows on the first read.
+            WireError::Io(io) => HelloFailure::Link(crate::tls::describe_handshake_error(&io)),
+            other => HelloFailure::Link(other.to_string()),
+        })?
+        .ok_or_else(|| HelloFailure::Link("receiver closed the connection".into()))?;
+    match answer.header.kind {
+        FrameKind::HelloAck => {
+            HelloAck::decode(&answer.payload).map_err(|e| HelloFailure::Protocol(e.to_string()))
+        }
+        FrameKind::Error => Err(HelloFailure::Rejected(
+            ErrorMessage::decode(&answer.payload)
+                .map_err(|e| HelloFailure::Protocol(e.to_string()))?,
+        )),
+        other => Err(HelloFailure::Protocol(format!(
+            "expected HelloAck, got {other:?}"
+        ))),
+    }
+}
+
+/// Why a `Hello` exchange failed.
+#[derive(Debug)]
+pub(crate) enum HelloFailure {
+    /// The connection failed; worth another try.
+    Link(String),
+    /// The receiver refused.
+    Rejected(ErrorMessage),
+    /// The receiver answered nonsense.
+    Protocol(String),
+}
+
+/// One connection's task.
+pub(crate) struct SenderConn {
+    pub(crate) id: ConnId,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl SenderConn {
+    /// Runs the connection until it closes or fails. `conn` has completed its `Hello`.
+    pub(crate) async fn run(mut self, conn: Connection) -> ConnExit {
+        let fd = conn.fd;
+        let (mut rd, mut wr) = tokio::io::split(conn.stream);
+        let shared = Arc::clone(&self.shared);
+        let result = tokio::select! {
+            r = self.write_loop(&mut wr, fd) => r,
+            r = read_loop(&shared, &mut rd) => r,
+        };
+        match result {
+            Ok(()) => ConnExit::Closed,
+            Err(reason) => ConnExit::Failed(reason),
+        }
+    }
+
+    async fn write_loop(
+        &mut self,
+        wr: &mut WriteHalf<BoxStream>,
+        fd: std::os::fd::RawFd,
+    ) -> Result<(), String> {
+        let mut written = 0u64;
+        loop {
+            if *self.stop.borrow() {
+                return self.drain(wr).await;
+            }
+            let frame = tokio::select! {
+                biased;
+                changed = self.stop.changed() => {
+                    if changed.is_err() {
+                        // The session owner is gone: nothing more will be asked of us.
+                        return Ok(());
+                    }
+                    continue;
+                }
+                f = async { self.shared.queue_rx.lock().await.recv().await } => f,
+            };
+            let Some(frame) = frame else {
+                // The queue closed: the session is over.
+                return Ok(());
+            };
+            if !self.shared.inflight.written(&frame, self.id) {
+                // Already acknowledged (a re-queued frame the receiver had after all).
+                self.shared
+                    .permits
+                    .add_permits(frame.header.length as usize);
+                continue;
+            }
+            if let Err(err) = write_frame(wr, &frame).await {
+                return Err(err.to_string());
+            }
+            wr.flush().await.map_err(|e| e.to_string())?;
+            written += 1;
+            if written % 64 == 1 {
+                if let Some(rtt) = smoothed_rtt(fd) {
+                    let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+                    self.shared.srtt_us.store(us, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Tells the receiver this connection is done and waits for its frames to be acknowledged.
+    async fn drain(&mut self, wr: &mut WriteHalf<BoxStream>) -> Result<(), String> {
+        let close = Frame::control(
+            FrameKind::Close,
+            self.shared.session,
+            0,
+            bytes::Bytes::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        write_frame(wr, &close).await.map_err(|e| e.to_string())?;
+        wr.flush().await.map_err(|e| e.to_string())?;
+        let waited = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            loop {
+                let notified = self.shared.acked.notified();
+                if self.shared.inflight.pending_on(self.id) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        waited.map_err(|_| "closing connection's frames were never acknowledged".to_owned())
+    }
+}
+
+async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), String> {
+    loop {
+        let frame = match read_frame(rd).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err("receiver closed the connection".into()),
+            Err(WireError::Io(e)) => return Err(format!("connection failed: {e}")),
+            Err(e) => {
+                let _ = shared.events.send(SessionEvent::Protocol(e.to_string()));
+                return Err(e.to_string());
+            }
+        };
+        if frame.header.session != shared.session {
+            let msg = format!("frame for session {} on this session", frame.header.session);
+            let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));
+            return Err(msg);
+        }
+        match frame.header.kind {
+            FrameKind::Ack => {
+                let released = shared.inflight.ack(frame.header.offset);
+                if released > 0 {
+                    shared
+                        .permits
+                        .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
+                    shared.acked.notify_waiters();
+                }
+            }
+            FrameKind::Done => {
+                let mut hash = [0u8; 32];
+                if frame.payload.len() != 32 {
+                    let msg = "Done frame without a 32-byte BLAKE3".to_owned();
+                    let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));
+                    return Err(msg);
+                }
+                hash.copy_from_slice(&frame.payload);
+                shared.inflight.ack(frame.header.offset);
+                // The session owner may already be gone if another connection got here first.
+                let _ = shared.events.send(SessionEvent::Done(hash));
+                return Ok(());
+            }
+            FrameKind::Error => {
+                let msg = ErrorMessage::decode(&frame.payload).map_err(|e| e.to_string())?;
+                let text = msg.message.clone();
+                let _ = shared.events.send(SessionEvent::Rejected(msg));
+                return Err(text);
+            }
+            other => {
+                let msg = format!("unexpected {other:?} frame from the receiver");
+                let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));
+                return Err(msg);
+            }
+        }
+    }
+}
+
+/// Builds the `Hello` for connection `index`.
+pub(crate) fn hello_for(
+    mode: HelloMode,
+    index: u16,
+    total_len: Option<u64>,
+    chunk_size: u32,
+    name: &str,
+) -> Hello {
+    Hello {
+        mode,
+        conn_index: index,
+        total_len,
+        chunk_size,
+        name: name.to_owned(),
+    }
+}

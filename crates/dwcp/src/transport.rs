@@ -1,0 +1,327 @@
+//! Connections under a DWCP session: TCP tuned for long fat links (BBR where the kernel has it,
+//! pacing, no Nagle), wrapped in mutual TLS 1.3 or, only when asked for, left in plaintext.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A byte stream a session can run over: a TCP connection, with or without TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// How long a TCP connect plus TLS handshake may take before it counts as failed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Congestion control to ask the kernel for on each connection.
+pub const PREFERRED_CONGESTION: &str = "bbr";
+
+/// Socket settings applied to every connection.
+#[derive(Debug, Clone, Default)]
+pub struct TcpTuning {
+    /// Congestion control algorithm (`bbr`, `cubic`, ...); `None` keeps the system default.
+    pub congestion: Option<String>,
+    /// Pacing cap for this connection in bytes per second; `None` for no cap.
+    pub max_pacing_rate: Option<u64>,
+}
+
+impl TcpTuning {
+    /// The default for DWCP: BBR where the kernel offers it, no pacing cap.
+    #[must_use]
+    pub fn wan() -> Self {
+        Self {
+            congestion: Some(PREFERRED_CONGESTION.to_owned()),
+            max_pacing_rate: None,
+        }
+    }
+
+    /// Applies the settings to a connected socket. Settings the kernel refuses (an algorithm
+    /// that is not loaded) are logged and skipped: the connection still works without them.
+    pub fn apply(&self, tcp: &TcpStream) {
+        let sock = SockRef::from(tcp);
+        if let Err(err) = sock.set_tcp_nodelay(true) {
+            tracing::debug!(%err, "could not disable Nagle");
+        }
+        let keepalive = TcpKeepalive::new()
+            .with_time(Duration::from_secs(15))
+            .with_interval(Duration::from_secs(5));
+        if let Err(err) = sock.set_tcp_keepalive(&keepalive) {
+            tracing::debug!(%err, "could not enable keepalive");
+        }
+        if let Some(cc) = &self.congestion {
+            if let Err(err) = sock.set_tcp_congestion(cc.as_bytes()) {
+                tracing::debug!(%err, congestion = %cc, "congestion control not available");
+            }
+        }
+        if let Some(rate) = self.max_pacing_rate {
+            set_max_pacing_rate(tcp, rate);
+        }
+    }
+}
+
+/// Size of `T` as a socket option length (option structs are far below `socklen_t::MAX`).
+fn socklen_of<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// Caps the kernel's pacing rate for one socket (`SO_MAX_PACING_RATE`), in bytes per second.
+pub fn set_max_pacing_rate(tcp: &TcpStream, bytes_per_sec: u64) {
+    let fd = tcp.as_raw_fd();
+    let value: u64 = bytes_per_sec;
+    // SAFETY: `fd` is a valid open socket owned by `tcp` for the duration of the call; the
+    // option value points at a live u64 and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            std::ptr::from_ref(&value).cast(),
+            socklen_of::<u64>(),
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(err = %std::io::Error::last_os_error(), "could not set pacing rate");
+    }
+}
+
+/// Kernel's smoothed round-trip time estimate for a connection, if it has one.
+#[must_use]
+pub fn smoothed_rtt(fd: std::os::fd::RawFd) -> Option<Duration> {
+    // SAFETY: an all-zero `tcp_info` is a valid value of this plain C struct.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = socklen_of::<libc::tcp_info>();
+    // SAFETY: `info` is a live, writable `tcp_info` and `len` holds its size; the kernel writes
+    // at most `len` bytes. An invalid fd makes the call fail, which is handled below.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &raw mut len,
+        )
+    };
+    (rc == 0 && info.tcpi_rtt > 0).then(|| Duration::from_micros(u64::from(info.tcpi_rtt)))
+}
+
+/// Whether connections are encrypted.
+#[derive(Clone)]
+pub enum Security {
+    /// Mutual TLS 1.3 with the cluster CA.
+    Tls {
+        /// Client side configuration (used when dialing).
+        client: Option<Arc<rustls::ClientConfig>>,
+        /// Server side configuration (used when accepting).
+        server: Option<Arc<rustls::ServerConfig>>,
+        /// Name the peer's certificate must carry (when dialing).
+        server_name: Option<ServerName<'static>>,
+    },
+    /// Plaintext: only for benchmarks and explicitly requested.
+    Insecure,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tls { server_name, .. } => f
+                .debug_struct("Tls")
+                .field("server_name", server_name)
+                .finish_non_exhaustive(),
+            Self::Insecure => f.write_str("Insecure"),
+        }
+    }
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// TCP connect failed (refused, unreachable, ...).
+    #[error("could not connect to {addr}")]
+    Connect {
+        /// Address dialed.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connect or handshake took longer than [`HANDSHAKE_TIMEOUT`].
+    #[error("connecting to {addr} timed out")]
+    Timeout {
+        /// Address dialed.
+        addr: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {peer} failed: {reason}")]
+    Handshake {
+        /// The peer address.
+        peer: String,
+        /// A one-line description for a person.
+        reason: String,
+    },
+    /// Security settings lack a piece needed for this direction.
+    #[error("TLS is on but no {0} configuration was given")]
+    MissingConfig(&'static str),
+}
+
+/// Dials connections to one receiver.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    /// `host:port` of the receiver.
+    pub addr: String,
+    /// TLS or plaintext.
+    pub security: Security,
+    /// Socket settings.
+    pub tuning: TcpTuning,
+}
+
+/// A connection plus its socket descriptor, kept for reading kernel statistics.
+pub struct Connection {
+    /// The stream to speak DWCP over.
+    pub stream: BoxStream,
+    /// The TCP socket's descriptor, valid while `stream` lives.
+    pub fd: std::os::fd::RawFd,
+    /// The peer's address.
+    pub peer: std::net::SocketAddr,
+}
+
+impl Dialer {
+    /// Opens one connection: TCP connect, tuning, and the TLS handshake when enabled.
+    ///
+    /// # Errors
+    /// [`TransportError`] naming the step that failed.
+    pub async fn dial(&self) -> Result<Connection, TransportError> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial_inner())
+            .await
+            .map_err(|_| TransportError::Timeout {
+                addr: self.addr.clone(),
+            })?
+    }
+
+    async fn dial_inner(&self) -> Result<Connection, TransportError> {
+        let tcp =
+            TcpStream::connect(&self.addr)
+                .await
+                .map_err(|source| TransportError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+        self.tuning.apply(&tcp);
+        let fd = tcp.as_raw_fd();
+        let peer = tcp.peer_addr().map_err(|source| TransportError::Connect {
+            addr: self.addr.clone(),
+            source,
+        })?;
+        let stream: BoxStream = match &self.security {
+            Security::Insecure => Box::new(tcp),
+            Security::Tls {
+                client,
+                server_name,
+                ..
+            } => {
+                let config = client
+                    .clone()
+                    .ok_or(TransportError::MissingConfig("client"))?;
+                let name = server_name
+                    .clone()
+                    .ok_or(TransportError::MissingConfig("server name"))?;
+                let tls = TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|err| TransportError::Handshake {
+                        peer: self.addr.clone(),
+                        reason: crate::tls::describe_handshake_error(&err),
+                    })?;
+                Box::new(tls)
+            }
+        };
+        Ok(Connection { stream, fd, peer })
+    }
+}
+
+/// Accepts connections and completes their handshake.
+pub struct Acceptor {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    tuning: TcpTuning,
+}
+
+impl Acceptor {
+    /// Wraps a bound listener.
+    ///
+    /// # Errors
+    /// [`TransportError::MissingConfig`] when TLS is on without a server configuration.
+    pub fn new(
+        listener: TcpListener,
+        security: &Security,
+        tuning: TcpTuning,
+    ) -> Result<Self, TransportError> {
+        let tls = match security {
+            Security::Insecure => None,
+            Security::Tls { server, .. } => Some(TlsAcceptor::from(
+                server
+                    .clone()
+                    .ok_or(TransportError::MissingConfig("server"))?,
+            )),
+        };
+        Ok(Self {
+            listener,
+            tls,
+            tuning,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// The OS error if the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Waits for the next TCP connection. The handshake is left to [`Self::handshake`] so that
+    /// a slow peer cannot hold up the accept loop.
+    ///
+    /// # Errors
+    /// The OS error from `accept`.
+    pub async fn accept_tcp(&self) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+        let (tcp, peer) = self.listener.accept().await?;
+        self.tuning.apply(&tcp);
+        Ok((tcp, peer))
+    }
+
+    /// Completes the TLS handshake (if any) within [`HANDSHAKE_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`TransportError::Handshake`] or [`TransportError::Timeout`].
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: std::net::SocketAddr,
+    ) -> Result<Connection, TransportError> {
+        let fd = tcp.as_raw_fd();
+        let stream: BoxStream = match &self.tls {
+            None => Box::new(tcp),
+            Some(acceptor) => {
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| TransportError::Timeout {
+                        addr: peer.to_string(),
+                    })?
+                    .map_err(|err| TransportError::Handshake {
+                        peer: peer.to_string(),
+                        reason: crate::tls::describe_handshake_error(&err),
+                    })?;
+                Box::new(tls)
+            }
+        };
+        Ok(Connection { stream, fd, peer })
+    }
+}

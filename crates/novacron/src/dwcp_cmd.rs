@@ -1,0 +1,388 @@
+//! `novacron dwcp serve|send`: receive into a directory, or send a file or standard input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use dwcp::amst::{
+    self, ReceivedFile, Receiver, ReceiverConfig, SendError, SendOptions, Source, StreamCount,
+};
+use dwcp::tls::TlsFiles;
+use dwcp::transport::{Acceptor, Dialer, Security, TcpTuning};
+
+use crate::progress_view::ProgressView;
+use crate::units::{parse_rate, parse_size};
+
+/// DWCP commands.
+#[derive(Debug, Subcommand)]
+pub enum DwcpCommand {
+    /// Receive streams into a directory.
+    Serve(ServeArgs),
+    /// Send a file (or `-` for standard input) to a receiver.
+    Send(SendArgs),
+}
+
+/// Certificate options shared by `serve` and `send`.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Directory with `ca.crt`, `NODE.crt` and `NODE.key` (as written by `novacron ca`).
+    #[arg(long, env = "NOVACRON_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// This node's name: picks `NODE.crt`/`NODE.key` in `--tls-dir`.
+    #[arg(long, env = "NOVACRON_NODE")]
+    node: Option<String>,
+    /// CA certificate (overrides `--tls-dir`).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Node certificate (overrides `--tls-dir`).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Node private key (overrides `--tls-dir`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Plaintext, unauthenticated connections. For benchmarks on links you own only.
+    #[arg(long, conflicts_with_all = ["tls_dir", "ca", "cert", "key"])]
+    insecure: bool,
+    /// Congestion control for the connections (default: bbr where the kernel has it).
+    #[arg(long, default_value = dwcp::transport::PREFERRED_CONGESTION)]
+    congestion: String,
+}
+
+impl TlsArgs {
+    fn files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        if self.insecure {
+            return Ok(None);
+        }
+        let from_dir = match (&self.tls_dir, &self.node) {
+            (Some(dir), Some(node)) => Some(TlsFiles::in_dir(dir, node)),
+            _ => None,
+        };
+        let pick = |explicit: &Option<PathBuf>, from: Option<PathBuf>, what: &str| {
+            explicit.clone().or(from).with_context(|| {
+                format!(
+                    "TLS needs the {what}: give --tls-dir and --node (or --ca, --cert and --key); \
+                     --insecure turns TLS off for benchmarks"
+                )
+            })
+        };
+        Ok(Some(TlsFiles {
+            ca: pick(
+                &self.ca,
+                from_dir.as_ref().map(|f| f.ca.clone()),
+                "CA certificate",
+            )?,
+            cert: pick(
+                &self.cert,
+                from_dir.as_ref().map(|f| f.cert.clone()),
+                "node certificate",
+            )?,
+            key: pick(
+                &self.key,
+                from_dir.as_ref().map(|f| f.key.clone()),
+                "node key",
+            )?,
+        }))
+    }
+
+    fn tuning(&self) -> TcpTuning {
+        TcpTuning {
+            congestion: Some(self.congestion.clone()),
+            max_pacing_rate: None,
+        }
+    }
+}
+
+/// `novacron dwcp serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:7070")]
+    listen: String,
+    /// Directory to store received files in (never written outside).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Bytes buffered out of order per session.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    window: u64,
+    /// Seconds to keep a session whose sender went away, waiting for it to come back.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Exit after the first session ends (status 0 if it was stored, 1 if not).
+    #[arg(long)]
+    once: bool,
+    /// Print one JSON line per finished session on standard output.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// `novacron dwcp send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// File to send, or `-` for standard input.
+    path: String,
+    /// Receiver address, `host:port`.
+    addr: String,
+    /// Name to store under (default: the file's name; required for standard input).
+    #[arg(long)]
+    name: Option<String>,
+    /// Connections: a number from 1 to 64, or `auto` to probe.
+    #[arg(long, default_value = "auto")]
+    streams: String,
+    /// Payload bytes per frame.
+    #[arg(long, default_value = "512K", value_parser = parse_size)]
+    chunk_size: u64,
+    /// Most unacknowledged bytes in flight.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    window: u64,
+    /// Continue a transfer the receiver holds part of (as NAME.partial).
+    #[arg(long)]
+    resume: bool,
+    /// Cap on the sending rate (`100mbit`, `1gbit`, `12M` bytes/s).
+    #[arg(long, value_parser = parse_rate)]
+    rate_limit: Option<u64>,
+    /// Seconds without any working connection before giving up.
+    #[arg(long, default_value_t = 30)]
+    reconnect_timeout: u64,
+    /// Name the receiver's certificate must carry (default: the host in ADDR).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Print a JSON summary on standard output when done.
+    #[arg(long)]
+    json: bool,
+    /// No progress display.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Runs a `dwcp` subcommand on a fresh runtime.
+pub fn run(cmd: DwcpCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    match cmd {
+        DwcpCommand::Serve(args) => runtime.block_on(serve(args)),
+        DwcpCommand::Send(args) => runtime.block_on(send(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let security = match args.tls.files()? {
+        None => Security::Insecure,
+        Some(files) => Security::Tls {
+            client: None,
+            server: Some(dwcp::tls::server_config(&files).context("could not load TLS files")?),
+            server_name: None,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let acceptor = Acceptor::new(listener, &security, args.tls.tuning())?;
+    let mut cfg = ReceiverConfig::new(&args.dir);
+    cfg.window = args.window;
+    cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
+    let receiver = Receiver::new(acceptor, cfg)?;
+    let addr = receiver.local_addr()?;
+    let mode = match security {
+        Security::Insecure => "INSECURE plaintext",
+        Security::Tls { .. } => "mutual TLS 1.3",
+    };
+    eprintln!(
+        "listening on {addr} ({mode}), storing into {}",
+        args.dir.display()
+    );
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut accept = tokio::spawn(receiver.run(done_tx));
+    loop {
+        tokio::select! {
+            r = &mut accept => {
+                r.context("receiver task failed")??;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(file) = done_rx.recv() => {
+                report_received(&file, args.json);
+                if args.once {
+                    accept.abort();
+                    return Ok(if file.outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted; unfinished transfers stay as NAME.partial");
+                return Ok(ExitCode::from(130));
+            }
+        }
+    }
+}
+
+fn report_received(file: &ReceivedFile, json: bool) {
+    if json {
+        let value = serde_json::json!({
+            "name": file.name,
+            "path": file.path,
+            "bytes": file.bytes,
+            "resumed_from": file.resumed_from,
+            "seconds": file.elapsed.as_secs_f64(),
+            "ok": file.outcome.is_ok(),
+            "blake3": file.outcome.as_ref().ok(),
+            "error": file.outcome.as_ref().err(),
+        });
+        println!("{value}");
+    }
+    match &file.outcome {
+        Ok(hash) => tracing::info!(name = %file.name, bytes = file.bytes, %hash, "stored"),
+        Err(why) => eprintln!(
+            "{}: not stored ({why}); {} bytes kept in {}",
+            file.name,
+            file.bytes,
+            file.path.display()
+        ),
+    }
+}
+
+fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(StreamCount::default());
+    }
+    match s.parse::<u16>() {
+        Ok(n) if (1..=amst::MAX_STREAMS).contains(&n) => Ok(StreamCount::Fixed(n)),
+        _ => bail!(
+            "--streams must be `auto` or a number from 1 to {}",
+            amst::MAX_STREAMS
+        ),
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let streams = parse_streams(&args.streams)?;
+    let (source, default_name) = if args.path == "-" {
+        (Source::Reader(Box::new(std::io::stdin())), None)
+    } else {
+        let path = PathBuf::from(&args.path);
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot send {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("cannot send {}: not a regular file", path.display());
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        (Source::File(path), name)
+    };
+    let name = args
+        .name
+        .clone()
+        .or(default_name)
+        .context("--name is required when sending standard input")?;
+    amst::validate_name(&name).with_context(|| format!("cannot store as {name:?}"))?;
+    let security = match args.tls.files()? {
+        None => Security::Insecure,
+        Some(files) => {
+            let host = args
+                .server_name
+                .clone()
+                .unwrap_or_else(|| host_of(&args.addr).to_owned());
+            Security::Tls {
+                client: Some(dwcp::tls::client_config(&files).context("could not load TLS files")?),
+                server: None,
+                server_name: Some(dwcp::tls::server_name(&host)?),
+            }
+        }
+    };
+    let dialer = Dialer {
+        addr: args.addr.clone(),
+        security,
+        tuning: args.tls.tuning(),
+    };
+    let mut opts = SendOptions::new(name);
+    opts.streams = streams;
+    opts.chunk_size = u32::try_from(args.chunk_size)
+        .ok()
+        .filter(|c| *c > 0 && *c <= dwcp::wire::MAX_PAYLOAD)
+        .with_context(|| {
+            format!(
+                "--chunk-size must be 1 byte to {} MiB",
+                dwcp::wire::MAX_PAYLOAD >> 20
+            )
+        })?;
+    opts.window = args.window;
+    opts.resume = args.resume;
+    opts.rate_limit = args.rate_limit;
+    opts.reconnect_timeout = Duration::from_secs(args.reconnect_timeout);
+
+    let (tx, rx) = tokio::sync::watch::channel(amst::Progress::starting());
+    let view = (!args.quiet).then(|| ProgressView::spawn(rx));
+    let result = amst::send(source, dialer, opts, tx).await;
+    if let Some(view) = view {
+        view.finish(result.is_ok()).await;
+    }
+    let summary = result.map_err(anyhow::Error::new)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        eprintln!(
+            "sent {} in {:.2} s: {:.1} Mbit/s over up to {} connections, blake3 {}",
+            crate::units::human_bytes(summary.bytes_sent),
+            summary.seconds,
+            summary.goodput_mbit,
+            summary.streams_max,
+            summary.blake3
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+/// Exit status for an error: 3 could not reach or lost the receiver, 4 the receiver refused,
+/// 5 the end-to-end check failed, 1 anything else (2 is the usage error status).
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<SendError>() {
+        Some(SendError::Connect(_) | SendError::Opening(_) | SendError::Lost { .. }) => 3,
+        Some(SendError::Rejected(_)) => 4,
+        Some(SendError::Integrity { .. }) => 5,
+        Some(
+            SendError::InvalidOption(_)
+            | SendError::OpenSource { .. }
+            | SendError::Source(_)
+            | SendError::ResumeNeedsFile
+            | SendError::Protocol(_),
+        )
+        | None => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_taken_from_addresses() {
+        assert_eq!(host_of("node-a:7070"), "node-a");
+        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:7070"), "::1");
+    }
+
+    #[test]
+    fn stream_counts_parse_or_explain() {
+        assert_eq!(parse_streams("auto").unwrap(), StreamCount::default());
+        assert_eq!(parse_streams("8").unwrap(), StreamCount::Fixed(8));
+        assert!(parse_streams("0").is_err());
+        assert!(
+            parse_streams("65")
+                .unwrap_err()
+                .to_string()
+                .contains("1 to 64")
+        );
+    }
+}

@@ -11,6 +11,8 @@
 #
 # Usage: bench/wan-calibrate.sh [PRESET...]      (default: metro continent intercontinental edge)
 # Environment: IPERF_SECONDS (default 10), PING_COUNT (default 20), IPERF_CC (default cubic),
+#              LOSS_PCT (override every preset's loss, e.g. 0 to check the rate limit of the
+#              lossy presets; the throughput target then applies to them),
 #              CARGO_TARGET_DIR (where cargo builds; default <repo>/target).
 # Needs root, iproute2, iputils-ping and iperf3. Exits 1 if a target is missed.
 set -euo pipefail
@@ -21,6 +23,11 @@ BIN=$TARGET_DIR/release/novacron-wanem
 IPERF_SECONDS=${IPERF_SECONDS:-10}
 PING_COUNT=${PING_COUNT:-20}
 IPERF_CC=${IPERF_CC:-cubic}
+LOSS_PCT=${LOSS_PCT:-}
+LOSS_ARGS=()
+if [ -n "$LOSS_PCT" ]; then
+    LOSS_ARGS=(--loss-pct "$LOSS_PCT")
+fi
 NS_A=ncwan-a
 NS_B=ncwan-b
 ADDR_B=10.250.0.2
@@ -86,7 +93,7 @@ preset_targets() {
 start_link() {
     local preset=$1 ready=$WORK/ready i
     rm -f "$ready"
-    "$BIN" up --preset "$preset" --ns-a "$NS_A" --ns-b "$NS_B" --ready-file "$ready" \
+    "$BIN" up --preset "$preset" "${LOSS_ARGS[@]}" --ns-a "$NS_A" --ns-b "$NS_B" --ready-file "$ready" \
         >"$WORK/$preset.out" 2>"$WORK/$preset.log" &
     EMU_PID=$!
     for i in $(seq 100); do
@@ -120,13 +127,17 @@ for preset in "${PRESETS[@]}"; do
         log "unknown or non-emulated preset: $preset"
         exit 2
     fi
-    log "$preset: link up"
+    loss_pct=${LOSS_PCT:-$loss_pct}
+    log "$preset: link up (loss ${loss_pct} % per direction)"
     start_link "$preset"
 
-    ping_out=$(ip netns exec "$NS_A" timeout 60 ping -q -c "$PING_COUNT" -i 0.2 -W 2 "$ADDR_B" || true)
+    ping_out=$(ip netns exec "$NS_A" timeout 60 ping -c "$PING_COUNT" -i 0.2 -W 2 "$ADDR_B" || true)
     rtt_avg=$(awk -F/ '/^rtt|^round-trip/ { print $5 }' <<<"$ping_out")
+    # The median shows the link itself when a few probes met a stall of the (shared) machine.
+    rtt_median=$(sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' <<<"$ping_out" | sort -n |
+        awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
     ping_loss=$(awk '/packet loss/ { for (i = 1; i <= NF; i++) if ($i ~ /%$/) print $i }' <<<"$ping_out")
-    log "$preset: ping avg ${rtt_avg:-none} ms, loss ${ping_loss:-?}"
+    log "$preset: ping avg ${rtt_avg:-none} ms, median ${rtt_median:-none} ms, loss ${ping_loss:-?}"
 
     start_server
     ip netns exec "$NS_A" timeout $((IPERF_SECONDS + 60)) \
@@ -141,7 +152,7 @@ for preset in "${PRESETS[@]}"; do
     stop_link
     grep -h "direction stopped" "$WORK/$preset.log" | sed 's/\x1b\[[0-9;]*m//g; s/.*direction=/  direction=/' >&2 || true
 
-    row=$(awk -v p="$preset" -v trtt="$rtt_ms" -v rtt="${rtt_avg:-}" -v rate="$rate_mbit" \
+    row=$(awk -v p="$preset" -v trtt="$rtt_ms" -v rtt="${rtt_avg:-}" -v med="${rtt_median:--}" -v rate="$rate_mbit" \
         -v loss="$loss_pct" -v mbit="${mbit:-}" -v cc="$IPERF_CC" -v retr="${retr:-?}" 'BEGIN {
         ok = 1
         if (rtt == "") { rtt = "-"; err = "-"; ok = 0 }
@@ -153,7 +164,7 @@ for preset in "${PRESETS[@]}"; do
         }
         verdict = ok ? "ok" : "MISSED"
         if (loss != 0 && ok) verdict = "ok (rate: report only)"
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p, trtt, rtt, err, rate, mbit, pct, cc, retr, verdict
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p, trtt, rtt, err, med, rate, mbit, pct, cc, retr, verdict
     }')
     rows+=("$row")
     if [[ $row == *MISSED* ]]; then failed=1; fi
@@ -162,7 +173,11 @@ done
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); kernel $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| preset | target RTT ms | ping RTT ms | RTT error % | target Mbit/s | iperf3 Mbit/s | % of rate | congestion control | retransmits | check |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"
+echo "| preset | target RTT ms | ping RTT avg ms | RTT error % | ping RTT median ms | target Mbit/s | iperf3 Mbit/s | % of rate | congestion control | retransmits | check |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |"
 printf '%s\n' "${rows[@]}"
+if [ -n "$LOSS_PCT" ]; then
+    echo
+    echo "(loss overridden: --loss-pct $LOSS_PCT on every preset)"
+fi
 exit "$failed"

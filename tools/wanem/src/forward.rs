@@ -23,7 +23,7 @@ use crate::tun::Tun;
 
 /// Packets due within this many nanoseconds after a wake-up are released at once: sleeping again
 /// for a few microseconds would cost more accuracy than releasing them slightly early.
-pub const EARLY_NS: u64 = 20_000;
+pub const EARLY_NS: u64 = 5_000;
 
 /// Longest sleep without a due packet, which bounds how late the loop sees a stop request.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -121,6 +121,8 @@ struct Forwarder<'a> {
     buf_len: usize,
     /// Running estimate of how long a timed sleep overruns its timeout, in nanoseconds.
     oversleep_ns: u64,
+    /// Arrival time given to the last packet passed to the model.
+    last_arrival: Nanos,
     stats: ForwardStats,
 }
 
@@ -142,17 +144,19 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
         // A little headroom so an oversized packet is read whole and written as it came.
         buf_len: dir.mtu.saturating_add(64),
         oversleep_ns: 0,
+        last_arrival: Nanos::default(),
         stats: ForwardStats::default(),
     };
     while !dir.stop.load(Ordering::Relaxed) {
         fwd.release_due();
         let Some(next) = fwd.held.front().map(|p| p.release) else {
+            let asleep = fwd.clock.now();
             if dir
                 .input
                 .wait_readable(IDLE_WAIT)
                 .with_context(|| fwd.wait_failed())?
             {
-                fwd.read_batch()?;
+                fwd.read_batch(Some(asleep))?;
             }
             continue;
         };
@@ -160,7 +164,7 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
         if remaining <= fwd.oversleep_ns.saturating_add(EARLY_NS) {
             // A sleep would end after the deadline: poll the input without blocking until the
             // packet is due.
-            fwd.read_batch()?;
+            fwd.read_batch(None)?;
             std::hint::spin_loop();
             continue;
         }
@@ -173,7 +177,7 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
             .wait_readable(Duration::from_nanos(timeout_ns))
             .with_context(|| fwd.wait_failed())?;
         if readable {
-            fwd.read_batch()?;
+            fwd.read_batch(Some(asleep))?;
         } else {
             fwd.learn_oversleep(fwd.clock.now().ns_since(asleep).saturating_sub(timeout_ns));
         }
@@ -209,7 +213,14 @@ impl Forwarder<'_> {
     }
 
     /// Read up to [`READ_BATCH`] waiting packets and pass each through the link model.
-    fn read_batch(&mut self) -> Result<()> {
+    ///
+    /// `woke_from` is when the thread went to sleep if a blocking wait just ended because a
+    /// packet arrived. That packet arrived a wake-up latency before the thread could read it, so
+    /// its arrival is taken as one learned wake-up latency ago (not before the thread went to
+    /// sleep); without this correction every hop would add the scheduler's wake-up time to the
+    /// configured delay. Later packets of the batch use the time they are read.
+    fn read_batch(&mut self, woke_from: Option<Nanos>) -> Result<()> {
+        let mut woke_from = woke_from;
         for _ in 0..READ_BATCH {
             let mut buf = self
                 .spare
@@ -244,7 +255,15 @@ impl Forwarder<'_> {
                 self.recycle(buf);
                 continue;
             }
-            match self.model.admit(self.clock.now(), len) {
+            let now = self.clock.now();
+            let arrival = match woke_from.take() {
+                Some(asleep) => Nanos(now.0.saturating_sub(self.oversleep_ns)).max(asleep),
+                None => now,
+            }
+            // The model needs arrivals in order.
+            .max(self.last_arrival);
+            self.last_arrival = arrival;
+            match self.model.admit(arrival, len) {
                 Verdict::Forward { release } => self.held.push_back(Held { release, len, buf }),
                 Verdict::Lost | Verdict::QueueFull => self.recycle(buf),
             }

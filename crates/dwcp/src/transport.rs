@@ -64,12 +64,41 @@ impl TcpTuning {
         if let Some(rate) = self.max_pacing_rate {
             set_max_pacing_rate(tcp, rate);
         }
+        set_notsent_lowat(tcp, NOTSENT_LOWAT);
     }
 }
 
 /// Size of `T` as a socket option length (option structs are far below `socklen_t::MAX`).
 fn socklen_of<T>() -> libc::socklen_t {
     libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// Unsent bytes a connection may queue in the kernel before it stops being writable.
+///
+/// Frames go to whichever connection is writable. Without this cap a connection's send buffer
+/// (several MiB once autotuned) would take frames long before it can transmit them, and on a
+/// lossy link the receiver would wait on frames queued behind a stalled connection.
+pub const NOTSENT_LOWAT: u32 = 128 << 10;
+
+/// Sets `TCP_NOTSENT_LOWAT`: the socket reports writable only while fewer than `bytes` are
+/// queued unsent. Bytes in flight are not limited by it.
+pub fn set_notsent_lowat(tcp: &TcpStream, bytes: u32) {
+    let fd = tcp.as_raw_fd();
+    let value: libc::c_int = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is a valid open socket owned by `tcp` for the duration of the call; the
+    // option value points at a live c_int and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_ref(&value).cast(),
+            socklen_of::<libc::c_int>(),
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(err = %std::io::Error::last_os_error(), "could not set TCP_NOTSENT_LOWAT");
+    }
 }
 
 /// Caps the kernel's pacing rate for one socket (`SO_MAX_PACING_RATE`), in bytes per second.

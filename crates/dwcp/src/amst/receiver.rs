@@ -331,7 +331,10 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
             let frame = match read_frame(&mut rd).await {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
+                // A connection that broke (even mid-frame) is the sender's to re-dial; only
+                // frames that arrived whole but wrong end the session.
                 Err(crate::wire::WireError::Io(e)) => return Err(e.to_string()),
+                Err(e @ crate::wire::WireError::Truncated) => return Err(e.to_string()),
                 Err(e) => {
                     // Corruption or a protocol violation: the session cannot be trusted.
                     let msg = ErrorMessage {

@@ -62,7 +62,7 @@ impl TcpTuning {
             }
         }
         if let Some(rate) = self.max_pacing_rate {
-            set_max_pacing_rate(tcp, rate);
+            set_max_pacing_rate(tcp.as_raw_fd(), rate);
         }
         set_notsent_lowat(tcp, NOTSENT_LOWAT);
     }
@@ -101,12 +101,12 @@ pub fn set_notsent_lowat(tcp: &TcpStream, bytes: u32) {
     }
 }
 
-/// Caps the kernel's pacing rate for one socket (`SO_MAX_PACING_RATE`), in bytes per second.
-pub fn set_max_pacing_rate(tcp: &TcpStream, bytes_per_sec: u64) {
-    let fd = tcp.as_raw_fd();
+/// Caps the kernel's pacing rate for one socket (`SO_MAX_PACING_RATE`), in bytes per second;
+/// `u64::MAX` lifts the cap. An invalid descriptor only makes the call fail, which is logged.
+pub fn set_max_pacing_rate(fd: std::os::fd::RawFd, bytes_per_sec: u64) {
     let value: u64 = bytes_per_sec;
-    // SAFETY: `fd` is a valid open socket owned by `tcp` for the duration of the call; the
-    // option value points at a live u64 and its exact size is passed.
+    // SAFETY: setsockopt only reads `size_of::<u64>()` bytes from a live u64; a stale or invalid
+    // descriptor makes it fail with EBADF or ENOTSOCK, and nothing else is touched.
     let rc = unsafe {
         libc::setsockopt(
             fd,

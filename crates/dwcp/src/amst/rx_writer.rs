@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -36,10 +37,25 @@ pub(crate) struct Writer {
 }
 
 /// Bytes written and bytes hashed; the status shows the smaller.
+///
+/// Publishing wakes every connection of the session, so it happens when the acknowledged
+/// offset moved by [`PUBLISH_BYTES`] or [`PUBLISH_EVERY`] passed, not on every chunk.
 struct Marks {
-    counts: Mutex<(u64, u64)>,
+    counts: Mutex<Counts>,
     status: watch::Sender<RxStatus>,
 }
+
+struct Counts {
+    written: u64,
+    hashed: u64,
+    published: u64,
+    published_at: Instant,
+}
+
+/// Publish after this many more bytes are written and hashed...
+const PUBLISH_BYTES: u64 = 2 << 20;
+/// ...or after this long, whichever comes first.
+const PUBLISH_EVERY: Duration = Duration::from_millis(5);
 
 impl Marks {
     fn advance(&self, written: u64, hashed: u64) {
@@ -47,10 +63,36 @@ impl Marks {
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.0 += written;
-        c.1 += hashed;
-        let done = c.0.min(c.1);
+        c.written += written;
+        c.hashed += hashed;
+        let done = c.written.min(c.hashed);
+        if done - c.published < PUBLISH_BYTES && c.published_at.elapsed() < PUBLISH_EVERY {
+            return;
+        }
+        c.published = done;
+        c.published_at = Instant::now();
         drop(c);
+        self.publish(done);
+    }
+
+    /// Publishes whatever is done now: called by a thread that is about to wait for work, so
+    /// that the last bytes before a pause are acknowledged however few they are.
+    fn flush(&self) {
+        let mut c = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = c.written.min(c.hashed);
+        if done == c.published {
+            return;
+        }
+        c.published = done;
+        c.published_at = Instant::now();
+        drop(c);
+        self.publish(done);
+    }
+
+    fn publish(&self, done: u64) {
         self.status.send_if_modified(|st| {
             let changed = st.written != done;
             st.written = done;
@@ -69,6 +111,19 @@ impl Marks {
     }
 }
 
+/// The next message, publishing progress first when none is waiting; `None` once the
+/// channel is closed.
+fn next<T>(rx: &std_mpsc::Receiver<T>, marks: &Marks) -> Option<T> {
+    match rx.try_recv() {
+        Ok(item) => Some(item),
+        Err(std_mpsc::TryRecvError::Empty) => {
+            marks.flush();
+            rx.recv().ok()
+        }
+        Err(std_mpsc::TryRecvError::Disconnected) => None,
+    }
+}
+
 /// Starts the writer and hasher threads; returns the channel that feeds them.
 ///
 /// # Errors
@@ -76,7 +131,12 @@ impl Marks {
 pub(crate) fn start(w: Writer) -> std::io::Result<std_mpsc::Sender<WriteCmd>> {
     let (tx, rx) = std_mpsc::channel();
     let marks = Arc::new(Marks {
-        counts: Mutex::new((w.start, w.start)),
+        counts: Mutex::new(Counts {
+            written: w.start,
+            hashed: w.start,
+            published: w.start,
+            published_at: Instant::now(),
+        }),
         status: w.status.clone(),
     });
     let (hash_tx, hash_rx) = std_mpsc::channel::<Bytes>();
@@ -85,7 +145,7 @@ pub(crate) fn start(w: Writer) -> std::io::Result<std_mpsc::Sender<WriteCmd>> {
     let hash_thread = std::thread::Builder::new()
         .name("dwcp-hasher".into())
         .spawn(move || {
-            while let Ok(data) = hash_rx.recv() {
+            while let Some(data) = next(&hash_rx, &hash_marks) {
                 hasher.update(&data);
                 hash_marks.advance(0, data.len() as u64);
             }
@@ -117,7 +177,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn run(&mut self, rx: &std_mpsc::Receiver<WriteCmd>) {
-        while let Ok(cmd) = rx.recv() {
+        while let Some(cmd) = next(rx, &self.marks) {
             let result = match cmd {
                 WriteCmd::Data(data) => self.append(&data),
                 WriteCmd::Finish { len, hash } => self.finish(len, hash),
@@ -190,7 +250,10 @@ impl Pipeline {
             // Persisting the rename is best effort: the data itself is already synced.
             let _ = dir.sync_all();
         }
-        self.w.status.send_modify(|st| st.outcome = Some(Ok(hash)));
+        self.w.status.send_modify(|st| {
+            st.written = len;
+            st.outcome = Some(Ok(hash));
+        });
         Ok(())
     }
 }

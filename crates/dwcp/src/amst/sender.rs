@@ -235,6 +235,7 @@ pub async fn send(
         acked: Notify::new(),
         events: events_tx,
         srtt_us: AtomicU64::new(0),
+        pacing: AtomicU64::new(0),
     });
     let producer = Producer {
         session,
@@ -321,6 +322,7 @@ impl Supervisor {
                 usize::from(initial),
             ),
         };
+        self.set_pacing(tuner.current());
         self.spawn_conn(Some(first), 0);
         for _ in 1..tuner.current() {
             self.spawn_dial();
@@ -449,10 +451,12 @@ impl Supervisor {
         });
     }
 
-    fn pacing_per_conn(&self, target: usize) -> Option<u64> {
-        self.opts
-            .rate_limit
-            .map(|r| (r / target.max(1) as u64).max(1))
+    /// Splits the rate limit over `target` connections.
+    fn set_pacing(&self, target: usize) {
+        if let Some(limit) = self.opts.rate_limit {
+            let per_conn = (limit / target.max(1) as u64).max(1);
+            self.shared.pacing.store(per_conn, Ordering::Relaxed);
+        }
     }
 
     fn spawn_conn(&mut self, conn: Option<crate::transport::Connection>, index: u16) {
@@ -465,8 +469,7 @@ impl Supervisor {
             shared: Arc::clone(&self.shared),
             stop: stop_rx,
         };
-        let mut dialer = self.dialer.clone();
-        dialer.tuning.max_pacing_rate = self.pacing_per_conn(self.stops.len());
+        let dialer = self.dialer.clone();
         let join = hello_for(
             HelloMode::Join,
             index,
@@ -550,6 +553,7 @@ impl Supervisor {
     }
 
     fn resize(&mut self, target: usize) {
+        self.set_pacing(target);
         let open: Vec<ConnId> = self
             .stops
             .iter()

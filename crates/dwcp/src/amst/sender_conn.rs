@@ -9,7 +9,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
 use super::inflight::{ConnId, InFlight};
-use crate::transport::{BoxStream, Connection, smoothed_rtt};
+use crate::transport::{BoxStream, Connection, set_max_pacing_rate, smoothed_rtt};
 use crate::wire::{
     ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, WireError, read_frame,
     write_frame,
@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
     /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
     pub(crate) srtt_us: AtomicU64,
+    /// Pacing cap per connection in bytes per second (0 = none): the total rate limit divided
+    /// by the connection count, re-applied by each connection when it changes.
+    pub(crate) pacing: AtomicU64,
 }
 
 /// How a connection ended.
@@ -133,6 +136,7 @@ impl SenderConn {
         fd: std::os::fd::RawFd,
     ) -> Result<(), String> {
         let mut written = 0u64;
+        let mut paced = 0u64;
         loop {
             if *self.stop.borrow() {
                 return self.drain(wr).await;
@@ -158,6 +162,11 @@ impl SenderConn {
                     .permits
                     .add_permits(frame.header.length as usize);
                 continue;
+            }
+            let pacing = self.shared.pacing.load(Ordering::Relaxed);
+            if pacing != paced {
+                set_max_pacing_rate(fd, if pacing == 0 { u64::MAX } else { pacing });
+                paced = pacing;
             }
             if let Err(err) = write_frame(wr, &frame).await {
                 return Err(err.to_string());

@@ -22,10 +22,14 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 fuzz_seconds=${FUZZ_SECONDS:-30}
 if ((fuzz_seconds > 0)); then
   echo "== fuzz frame decoder (${fuzz_seconds}s)"
   bash fuzz/run.sh "$fuzz_seconds"
 fi
 echo "all checks passed"
+echo "tests: $passed passed, $failed failed"

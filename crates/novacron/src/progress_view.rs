@@ -42,7 +42,7 @@ impl ProgressView {
             let tty = std::io::stderr().is_terminal();
             let bar = if tty {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                let style = ProgressStyle::with_template("{spinner} {prefix:>12} [{bar:30}] {msg}")
+                let style = ProgressStyle::with_template("{spinner} [{bar:30}] {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> ");
                 bar.set_style(style);
@@ -62,6 +62,7 @@ impl ProgressView {
                         let p = rx.borrow().clone();
                         match &bar {
                             Some(bar) => {
+                                bar.set_position(p.bytes_acked);
                                 bar.set_message(line(&p));
                                 if ok.unwrap_or(false) { bar.finish() } else { bar.abandon() }
                             }
@@ -77,7 +78,6 @@ impl ProgressView {
                                     bar.set_length(total);
                                 }
                                 bar.set_position(p.bytes_acked);
-                                bar.set_prefix(p.phase.to_string());
                                 bar.set_message(line(&p));
                             }
                             None => eprintln!("{}", line(&p)),

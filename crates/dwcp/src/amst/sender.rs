@@ -357,6 +357,13 @@ impl Supervisor {
                                 stored: blake3::Hash::from_bytes(hash).to_hex().to_string(),
                             });
                         }
+                        let elapsed = self.started.elapsed();
+                        self.progress.send_modify(|p| {
+                            p.phase = Phase::Done;
+                            p.bytes_acked = done.len;
+                            p.bytes_total = Some(done.len);
+                            p.elapsed = elapsed;
+                        });
                         return Ok(self.summary(done));
                     }
                     Some(SessionEvent::Rejected(m)) if m.code == ErrorCode::NoSession => {

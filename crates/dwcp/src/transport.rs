@@ -121,14 +121,45 @@ pub fn set_max_pacing_rate(fd: std::os::fd::RawFd, bytes_per_sec: u64) {
     }
 }
 
-/// Kernel's smoothed round-trip time estimate for a connection, if it has one.
+/// The start of the kernel's `struct tcp_info` (linux/tcp.h) up to the byte counters, which
+/// the `libc` crate's copy of the struct does not reach.
+#[repr(C)]
+#[derive(Default)]
+struct TcpInfo {
+    /// State, options and window scales: eight one-byte fields.
+    head: [u8; 8],
+    /// `tcpi_rto` through `tcpi_total_retrans`, 24 `u32` fields in kernel order.
+    u32s: [u32; 24],
+    pacing_rate: u64,
+    max_pacing_rate: u64,
+    bytes_acked: u64,
+    bytes_received: u64,
+}
+
+/// Position of `tcpi_rtt` (microseconds) in [`TcpInfo::u32s`].
+const TCPI_RTT: usize = 15;
+/// Position of `tcpi_total_retrans` in [`TcpInfo::u32s`].
+const TCPI_TOTAL_RETRANS: usize = 23;
+
+/// What the kernel knows about one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Smoothed round-trip time, if measured yet.
+    pub rtt: Option<Duration>,
+    /// Bytes the peer's TCP has acknowledged since the connection opened.
+    pub bytes_acked: u64,
+    /// Segments retransmitted since the connection opened.
+    pub total_retrans: u32,
+}
+
+/// Reads [`TcpStats`] for a socket; `None` if the kernel refuses (not a TCP socket, closed).
 #[must_use]
-pub fn smoothed_rtt(fd: std::os::fd::RawFd) -> Option<Duration> {
-    // SAFETY: an all-zero `tcp_info` is a valid value of this plain C struct.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = socklen_of::<libc::tcp_info>();
-    // SAFETY: `info` is a live, writable `tcp_info` and `len` holds its size; the kernel writes
-    // at most `len` bytes. An invalid fd makes the call fail, which is handled below.
+pub fn tcp_stats(fd: std::os::fd::RawFd) -> Option<TcpStats> {
+    let mut info = TcpInfo::default();
+    let mut len = socklen_of::<TcpInfo>();
+    // SAFETY: `info` is a live, writable, plain-integer repr(C) struct and `len` holds its
+    // size; the kernel writes at most `len` bytes. A stale or invalid fd makes the call fail,
+    // which is handled below.
     let rc = unsafe {
         libc::getsockopt(
             fd,
@@ -138,7 +169,16 @@ pub fn smoothed_rtt(fd: std::os::fd::RawFd) -> Option<Duration> {
             &raw mut len,
         )
     };
-    (rc == 0 && info.tcpi_rtt > 0).then(|| Duration::from_micros(u64::from(info.tcpi_rtt)))
+    if rc != 0 {
+        return None;
+    }
+    let rtt_us = info.u32s.get(TCPI_RTT).copied().unwrap_or(0);
+    Some(TcpStats {
+        rtt: (rtt_us > 0).then(|| Duration::from_micros(u64::from(rtt_us))),
+        // Kernels older than 4.1 stop before the byte counters and leave them at zero.
+        bytes_acked: info.bytes_acked,
+        total_retrans: info.u32s.get(TCPI_TOTAL_RETRANS).copied().unwrap_or(0),
+    })
 }
 
 /// Whether connections are encrypted.

@@ -52,7 +52,7 @@ impl Default for StreamCount {
         Self::Auto {
             min: 1,
             max: MAX_STREAMS,
-            initial: 4,
+            initial: 8,
         }
     }
 }
@@ -235,6 +235,7 @@ pub async fn send(
         acked: Notify::new(),
         events: events_tx,
         srtt_us: AtomicU64::new(0),
+        tcp_acked: AtomicU64::new(0),
         pacing: AtomicU64::new(0),
     });
     let producer = Producer {
@@ -341,7 +342,7 @@ impl Supervisor {
         let mut produced: Option<Produced> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut rate = RateMeter::new(self.start);
-        let mut window_start = (Instant::now(), self.start);
+        let mut window_start = (Instant::now(), 0u64);
         let mut warmup = true;
         let mut last_acked = self.start;
         loop {
@@ -412,11 +413,12 @@ impl Supervisor {
                     // Auto stream count: one window of warm-up after each change, then measure.
                     if matches!(self.opts.streams, StreamCount::Auto { .. }) {
                         let (t0, a0) = window_start;
+                        let delivered = self.shared.tcp_acked.load(Ordering::Relaxed);
                         if t0.elapsed() >= self.probe_window() {
                             if warmup {
                                 warmup = false;
                             } else {
-                                let goodput = (acked - a0) as f64 / t0.elapsed().as_secs_f64();
+                                let goodput = delivered.saturating_sub(a0) as f64 / t0.elapsed().as_secs_f64();
                                 let before = tuner.current();
                                 let after = tuner.on_sample(goodput);
                                 tracing::debug!(before, after, goodput, "stream tuner");
@@ -425,7 +427,7 @@ impl Supervisor {
                                     warmup = true;
                                 }
                             }
-                            window_start = (Instant::now(), acked);
+                            window_start = (Instant::now(), delivered);
                         }
                     }
                 }
@@ -433,10 +435,11 @@ impl Supervisor {
         }
     }
 
-    /// The measurement window for the tuner: eight round trips, within 250 ms..3 s.
+    /// The tuner's measurement window (and the warm-up after each change): sixteen round
+    /// trips, within 500 ms..4 s, so that new connections are past slow start when measured.
     fn probe_window(&self) -> Duration {
         let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
-        (rtt * 8).clamp(Duration::from_millis(250), Duration::from_secs(3))
+        (rtt * 16).clamp(Duration::from_millis(500), Duration::from_secs(4))
     }
 
     fn publish(&self, acked: u64, rate: f64, source_done: bool) {
@@ -499,6 +502,11 @@ impl Supervisor {
                     match hello(&mut c.stream, session, &join).await {
                         Ok(_) => c,
                         Err(HelloFailure::Link(reason)) => return (id, ConnExit::Failed(reason)),
+                        // The receiver still counts connections it has not yet seen close;
+                        // a full session is worth another try later, not a failure.
+                        Err(HelloFailure::Rejected(m)) if m.code == ErrorCode::Busy => {
+                            return (id, ConnExit::Failed(m.message));
+                        }
                         Err(HelloFailure::Rejected(m)) => {
                             let reason = m.message.clone();
                             let _ = events.send(SessionEvent::Rejected(m));

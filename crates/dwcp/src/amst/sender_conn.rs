@@ -9,7 +9,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
 use super::inflight::{ConnId, InFlight};
-use crate::transport::{BoxStream, Connection, set_max_pacing_rate, smoothed_rtt};
+use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
     ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, WireError, read_frame,
     write_frame,
@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
     /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
     pub(crate) srtt_us: AtomicU64,
+    /// Bytes acknowledged at the TCP level, summed over all connections: a smooth measure of
+    /// delivery for the stream tuner, unlike the stream offset, which jumps when a gap fills.
+    pub(crate) tcp_acked: AtomicU64,
     /// Pacing cap per connection in bytes per second (0 = none): the total rate limit divided
     /// by the connection count, re-applied by each connection when it changes.
     pub(crate) pacing: AtomicU64,
@@ -123,6 +126,7 @@ impl SenderConn {
         let result = tokio::select! {
             r = self.write_loop(&mut wr, fd) => r,
             r = read_loop(&shared, &mut rd) => r,
+            r = sample_tcp(&shared, fd) => r,
         };
         match result {
             Ok(()) => ConnExit::Closed,
@@ -135,7 +139,6 @@ impl SenderConn {
         wr: &mut WriteHalf<BoxStream>,
         fd: std::os::fd::RawFd,
     ) -> Result<(), String> {
-        let mut written = 0u64;
         let mut paced = 0u64;
         loop {
             if *self.stop.borrow() {
@@ -172,13 +175,6 @@ impl SenderConn {
                 return Err(err.to_string());
             }
             wr.flush().await.map_err(|e| e.to_string())?;
-            written += 1;
-            if written % 64 == 1 {
-                if let Some(rtt) = smoothed_rtt(fd) {
-                    let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-                    self.shared.srtt_us.store(us, Ordering::Relaxed);
-                }
-            }
         }
     }
 
@@ -204,6 +200,33 @@ impl SenderConn {
         })
         .await;
         waited.map_err(|_| "closing connection's frames were never acknowledged".to_owned())
+    }
+}
+
+/// How often a connection reads its kernel statistics.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// Adds this connection's TCP-acknowledged bytes to the session total and records its RTT,
+/// every [`SAMPLE_EVERY`], for as long as the connection runs (it never returns on its own;
+/// it lives inside the connection's task, so its descriptor cannot outlive the socket).
+async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), String> {
+    let mut last = None::<u64>;
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(stats) = tcp_stats(fd) else {
+            continue;
+        };
+        // The first sample is the baseline: the handshake's bytes are not stream delivery.
+        if let Some(prev) = last {
+            let delta = stats.bytes_acked.saturating_sub(prev);
+            shared.tcp_acked.fetch_add(delta, Ordering::Relaxed);
+        }
+        last = Some(stats.bytes_acked);
+        if let Some(rtt) = stats.rtt {
+            let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+            shared.srtt_us.store(us, Ordering::Relaxed);
+        }
     }
 }
 

@@ -359,8 +359,10 @@ impl Supervisor {
                             });
                         }
                         let elapsed = self.started.elapsed();
+                        let average = (done.len - self.start) as f64 / elapsed.as_secs_f64().max(1e-9);
                         self.progress.send_modify(|p| {
                             p.phase = Phase::Done;
+                            p.rate_bytes_per_sec = average;
                             p.bytes_acked = done.len;
                             p.bytes_total = Some(done.len);
                             p.elapsed = elapsed;

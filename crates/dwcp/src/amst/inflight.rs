@@ -117,6 +117,13 @@ impl InFlight {
         out
     }
 
+    /// The connection holding the oldest unacknowledged frame: the stream cannot advance
+    /// past that frame, so when the connection stalls its frames are worth sending again on
+    /// another one (with [`Self::take_conn`], which keeps the window accounting exact).
+    pub(crate) fn oldest_conn(&self) -> Option<ConnId> {
+        self.lock().data.values().next().map(|e| e.conn)
+    }
+
     /// Frames still waiting for acknowledgement on `conn`.
     pub(crate) fn pending_on(&self, conn: ConnId) -> usize {
         let st = self.lock();
@@ -165,6 +172,29 @@ mod tests {
         assert_eq!(again, vec![0, 20]);
         assert_eq!(f.pending_on(2), 1);
         assert!(f.take_conn(1).is_empty());
+    }
+
+    #[test]
+    fn oldest_conn_is_the_one_holding_the_stream_back() {
+        let f = InFlight::new(0);
+        assert_eq!(f.oldest_conn(), None);
+        f.written(&data(0, 10), 7);
+        f.written(&data(10, 10), 8);
+        assert_eq!(f.oldest_conn(), Some(7));
+        f.ack(10);
+        assert_eq!(f.oldest_conn(), Some(8));
+    }
+
+    #[test]
+    fn a_frame_taken_back_and_then_acknowledged_is_released_once() {
+        let f = InFlight::new(0);
+        f.written(&data(0, 10), 7);
+        let again = f.take_conn(7);
+        assert_eq!(again.len(), 1);
+        // The first copy arrives after all: the ack releases nothing, because the copy in
+        // the queue is no longer recorded; the writer that finds it acknowledged releases it.
+        assert_eq!(f.ack(10), 0);
+        assert!(!f.written(&again[0], 8));
     }
 
     #[test]

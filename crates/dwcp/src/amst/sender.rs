@@ -302,6 +302,16 @@ struct Supervisor {
     started: Instant,
 }
 
+/// Where the stream stood still, for [`Supervisor::unblock`].
+struct Blocked {
+    /// The acknowledged offset being watched.
+    acked: u64,
+    /// When it last moved.
+    since: Instant,
+    /// When frames were last sent again for this offset.
+    resent_at: Option<Instant>,
+}
+
 /// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -345,6 +355,11 @@ impl Supervisor {
         let mut window_start = (Instant::now(), 0u64);
         let mut warmup = true;
         let mut last_acked = self.start;
+        let mut blocked = Blocked {
+            acked: self.start,
+            since: Instant::now(),
+            resent_at: None,
+        };
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -409,6 +424,7 @@ impl Supervisor {
                         self.stalled_since = None;
                         self.failures_in_row = 0;
                     }
+                    self.unblock(acked, rate.peak(), &mut blocked);
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
                         return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
                     }
@@ -437,11 +453,72 @@ impl Supervisor {
         }
     }
 
-    /// The tuner's measurement window (and the warm-up after each change): sixteen round
-    /// trips, within 500 ms..4 s, so that new connections are past slow start when measured.
+    /// When the acknowledged offset has not moved for [`Self::stall_limit`] while frames are
+    /// in flight, one connection is holding the stream back (a TCP retransmission timeout
+    /// can last seconds, and every other connection's data waits behind it in the receiver's
+    /// window). Its unacknowledged frames are sent again on the others; the receiver keeps
+    /// whichever copy arrives first.
+    fn unblock(&mut self, acked: u64, rate: f64, blocked: &mut Blocked) {
+        let now = Instant::now();
+        if acked != blocked.acked {
+            *blocked = Blocked {
+                acked,
+                since: now,
+                resent_at: None,
+            };
+            return;
+        }
+        let limit = self.stall_limit(rate);
+        let due = match blocked.resent_at {
+            None => now.duration_since(blocked.since) >= limit,
+            Some(at) => now.duration_since(at) >= limit * 2,
+        };
+        if !due {
+            return;
+        }
+        let Some(conn) = self.shared.inflight.oldest_conn() else {
+            return;
+        };
+        let frames = self.shared.inflight.take_conn(conn);
+        let bytes: u64 = frames.iter().map(|f| u64::from(f.header.length)).sum();
+        tracing::debug!(
+            conn,
+            frames = frames.len(),
+            bytes,
+            acked,
+            "resending frames of a stalled connection"
+        );
+        for frame in frames {
+            // The queue lives as long as `shared`, which we hold.
+            let _ = self.shared.queue_tx.send(frame);
+        }
+        self.retransmitted += bytes;
+        blocked.resent_at = Some(now);
+    }
+
+    /// How long the stream may stand still before its blocking frames are sent again. A frame
+    /// normally takes `chunk × connections / rate` to cross its connection (each carries its
+    /// share of the peak rate), so that is waited for three times over, and at least four round
+    /// trips and 250 ms: sending again too eagerly spends the link on copies.
+    fn stall_limit(&self, rate: f64) -> Duration {
+        let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
+        let per_frame = if rate > 1.0 {
+            Duration::from_secs_f64(
+                (f64::from(self.opts.chunk_size) * self.live.max(1) as f64 / rate).min(60.0),
+            )
+        } else {
+            Duration::from_secs(1)
+        };
+        (per_frame * 3).max(rtt * 4).max(Duration::from_millis(250))
+    }
+
+    /// The tuner's measurement window (and the warm-up after each change): 32 round trips,
+    /// within 1..4 s, so that new connections are past slow start when measured and loss
+    /// recoveries (whose selectively acknowledged bytes count only when the gap fills) average
+    /// out.
     fn probe_window(&self) -> Duration {
         let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
-        (rtt * 16).clamp(Duration::from_millis(500), Duration::from_secs(4))
+        (rtt * 32).clamp(Duration::from_secs(1), Duration::from_secs(4))
     }
 
     fn publish(&self, acked: u64, rate: f64, source_done: bool) {
@@ -525,7 +602,13 @@ impl Supervisor {
         });
     }
 
+    /// Dials one more connection, unless the session is at the receiver's limit (connections
+    /// still closing after a step down count: the receiver counts them too). When those
+    /// finish closing, [`Self::on_exit`] dials the missing ones.
     fn spawn_dial(&mut self) {
+        if self.live >= self.max_streams {
+            return;
+        }
         let index = u16::try_from(self.next_id).unwrap_or(u16::MAX);
         self.spawn_conn(None, index);
     }
@@ -628,12 +711,14 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Goodput over the last second from acknowledged-offset samples taken every [`TICK`].
 struct RateMeter {
     samples: VecDeque<(Instant, u64)>,
+    peak: f64,
 }
 
 impl RateMeter {
     fn new(start: u64) -> Self {
         Self {
             samples: VecDeque::from([(Instant::now(), start)]),
+            peak: 0.0,
         }
     }
 
@@ -642,6 +727,15 @@ impl RateMeter {
         while self.samples.len() > 11 {
             self.samples.pop_front();
         }
+        if self.samples.len() == 11 {
+            self.peak = self.peak.max(self.rate());
+        }
+    }
+
+    /// The highest one-second rate seen so far: the link's demonstrated capacity, which a
+    /// stall does not lower.
+    fn peak(&self) -> f64 {
+        self.peak
     }
 
     fn rate(&self) -> f64 {

@@ -4,12 +4,17 @@
 //! Policy: start at `initial`; after each measurement window, if goodput rose by at least
 //! [`GAIN`] since the last step, double the count (up to `max`); otherwise go back to the
 //! previous count and settle. A settled session probes again when goodput falls below
-//! [`DROP`] of the settled level for two windows in a row (the link changed).
+//! [`DROP`] of the settled level for [`LOW_WINDOWS`] windows in a row (the link changed), and
+//! keeps more connections only if they beat the level from before the drop.
 
 /// Relative goodput gain that justifies more connections.
-pub const GAIN: f64 = 1.10;
-/// Fraction of the settled goodput below which the tuner probes again.
+pub const GAIN: f64 = 1.20;
+/// Fraction of the settled goodput below which a window counts as low.
 pub const DROP: f64 = 0.70;
+/// Consecutive low windows after which the tuner probes again.
+pub const LOW_WINDOWS: u8 = 3;
+/// Weight of a new window in the settled goodput level.
+pub const SMOOTHING: f64 = 0.25;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
@@ -83,25 +88,27 @@ impl StreamTuner {
                 goodput: level,
                 low,
             } => {
-                if goodput < level * DROP {
-                    if low >= 1 {
-                        let here = (self.current, goodput);
-                        self.current = (self.current * 2).min(self.max);
-                        if here.0 == self.current {
-                            State::Settled { goodput, low: 0 }
-                        } else {
-                            State::Probing { prev: Some(here) }
-                        }
-                    } else {
-                        State::Settled {
-                            goodput: level,
-                            low: low + 1,
-                        }
+                if goodput >= level * DROP {
+                    // Follow the level smoothly: a maximum would ratchet up on every lucky
+                    // window and make ordinary windows look like a drop.
+                    State::Settled {
+                        goodput: level + SMOOTHING * (goodput - level),
+                        low: 0,
+                    }
+                } else if low + 1 < LOW_WINDOWS {
+                    State::Settled {
+                        goodput: level,
+                        low: low + 1,
                     }
                 } else {
-                    State::Settled {
-                        goodput: level.max(goodput),
-                        low: 0,
+                    // The link changed: probe again, and only keep more connections if they
+                    // beat what this count delivered before the drop.
+                    let here = (self.current, level);
+                    self.current = (self.current * 2).min(self.max);
+                    if here.0 == self.current {
+                        State::Settled { goodput, low: 0 }
+                    } else {
+                        State::Probing { prev: Some(here) }
                     }
                 }
             }
@@ -159,13 +166,34 @@ mod tests {
     }
 
     #[test]
-    fn probes_again_after_two_low_windows() {
+    fn probes_again_after_three_low_windows() {
         let mut t = StreamTuner::new(1, 64, 4);
         run(&mut t, link(30.0, 100.0), 2);
         assert!(t.is_settled());
         assert_eq!(t.on_sample(50.0), 4, "one low window is noise");
-        assert_eq!(t.on_sample(50.0), 8, "two low windows start a probe");
+        assert_eq!(t.on_sample(50.0), 4, "two low windows are noise");
+        assert_eq!(t.on_sample(50.0), 8, "three low windows start a probe");
         assert!(!t.is_settled());
+        // 8 connections deliver 90: more than the 50 of the low windows, but not more than
+        // the 100 that 4 delivered before the drop, so it goes back to 4.
+        assert_eq!(t.on_sample(90.0), 4);
+        assert!(t.is_settled());
+    }
+
+    #[test]
+    fn noisy_windows_around_a_full_link_do_not_add_connections() {
+        let mut t = StreamTuner::new(1, 64, 8);
+        // 8 connections fill a link of 100; 16 give nothing more.
+        run(&mut t, link(100.0 / 8.0, 100.0), 2);
+        assert!(t.is_settled());
+        assert_eq!(t.current(), 8);
+        // Windows swing by up to 40 % either way, never three low ones in a row.
+        let swings = [
+            140.0, 62.0, 135.0, 65.0, 61.0, 130.0, 100.0, 69.0, 140.0, 60.0,
+        ];
+        for g in swings.into_iter().cycle().take(200) {
+            assert_eq!(t.on_sample(g), 8);
+        }
     }
 
     #[test]

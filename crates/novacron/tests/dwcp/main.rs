@@ -145,6 +145,29 @@ fn t04_a_connection_killed_mid_transfer_is_redialed_and_nothing_is_lost() {
 }
 
 #[test]
+fn t04b_a_connection_that_goes_silent_is_worked_around_without_redialing() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let server = Server::start(dst.path(), &["--insecure"]);
+    // The first connection stops delivering after 1 MiB but stays open: the frames it holds
+    // block the stream until they are sent again on the other connection.
+    let proxy = Proxy::start(server.addr, vec![Fault::StallAfter(MIB as u64)]);
+    let path = write_file(src.path(), "held", 16 * MIB + 3, 11);
+    let out = send(
+        &path,
+        proxy.addr,
+        &["--insecure", "--streams", "2", "--chunk-size", "256K"],
+    );
+    let summary = out.summary();
+    assert_eq!(summary["reconnects"], 0, "{summary}");
+    assert!(
+        summary["retransmitted_bytes"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(file_hash(&dst.path().join("held")), file_hash(&path));
+}
+
+#[test]
 fn t05_a_frame_corrupted_in_flight_fails_the_transfer() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();

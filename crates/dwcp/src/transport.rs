@@ -80,45 +80,52 @@ fn socklen_of<T>() -> libc::socklen_t {
 /// lossy link the receiver would wait on frames queued behind a stalled connection.
 pub const NOTSENT_LOWAT: u32 = 128 << 10;
 
-/// Sets `TCP_NOTSENT_LOWAT`: the socket reports writable only while fewer than `bytes` are
-/// queued unsent. Bytes in flight are not limited by it.
-pub fn set_notsent_lowat(tcp: &TcpStream, bytes: u32) {
-    let fd = tcp.as_raw_fd();
-    let value: libc::c_int = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is a valid open socket owned by `tcp` for the duration of the call; the
-    // option value points at a live c_int and its exact size is passed.
+/// Sets one integer socket option; a refusal (old kernel, stale descriptor) is logged and
+/// otherwise ignored, since every option here is an optimisation.
+fn set_int_option<T: Copy>(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: T,
+) {
+    // SAFETY: setsockopt only reads `size_of::<T>()` bytes from `value`, a live plain integer
+    // on this stack frame; a stale or invalid descriptor makes it fail with EBADF or ENOTSOCK,
+    // and nothing else is touched.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
+            level,
+            name,
             std::ptr::from_ref(&value).cast(),
-            socklen_of::<libc::c_int>(),
+            socklen_of::<T>(),
         )
     };
     if rc != 0 {
-        tracing::debug!(err = %std::io::Error::last_os_error(), "could not set TCP_NOTSENT_LOWAT");
+        tracing::debug!(err = %std::io::Error::last_os_error(), level, name, "socket option refused");
     }
 }
 
+/// Sets `TCP_NOTSENT_LOWAT`: the socket reports writable only while fewer than `bytes` are
+/// queued unsent. Bytes in flight are not limited by it.
+pub fn set_notsent_lowat(tcp: &TcpStream, bytes: u32) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int_option(
+        tcp.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_NOTSENT_LOWAT,
+        value,
+    );
+}
+
 /// Caps the kernel's pacing rate for one socket (`SO_MAX_PACING_RATE`), in bytes per second;
-/// `u64::MAX` lifts the cap. An invalid descriptor only makes the call fail, which is logged.
+/// `u64::MAX` lifts the cap.
 pub fn set_max_pacing_rate(fd: std::os::fd::RawFd, bytes_per_sec: u64) {
-    let value: u64 = bytes_per_sec;
-    // SAFETY: setsockopt only reads `size_of::<u64>()` bytes from a live u64; a stale or invalid
-    // descriptor makes it fail with EBADF or ENOTSOCK, and nothing else is touched.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_MAX_PACING_RATE,
-            std::ptr::from_ref(&value).cast(),
-            socklen_of::<u64>(),
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(err = %std::io::Error::last_os_error(), "could not set pacing rate");
-    }
+    set_int_option(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_MAX_PACING_RATE,
+        bytes_per_sec,
+    );
 }
 
 /// The start of the kernel's `struct tcp_info` (linux/tcp.h) up to the byte counters, which

@@ -364,8 +364,15 @@ impl Supervisor {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(SessionEvent::Done(hash)) => {
-                        let Some(done) = produced else {
-                            return Err(SendError::Protocol("receiver finished before the stream ended".into()));
+                        // The End frame is queued just before the producer returns, so its
+                        // result may not have been taken yet when the receiver's answer is.
+                        let done = match produced {
+                            Some(p) => p,
+                            None => match (&mut producer).await {
+                                Ok(Ok(p)) => p,
+                                Ok(Err(e)) => return Err(e.into()),
+                                Err(join) => return Err(SendError::Source(Box::new(join))),
+                            },
                         };
                         if hash != *done.hash.as_bytes() {
                             return Err(SendError::Integrity {

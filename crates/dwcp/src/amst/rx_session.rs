@@ -36,6 +36,9 @@ struct Reorder {
     finishing: bool,
 }
 
+/// Most frames a session holds out of order.
+pub(crate) const MAX_PENDING_FRAMES: usize = 1 << 16;
+
 /// A receiving session.
 pub(crate) struct RxSession {
     pub(crate) id: SessionId,
@@ -217,8 +220,7 @@ impl RxSession {
                 if end > written.saturating_add(self.window) {
                     return Err(fail(ErrorCode::Protocol, "sender exceeded the window"));
                 }
-                self.accept_data(h.offset, frame.payload);
-                Ok(())
+                self.accept_data(h.offset, frame.payload)
             }
             FrameKind::End => {
                 let hash: [u8; 32] =
@@ -255,14 +257,22 @@ impl RxSession {
         }
     }
 
-    fn accept_data(&self, offset: u64, payload: Bytes) {
+    fn accept_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {
         let mut r = self
             .reorder
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let end = offset + payload.len() as u64;
         if end <= r.next || payload.is_empty() {
-            return; // a duplicate of data already written
+            return Ok(()); // a duplicate of data already written
+        }
+        // The window bounds the bytes held; this bounds the bookkeeping, which tiny frames
+        // would otherwise blow up.
+        if r.pending.len() >= MAX_PENDING_FRAMES && !r.pending.contains_key(&offset) {
+            return Err(fail(
+                ErrorCode::Protocol,
+                format!("more than {MAX_PENDING_FRAMES} frames out of order"),
+            ));
         }
         r.pending.entry(offset).or_insert(payload);
         loop {
@@ -285,6 +295,7 @@ impl RxSession {
             self.to_writer(WriteCmd::Data(data));
         }
         self.maybe_finish(&mut r);
+        Ok(())
     }
 
     fn maybe_finish(&self, r: &mut Reorder) {

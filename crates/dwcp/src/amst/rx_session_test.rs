@@ -171,3 +171,17 @@ fn resume_of_a_partial_longer_than_the_source_is_refused() {
         err.message
     );
 }
+
+#[test]
+fn a_flood_of_tiny_out_of_order_frames_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RxSession::open(SID, dir.path(), "f", None, 1 << 30, false).unwrap();
+    // Offset 0 never comes, so every frame waits; one byte each keeps well inside the window.
+    for i in 0..super::rx_session::MAX_PENDING_FRAMES as u64 {
+        s.on_frame(data(1 + i * 2, b"x")).unwrap();
+    }
+    let err = s.on_frame(data(1 << 20, b"x")).unwrap_err();
+    assert!(err.message.contains("out of order"), "{}", err.message);
+    // A repeat of a frame already held is still a harmless duplicate.
+    s.on_frame(data(1, b"x")).unwrap();
+}

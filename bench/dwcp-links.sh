@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/wan-lib.sh
+. "$ROOT/bench/wan-lib.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NC=$TARGET_DIR/release/novacron
 WANEM=$TARGET_DIR/release/novacron-wanem
@@ -87,18 +89,6 @@ EMU_PID=
 EMU_STARTED=0
 PIDS=() # every other background process this script started
 
-# Stop one background process: signal $2 (default TERM), up to 5 s to exit, then SIGKILL.
-stop_pid() {
-    local pid=$1 sig=${2:-TERM} i
-    [ -n "$pid" ] || return 0
-    kill -"$sig" "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 stop_children() {
     local pid
@@ -167,20 +157,8 @@ preset_figures() {
 
 # Bring the emulated link $1 up and wait (at most 10 s) for its ready file.
 start_link() {
-    local link=$1 ready=$WORK/ready i
-    rm -f "$ready"
     EMU_STARTED=1
-    "$WANEM" up --preset "$link" --ns-a "$NS_A" --ns-b "$NS_B" --ready-file "$ready" \
-        >"$WORK/$link.wanem.out" 2>"$WORK/$link.wanem.log" &
-    EMU_PID=$!
-    for i in $(seq 100); do
-        [ -s "$ready" ] && return 0
-        kill -0 "$EMU_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "link $link did not come up:"
-    cat "$WORK/$link.wanem.log" >&2
-    return 1
+    wan_up "$WANEM" "$1" "$WORK" --ns-a "$NS_A" --ns-b "$NS_B"
 }
 
 # Incompressible payload of $1 MiB, made once per size.
@@ -358,7 +336,7 @@ for link in "${LINKS[@]}"; do
 
     if [ "$link" != dc ]; then
         stop_link
-        grep -h "direction stopped" "$WORK/$link.wanem.log" | sed 's/\x1b\[[0-9;]*m//g; s/.*direction=/  direction=/' >&2 || true
+        wan_counters "$WORK/$link.wanem.log"
     fi
     rm -f "$file"
 done

@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/wan-lib.sh
+. "$ROOT/bench/wan-lib.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/novacron-wanem
 IPERF_SECONDS=${IPERF_SECONDS:-10}
@@ -42,18 +44,6 @@ SERVER_PID=
 
 log() { echo "wan-calibrate: $*" >&2; }
 
-# Stop a background process: SIGTERM, up to 5 s to exit, then SIGKILL.
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 stop_link() {
     stop_pid "$SERVER_PID"
@@ -91,19 +81,7 @@ preset_targets() {
 
 # Bring the link up for preset $1 and wait (at most 10 s) for its ready file.
 start_link() {
-    local preset=$1 ready=$WORK/ready i
-    rm -f "$ready"
-    "$BIN" up --preset "$preset" "${LOSS_ARGS[@]}" --ns-a "$NS_A" --ns-b "$NS_B" --ready-file "$ready" \
-        >"$WORK/$preset.out" 2>"$WORK/$preset.log" &
-    EMU_PID=$!
-    for i in $(seq 100); do
-        [ -s "$ready" ] && return 0
-        kill -0 "$EMU_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "link $preset did not come up:"
-    cat "$WORK/$preset.log" >&2
-    return 1
+    wan_up "$BIN" "$1" "$WORK" "${LOSS_ARGS[@]}" --ns-a "$NS_A" --ns-b "$NS_B"
 }
 
 # Start an iperf3 server in B for one test and wait (at most 5 s) until it listens.
@@ -150,7 +128,7 @@ for preset in "${PRESETS[@]}"; do
     fi
     log "$preset: iperf3 ${mbit:-none} Mbit/s, ${retr:-?} retransmits"
     stop_link
-    grep -h "direction stopped" "$WORK/$preset.log" | sed 's/\x1b\[[0-9;]*m//g; s/.*direction=/  direction=/' >&2 || true
+    wan_counters "$WORK/$preset.wanem.log"
 
     row=$(awk -v p="$preset" -v trtt="$rtt_ms" -v rtt="${rtt_avg:-}" -v med="${rtt_median:--}" -v rate="$rate_mbit" \
         -v loss="$loss_pct" -v mbit="${mbit:-}" -v cc="$IPERF_CC" -v retr="${retr:-?}" 'BEGIN {

@@ -246,9 +246,6 @@ pub async fn send(
         queue: queue_tx,
         runtime: tokio::runtime::Handle::current(),
     };
-    if start > 0 {
-        progress.send_modify(|p| p.phase = Phase::HashingPrefix);
-    }
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 
     let mut sup = Supervisor {
@@ -538,7 +535,7 @@ impl Supervisor {
             p.streams = live;
             p.retransmitted_bytes = retransmitted;
             p.elapsed = elapsed;
-            if acked > self.start || p.phase == Phase::HashingPrefix && acked > 0 {
+            if acked > self.start {
                 p.phase = Phase::Transferring;
             }
             if source_done && p.bytes_total == Some(acked) {

@@ -29,20 +29,9 @@ pub const PREFERRED_CONGESTION: &str = "bbr";
 pub struct TcpTuning {
     /// Congestion control algorithm (`bbr`, `cubic`, ...); `None` keeps the system default.
     pub congestion: Option<String>,
-    /// Pacing cap for this connection in bytes per second; `None` for no cap.
-    pub max_pacing_rate: Option<u64>,
 }
 
 impl TcpTuning {
-    /// The default for DWCP: BBR where the kernel offers it, no pacing cap.
-    #[must_use]
-    pub fn wan() -> Self {
-        Self {
-            congestion: Some(PREFERRED_CONGESTION.to_owned()),
-            max_pacing_rate: None,
-        }
-    }
-
     /// Applies the settings to a connected socket. Settings the kernel refuses (an algorithm
     /// that is not loaded) are logged and skipped: the connection still works without them.
     pub fn apply(&self, tcp: &TcpStream) {
@@ -60,9 +49,6 @@ impl TcpTuning {
             if let Err(err) = sock.set_tcp_congestion(cc.as_bytes()) {
                 tracing::debug!(%err, congestion = %cc, "congestion control not available");
             }
-        }
-        if let Some(rate) = self.max_pacing_rate {
-            set_max_pacing_rate(tcp.as_raw_fd(), rate);
         }
         set_notsent_lowat(tcp, NOTSENT_LOWAT);
     }

@@ -89,7 +89,6 @@ impl TlsArgs {
     fn tuning(&self) -> TcpTuning {
         TcpTuning {
             congestion: Some(self.congestion.clone()),
-            max_pacing_rate: None,
         }
     }
 }

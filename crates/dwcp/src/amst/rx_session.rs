@@ -152,6 +152,11 @@ impl RxSession {
         })
     }
 
+    /// Connections attached.
+    pub(crate) fn conn_count(&self) -> usize {
+        self.conns.load(Ordering::Acquire)
+    }
+
     /// A receiver of status changes, for a connection's acknowledgement loop.
     pub(crate) fn subscribe(&self) -> watch::Receiver<RxStatus> {
         self.status.subscribe()
@@ -306,12 +311,5 @@ impl RxSession {
                 self.stop_writer();
             }
         }
-    }
-}
-
-impl RxSession {
-    /// Connections attached.
-    pub(crate) fn conn_count(&self) -> usize {
-        self.conns.load(Ordering::Acquire)
     }
 }

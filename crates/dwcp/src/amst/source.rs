@@ -48,23 +48,6 @@ pub(crate) struct Produced {
     pub(crate) hash: blake3::Hash,
 }
 
-/// Fills `buf` from `reader` until it is full or the reader ends; returns the bytes read.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..) {
-        if rest.is_empty() {
-            break;
-        }
-        match reader.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Reads up to `limit` bytes into `buf` (`read_to_end` retries interrupted reads itself).
 fn read_chunk(reader: &mut dyn Read, limit: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     reader.take(limit).read_to_end(buf)
@@ -74,22 +57,20 @@ impl Producer {
     /// Runs to the end of the source. Blocking: call from `spawn_blocking`.
     pub(crate) fn run(self, mut reader: Box<dyn Read + Send>) -> Result<Produced, ProduceError> {
         let mut hasher = blake3::Hasher::new();
-        let mut scratch = vec![0u8; self.chunk_size.max(64 << 10)];
         // Hash what the receiver already holds, so the final BLAKE3 covers the whole stream.
+        let mut scratch = Vec::with_capacity(self.chunk_size);
         let mut offset = 0u64;
         while offset < self.start {
-            let want = usize::try_from(self.start - offset)
-                .unwrap_or(usize::MAX)
-                .min(scratch.len());
-            let buf = scratch.get_mut(..want).unwrap_or_default();
-            let n = fill(&mut reader, buf).map_err(ProduceError::Read)?;
+            scratch.clear();
+            let want = (self.start - offset).min(self.chunk_size as u64);
+            let n = read_chunk(&mut reader, want, &mut scratch).map_err(ProduceError::Read)?;
             if n == 0 {
                 return Err(ProduceError::ShorterThanResumePoint {
                     have: offset,
                     held: self.start,
                 });
             }
-            hasher.update(buf.get(..n).unwrap_or_default());
+            hasher.update(&scratch);
             offset += n as u64;
         }
         drop(scratch);

@@ -110,15 +110,7 @@ stop_link() {
     fi
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_link
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+wan_install_cleanup
 
 forget_pid() {
     local keep=() p

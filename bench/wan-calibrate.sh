@@ -56,15 +56,7 @@ stop_link() {
     fi
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_link
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+wan_install_cleanup
 
 for tool in ip ping iperf3 timeout awk; do
     command -v "$tool" >/dev/null || { log "missing $tool (apt-get install -y iproute2 iputils-ping iperf3)"; exit 2; }

@@ -37,3 +37,18 @@ wan_up() {
 wan_counters() {
     grep -h "direction stopped" "$1" | sed 's/\x1b\[[0-9;]*m//g; s/.*direction=/  direction=/' >&2 || true
 }
+
+# Installs the exit trap both scripts use: the caller defines `stop_link` and sets WORK; on any
+# exit the link is stopped and WORK removed, and INT/TERM exit at once through the same path.
+wan_install_cleanup() {
+    trap wan_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+wan_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_link
+    rm -rf "$WORK"
+    exit "$rc"
+}

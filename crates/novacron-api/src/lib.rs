@@ -1,0 +1,1 @@
+//! NovaCron REST API: types, axum server, auth, OpenAPI document and typed client.

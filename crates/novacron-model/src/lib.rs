@@ -1,0 +1,1 @@
+//! NovaCron domain types and identifiers shared by every crate (no I/O).

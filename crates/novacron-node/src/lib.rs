@@ -1,0 +1,1 @@
+//! NovaCron node service: VM lifecycle over the store and the QEMU driver.

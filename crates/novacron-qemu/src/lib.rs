@@ -1,0 +1,1 @@
+//! NovaCron QEMU driver: process supervision, QMP client, qemu-img, KVM probe.

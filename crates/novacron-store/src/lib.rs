@@ -1,0 +1,1 @@
+//! NovaCron state store: a typed state machine over redb (single node).

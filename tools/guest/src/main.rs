@@ -1,0 +1,2 @@
+//! NovaCron test guest program.
+fn main() {}

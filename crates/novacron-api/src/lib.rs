@@ -1,1 +1,20 @@
-//! NovaCron REST API: types, axum server, auth, OpenAPI document and typed client.
+//! NovaCron REST API (`/api/v1`): request and response types, the axum server over a
+//! [`NodeService`], bearer-token auth, the OpenAPI document, Prometheus metrics, and the typed
+//! [`client::Client`] the CLI uses.
+//!
+//! ```text
+//!  HTTP ─► extractors (Caller, ApiJson) ─► handler ─► NodeService ─► Result ─► ApiError / JSON
+//! ```
+
+pub mod client;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod service;
+pub mod types;
+
+pub use error::ApiError;
+pub use server::{AppState, app, openapi};
+pub use service::{BoxFuture, Caller, NodeMetrics, NodeService, ProcessMetrics, ServiceError};

@@ -1,0 +1,194 @@
+//! The seam between HTTP and the node: handlers call a [`NodeService`] and map its answer.
+//! The node daemon implements it over the store and QEMU; tests implement it in memory.
+
+use crate::types::{
+    ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
+    TokenCreateResponse, VmAction,
+};
+use novacron_model::{Event, Image, Name, Operation, OperationId, Role, TokenId, Vm, VmSpec};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A boxed future, so that [`NodeService`] can be used as `dyn NodeService`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who is calling: what their bearer token resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's id (safe to log).
+    pub token: TokenId,
+    /// The tenant the token acts for.
+    pub tenant: Name,
+    /// What it may do.
+    pub role: Role,
+}
+
+/// What a service call can fail with. Each variant maps to one HTTP status in
+/// [`crate::ApiError`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// No such thing, or not the caller's to see.
+    #[error("{kind} {key:?} not found")]
+    NotFound {
+        /// What was looked for (`vm`, `image`, `operation`, `tenant`).
+        kind: &'static str,
+        /// The id or name given.
+        key: String,
+    },
+    /// A thing with that name exists already.
+    #[error("{kind} {key:?} already exists")]
+    AlreadyExists {
+        /// What (`vm`, `image`, `tenant`).
+        kind: &'static str,
+        /// Its name.
+        key: String,
+    },
+    /// A field is out of range or inconsistent.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The request field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request conflicts with the current state (delete while running, start twice...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The tenant's quota does not allow it.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The node cannot do it now (QEMU missing, disk full...).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault inside the node; details are in its log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Everything the API asks of the node. Authorization by role happens in the API layer;
+/// tenant isolation happens here: every call gets the [`Caller`] and must act only on its
+/// tenant's VMs, answering [`ServiceError::NotFound`] for anyone else's.
+pub trait NodeService: Send + Sync + 'static {
+    /// Resolves a bearer token, `None` if it is unknown.
+    fn authenticate(&self, token: &str) -> Option<Caller>;
+
+    /// Facts about the node, and the caller's VM counts.
+    fn node_info(&self, caller: &Caller) -> NodeInfo;
+
+    /// The caller's VMs, sorted by name.
+    fn list_vms(&self, caller: &Caller) -> Vec<Vm>;
+
+    /// One of the caller's VMs by id or name.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] when it is not the caller's.
+    fn get_vm(&self, caller: &Caller, vm: &str) -> Result<Vm, ServiceError>;
+
+    /// Creates a VM (stopped) with its root disk.
+    fn create_vm(&self, caller: &Caller, spec: VmSpec) -> BoxFuture<'_, Result<Vm, ServiceError>>;
+
+    /// Starts an action on a VM; the returned operation tracks it.
+    fn vm_action(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        action: VmAction,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>>;
+
+    /// Deletes a VM and its disks; running VMs only with `force`.
+    fn delete_vm(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        force: bool,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>>;
+
+    /// The last `lines` lines of a VM's serial console.
+    fn console(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        lines: usize,
+    ) -> BoxFuture<'_, Result<String, ServiceError>>;
+
+    /// Images on the node (every tenant sees them).
+    fn list_images(&self) -> Vec<Image>;
+
+    /// One image.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`].
+    fn get_image(&self, name: &str) -> Result<Image, ServiceError>;
+
+    /// Starts copying an image into the node's store.
+    fn import_image(
+        &self,
+        caller: &Caller,
+        req: ImageImportRequest,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>>;
+
+    /// Deletes an image no VM uses.
+    fn delete_image(&self, name: &str) -> BoxFuture<'_, Result<(), ServiceError>>;
+
+    /// One of the caller's operations.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] when it is not the caller's.
+    fn operation(&self, caller: &Caller, id: OperationId) -> Result<Operation, ServiceError>;
+
+    /// Waits until the operation ends or `timeout` passes, then returns it as it is.
+    fn wait_operation(
+        &self,
+        caller: &Caller,
+        id: OperationId,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>>;
+
+    /// All events from now on; the API passes on those of the caller's tenant and node-wide
+    /// ones.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+
+    /// All tenants with their use.
+    fn list_tenants(&self) -> Vec<TenantResponse>;
+
+    /// Creates a tenant or sets its quota.
+    fn put_tenant(
+        &self,
+        req: TenantPutRequest,
+    ) -> BoxFuture<'_, Result<TenantResponse, ServiceError>>;
+
+    /// Issues a token.
+    fn create_token(
+        &self,
+        req: TokenCreateRequest,
+    ) -> BoxFuture<'_, Result<TokenCreateResponse, ServiceError>>;
+
+    /// What Prometheus should see of the node now.
+    fn metrics(&self) -> NodeMetrics;
+}
+
+/// Node figures exported at `/metrics` beside the API's own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeMetrics {
+    /// VMs of every tenant by state: `(state, count)`.
+    pub vms_by_state: Vec<(novacron_model::VmState, u64)>,
+    /// One entry per running QEMU process.
+    pub processes: Vec<ProcessMetrics>,
+}
+
+/// Resource use of one VM's QEMU process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessMetrics {
+    /// VM id.
+    pub vm: String,
+    /// VM name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// CPU time used, user plus system, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory in bytes.
+    pub rss_bytes: u64,
+}

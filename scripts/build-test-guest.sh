@@ -243,7 +243,9 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
-echo "NCGUEST init kernel=$(uname -r) uptime_s=$(cut -d' ' -f1 /proc/uptime)"
+echo "NCGUEST init kernel=$(uname -r) uptime_s=$(cut -d' ' -f1 /proc/uptime)" \
+  "mem_total_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" \
+  "mem_available_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
 while read -r module; do
   insmod "/lib/modules/$module" || echo "NCGUEST init insmod-failed module=$module"
 done </etc/modules

@@ -1,24 +1,10 @@
-//! A running QEMU: start it so that it outlives the daemon, re-attach to it after a daemon
-//! restart, learn when it exits, and stop it.
-//!
-//! ```text
-//!  start(spec) ──> QEMU in its own session, stdio to RUN_DIR/qemu.log ──> QMP connected
-//!                     │ we are the parent: exit status from wait()
-//!  (daemon restarts)  │
-//!  attach(run_dir) ──> pidfile ──> pidfd ──> /proc/PID/cmdline has our -pidfile ──> QMP
-//!                        exit seen through the pidfd, without a status
-//! ```
-//!
-//! Stopping: [`QemuProcess::shutdown_graceful`] presses the power button, then falls back to
-//! `quit`, then to `SIGKILL`, each with a bounded wait.
+//! [`QemuProcess`]: start, attach, exit watching and stopping.
 
-use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,214 +12,23 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 
-use crate::launch::{LaunchSpec, LaunchSpecError, QEMU_BINARY, RunPaths, cmdline_matches};
+use super::rundir::{find_running, prepare_run_dir, run_file};
+use super::{
+    KILL_WAIT, ProcessError, QUIT_GRACE, QemuExit, START_TIMEOUT, ShutdownMethod, ShutdownOutcome,
+};
+use crate::launch::{LaunchSpec, QEMU_BINARY, RunPaths};
 use crate::logs;
 use crate::pidfd;
 use crate::qmp::{QmpClient, QmpError, QmpOptions};
 
-/// How long QEMU may take to create its QMP socket and accept the handshake.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long `quit` may take to end QEMU before `SIGKILL`.
-pub const QUIT_GRACE: Duration = Duration::from_secs(5);
-
-/// How long a `SIGKILL`ed QEMU may take to disappear (it may be in uninterruptible I/O).
-pub const KILL_WAIT: Duration = Duration::from_secs(10);
-
 /// Interval between checks for the QMP socket while QEMU starts.
 const SOCKET_POLL: Duration = Duration::from_millis(20);
 
+/// How long a failed QMP handshake waits for QEMU's exit, to report that instead.
+const EXIT_AFTER_BROKEN_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// Lines of `qemu.log` attached to a start failure.
 const LOG_LINES_ON_FAILURE: usize = 20;
-
-/// Largest pidfile or `/proc/PID/cmdline` we read.
-const PIDFILE_MAX: u64 = 64;
-const CMDLINE_MAX: u64 = 1024 * 1024;
-
-/// How a QEMU process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QemuExit {
-    /// It exited while we were its parent: the status is known.
-    Exited {
-        /// Exit code, when it exited normally.
-        code: Option<i32>,
-        /// Signal that killed it, when one did.
-        signal: Option<i32>,
-    },
-    /// It exited while not supervised by this handle's parent process (re-attached after a
-    /// daemon restart): the status went to its reaper, not to us.
-    ExitedUnsupervised,
-}
-
-impl QemuExit {
-    fn from_status(status: ExitStatus) -> Self {
-        Self::Exited {
-            code: status.code(),
-            signal: status.signal(),
-        }
-    }
-}
-
-impl fmt::Display for QemuExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Exited {
-                code: Some(code), ..
-            } => write!(f, "exited with code {code}"),
-            Self::Exited {
-                signal: Some(signal),
-                ..
-            } => write!(f, "killed by signal {signal}"),
-            Self::Exited { .. } => f.write_str("exited"),
-            Self::ExitedUnsupervised => f.write_str("exited while not supervised"),
-        }
-    }
-}
-
-/// Which step of [`QemuProcess::shutdown_graceful`] ended QEMU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownMethod {
-    /// It had exited before the shutdown began.
-    AlreadyExited,
-    /// The guest powered off after the ACPI power button.
-    Powerdown,
-    /// QMP `quit`.
-    Quit,
-    /// `SIGKILL`.
-    Kill,
-}
-
-impl fmt::Display for ShutdownMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AlreadyExited => "already-exited",
-            Self::Powerdown => "powerdown",
-            Self::Quit => "quit",
-            Self::Kill => "kill",
-        })
-    }
-}
-
-/// The result of [`QemuProcess::shutdown_graceful`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownOutcome {
-    /// The step that ended QEMU.
-    pub method: ShutdownMethod,
-    /// How it ended.
-    pub exit: QemuExit,
-}
-
-/// A failed start, attach or stop.
-#[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
-    /// The spec is invalid.
-    #[error("invalid launch spec")]
-    Spec(#[from] LaunchSpecError),
-    /// The run directory could not be created or resolved.
-    #[error("could not prepare run directory {path}")]
-    RunDir {
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A QEMU of this run directory is already running.
-    #[error("QEMU {pid} is already running in this run directory")]
-    AlreadyRunning {
-        /// Its pid.
-        pid: u32,
-    },
-    /// A file of the run directory could not be opened, read or removed.
-    #[error("could not use {path}")]
-    RunFile {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// QEMU could not be executed.
-    #[error("could not execute {program}")]
-    Spawn {
-        /// The program.
-        program: &'static str,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// QEMU exited while starting; `log_tail` holds the end of its output.
-    #[error("QEMU {exit} while starting: {log_tail}")]
-    ExitedWhileStarting {
-        /// How it ended.
-        exit: QemuExit,
-        /// Last lines of `qemu.log`.
-        log_tail: String,
-    },
-    /// The QMP socket did not accept a connection in time.
-    #[error("QMP socket {path} not ready within {after:?}")]
-    SocketTimeout {
-        /// The socket.
-        path: PathBuf,
-        /// The deadline.
-        after: Duration,
-    },
-    /// The QMP handshake failed.
-    #[error("could not open a QMP session")]
-    Qmp(#[source] QmpError),
-    /// The pidfile does not hold a pid.
-    #[error("pidfile {path} does not hold a pid")]
-    BadPidfile {
-        /// The pidfile.
-        path: PathBuf,
-    },
-    /// No QEMU runs for this run directory.
-    #[error("no QEMU is running for this run directory (pid {pid:?})")]
-    NotRunning {
-        /// The pid the pidfile named, if there was one.
-        pid: Option<u32>,
-    },
-    /// The pid is alive but is not this run directory's QEMU (a reused pid).
-    #[error("process {pid} is not the QEMU of this run directory")]
-    NotOurQemu {
-        /// The pid.
-        pid: u32,
-    },
-    /// The QMP socket is served by another process than the pidfile names.
-    #[error("QMP socket is served by pid {found:?}, not by QEMU {expected}")]
-    PeerMismatch {
-        /// The pid from the pidfile.
-        expected: u32,
-        /// The pid at the other end of the socket.
-        found: Option<u32>,
-    },
-    /// A pidfd operation failed.
-    #[error("could not watch process {pid}")]
-    Pidfd {
-        /// The pid.
-        pid: u32,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Signalling QEMU failed.
-    #[error("could not signal QEMU {pid}")]
-    Signal {
-        /// The pid.
-        pid: u32,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// QEMU still ran after `SIGKILL` and the wait that follows.
-    #[error("QEMU {pid} did not exit within {after:?} of SIGKILL")]
-    KillTimeout {
-        /// The pid.
-        pid: u32,
-        /// The wait.
-        after: Duration,
-    },
-}
 
 /// A QEMU process and its QMP session.
 ///
@@ -540,13 +335,6 @@ fn outcome(method: ShutdownMethod, exit: QemuExit) -> ShutdownOutcome {
     ShutdownOutcome { method, exit }
 }
 
-fn run_file(path: &Path, source: io::Error) -> ProcessError {
-    ProcessError::RunFile {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 async fn wait_exit(exit: &watch::Receiver<Option<QemuExit>>, limit: Duration) -> Option<QemuExit> {
     let mut exit = exit.clone();
     let seen = match timeout(limit, exit.wait_for(Option::is_some)).await {
@@ -578,84 +366,6 @@ fn kill_pid(pid: u32, sig: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates and canonicalises the run directory, refuses one whose QEMU still runs, and
-/// removes a dead QEMU's socket and pidfile so that their reappearance means the new one.
-fn prepare_run_dir(run_dir: &Path) -> Result<RunPaths, ProcessError> {
-    let dir_error = |source| ProcessError::RunDir {
-        path: run_dir.to_owned(),
-        source,
-    };
-    fs::create_dir_all(run_dir).map_err(dir_error)?;
-    let paths = RunPaths::new(&fs::canonicalize(run_dir).map_err(dir_error)?);
-    if let Some((pid, _)) = find_running(&paths)? {
-        return Err(ProcessError::AlreadyRunning { pid });
-    }
-    for stale in [&paths.qmp_socket, &paths.pidfile] {
-        match fs::remove_file(stale) {
-            Ok(()) => tracing::debug!(path = %stale.display(), "removed a stale run file"),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(run_file(stale, source)),
-        }
-    }
-    Ok(paths)
-}
-
-/// The running QEMU of `paths`, with a pidfd on it, or `None` if there is none.
-fn find_running(paths: &RunPaths) -> Result<Option<(u32, OwnedFd)>, ProcessError> {
-    let Some(pid) = read_pidfile(&paths.pidfile)? else {
-        return Ok(None);
-    };
-    // Open the pidfd first: it pins the process we then identify, so a pid reused after
-    // the check cannot be mistaken for QEMU.
-    let pidfd = match pidfd::open(pid) {
-        Ok(fd) => fd,
-        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
-        Err(source) => return Err(ProcessError::Pidfd { pid, source }),
-    };
-    let cmdline_path = PathBuf::from(format!("/proc/{pid}/cmdline"));
-    let cmdline = match read_bounded(&cmdline_path, CMDLINE_MAX) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(run_file(&cmdline_path, source)),
-    };
-    let exited =
-        pidfd::has_exited(pidfd.as_fd()).map_err(|source| ProcessError::Pidfd { pid, source })?;
-    if exited {
-        return Ok(None);
-    }
-    if !cmdline_matches(&cmdline, paths) {
-        return Err(ProcessError::NotOurQemu { pid });
-    }
-    Ok(Some((pid, pidfd)))
-}
-
-/// The pid in `path`; `None` if there is no pidfile.
-fn read_pidfile(path: &Path) -> Result<Option<u32>, ProcessError> {
-    let bytes = match read_bounded(path, PIDFILE_MAX) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(run_file(path, source)),
-    };
-    parse_pid(&bytes)
-        .map(Some)
-        .ok_or_else(|| ProcessError::BadPidfile {
-            path: path.to_owned(),
-        })
-}
-
-/// A positive pid, in decimal, with surrounding whitespace.
-fn parse_pid(bytes: &[u8]) -> Option<u32> {
-    let text = std::str::from_utf8(bytes).ok()?.trim();
-    let pid: u32 = text.parse().ok()?;
-    (pid > 0).then_some(pid)
-}
-
-fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?.take(max).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
 /// Connects QMP to a QEMU that is starting, until [`START_TIMEOUT`]: QEMU creates the socket
 /// some time after exec, and may exit instead (bad option, missing file).
 async fn connect_while_starting(
@@ -679,12 +389,19 @@ async fn connect_while_starting(
                 // the default deadlines for its commands.
                 let options = QmpOptions::default();
                 let handshake = QmpClient::from_stream(stream, &options);
-                return match timeout_at(deadline, handshake).await {
-                    Ok(result) => result.map_err(ProcessError::Qmp),
-                    Err(_) => Err(ProcessError::SocketTimeout {
+                let err = match timeout_at(deadline, handshake).await {
+                    Ok(Ok(qmp)) => return Ok(qmp),
+                    Ok(Err(err)) => ProcessError::Qmp(err),
+                    Err(_) => ProcessError::SocketTimeout {
                         path: paths.qmp_socket.clone(),
                         after: START_TIMEOUT,
-                    }),
+                    },
+                };
+                // A QEMU that dies after creating its socket breaks the handshake: its own
+                // words say more than the broken session does.
+                return match wait_exit(exit, EXIT_AFTER_BROKEN_HANDSHAKE).await {
+                    Some(status) => Err(exited(status).await),
+                    None => Err(err),
                 };
             }
             // Not there yet, or bound but not yet listening.
@@ -706,79 +423,5 @@ async fn connect_while_starting(
             // The watcher is gone; the exit check above decides on the next round.
             sleep(SOCKET_POLL).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pidfile_contents_parse_strictly() {
-        assert_eq!(parse_pid(b"1234\n"), Some(1234));
-        assert_eq!(parse_pid(b"  77  "), Some(77));
-        for bad in [&b""[..], b"0\n", b"-5", b"12x", b"\xff", b"99999999999"] {
-            assert_eq!(parse_pid(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn exit_descriptions_say_how_qemu_ended() {
-        let code = QemuExit::Exited {
-            code: Some(1),
-            signal: None,
-        };
-        let signal = QemuExit::Exited {
-            code: None,
-            signal: Some(9),
-        };
-        assert_eq!(code.to_string(), "exited with code 1");
-        assert_eq!(signal.to_string(), "killed by signal 9");
-        assert_eq!(
-            QemuExit::ExitedUnsupervised.to_string(),
-            "exited while not supervised"
-        );
-    }
-
-    #[test]
-    fn a_run_dir_without_pidfile_has_no_running_qemu() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = RunPaths::new(dir.path());
-        assert!(find_running(&paths).unwrap().is_none());
-    }
-
-    #[test]
-    fn a_pidfile_naming_another_live_process_is_not_our_qemu() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = RunPaths::new(dir.path());
-        // This test process is alive and certainly not QEMU with that pidfile.
-        fs::write(&paths.pidfile, format!("{}\n", std::process::id())).unwrap();
-        let err = find_running(&paths).unwrap_err();
-        assert!(matches!(err, ProcessError::NotOurQemu { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn a_pidfile_naming_a_dead_process_is_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = RunPaths::new(dir.path());
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        fs::write(&paths.pidfile, format!("{pid}\n")).unwrap();
-        assert!(find_running(&paths).unwrap().is_none());
-        // And a start in that directory clears it.
-        let prepared = prepare_run_dir(dir.path()).unwrap();
-        assert!(!prepared.pidfile.exists());
-    }
-
-    #[test]
-    fn garbage_pidfile_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = RunPaths::new(dir.path());
-        fs::write(&paths.pidfile, "not a pid").unwrap();
-        assert!(matches!(
-            find_running(&paths),
-            Err(ProcessError::BadPidfile { .. })
-        ));
     }
 }

@@ -3,6 +3,11 @@
 //! A `/dev/kvm` node can exist and still be useless (no permission, a nested hypervisor that
 //! refuses to create VMs). [`probe_kvm`] therefore goes as far as creating a VM and a vCPU
 //! before it answers [`Accel::Kvm`]; any failure answers [`Accel::Tcg`] and logs the reason.
+//!
+//! It also asks which CPU features KVM can give a guest and requires SSE3, which every CPU
+//! with hardware virtualisation has. Some nested hypervisors expose a KVM that creates VMs and
+//! runs real-mode code but offers a crippled CPUID (no SSE3, no SSSE3, no SSE4) and hangs
+//! Linux guests right after the kernel decompresses: that KVM must count as not working.
 
 use std::fmt;
 use std::fs::File;
@@ -20,6 +25,36 @@ const KVM_API_VERSION: libc::c_int = 12;
 const KVM_GET_API_VERSION: libc::Ioctl = 0xAE00;
 const KVM_CREATE_VM: libc::Ioctl = 0xAE01;
 const KVM_CREATE_VCPU: libc::Ioctl = 0xAE41;
+// _IOWR(KVMIO, 0x05, struct kvm_cpuid2): 0xC0000000 | (8 << 16) | 0xAE05.
+const KVM_GET_SUPPORTED_CPUID: libc::Ioctl = 0xC008_AE05;
+
+/// Entries room for `KVM_GET_SUPPORTED_CPUID`; KVM reports well under 100 today.
+const CPUID_ENTRIES: usize = 256;
+
+/// CPUID leaf 1, ECX bit 0: SSE3 (`pni` in /proc/cpuinfo).
+const CPUID_1_ECX_SSE3: u32 = 1;
+
+/// `struct kvm_cpuid_entry2` from <linux/kvm.h>.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CpuidEntry2 {
+    function: u32,
+    index: u32,
+    flags: u32,
+    eax: u32,
+    ebx: u32,
+    ecx: u32,
+    edx: u32,
+    padding: [u32; 3],
+}
+
+/// `struct kvm_cpuid2` with room for [`CPUID_ENTRIES`] entries.
+#[repr(C)]
+struct Cpuid2 {
+    nent: u32,
+    padding: u32,
+    entries: [CpuidEntry2; CPUID_ENTRIES],
+}
 
 /// The accelerator QEMU runs guests with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +105,15 @@ pub enum KvmProbeError {
     /// `KVM_CREATE_VCPU` failed on a freshly created VM.
     #[error("KVM_CREATE_VCPU failed")]
     CreateVcpu(#[source] io::Error),
+    /// `KVM_GET_SUPPORTED_CPUID` failed.
+    #[error("KVM_GET_SUPPORTED_CPUID failed")]
+    GetSupportedCpuid(#[source] io::Error),
+    /// KVM cannot give guests a CPU feature that every virtualisation-capable CPU has.
+    #[error("KVM does not offer guests the {feature} CPU feature (a crippled nested KVM)")]
+    MissingCpuFeature {
+        /// The feature, as /proc/cpuinfo names it.
+        feature: &'static str,
+    },
 }
 
 /// Answers [`Accel::Kvm`] if KVM really works on this host, [`Accel::Tcg`] otherwise. The
@@ -125,7 +169,31 @@ pub fn check_kvm(device: &Path) -> Result<(), KvmProbeError> {
     // SAFETY: `vm` is the VM descriptor just created and owned here; the argument is vCPU id 0.
     let vcpu = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_CREATE_VCPU, 0) };
     let _vcpu = owned_or_error(vcpu).map_err(KvmProbeError::CreateVcpu)?;
+
+    let leaf1 = supported_cpuid(&kvm)?
+        .into_iter()
+        .find(|entry| entry.function == 1 && entry.index == 0);
+    if leaf1.is_none_or(|entry| entry.ecx & CPUID_1_ECX_SSE3 == 0) {
+        return Err(KvmProbeError::MissingCpuFeature { feature: "pni" });
+    }
     Ok(())
+}
+
+/// The CPUID entries KVM can offer guests.
+fn supported_cpuid(kvm: &File) -> Result<Vec<CpuidEntry2>, KvmProbeError> {
+    let mut cpuid = Box::new(Cpuid2 {
+        nent: u32::try_from(CPUID_ENTRIES).unwrap_or(0),
+        padding: 0,
+        entries: [CpuidEntry2::default(); CPUID_ENTRIES],
+    });
+    // SAFETY: the argument points to a `kvm_cpuid2` whose `nent` says how many entries follow
+    // it in the same allocation; the kernel writes at most that many and updates `nent`.
+    let rc = unsafe { libc::ioctl(kvm.as_raw_fd(), KVM_GET_SUPPORTED_CPUID, &raw mut *cpuid) };
+    if rc < 0 {
+        return Err(KvmProbeError::GetSupportedCpuid(io::Error::last_os_error()));
+    }
+    let count = usize::try_from(cpuid.nent).unwrap_or(0).min(CPUID_ENTRIES);
+    Ok(cpuid.entries.iter().take(count).copied().collect())
 }
 
 /// Takes ownership of a descriptor returned by an ioctl, or turns -1 into the OS error.
@@ -160,6 +228,8 @@ mod tests {
         // Either answer is right depending on the host; the probe must simply not fail.
         let accel = probe_kvm();
         assert!(matches!(accel, Accel::Kvm | Accel::Tcg));
+        let detail = check_kvm(Path::new(KVM_DEVICE)).map_err(|e| e.to_string());
+        eprintln!("KVM on this host: {accel} ({detail:?})");
     }
 
     #[test]

@@ -5,8 +5,13 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use std::time::Duration;
+
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+/// Polling interval when a pidfd cannot be watched through the reactor.
+const POLL_FALLBACK: Duration = Duration::from_millis(200);
 
 /// Opens a pidfd for `pid`. `ESRCH` means no such process.
 pub(crate) fn open(pid: u32) -> io::Result<OwnedFd> {
@@ -60,18 +65,28 @@ pub(crate) fn has_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(rc > 0 && poll.revents & libc::POLLIN != 0)
 }
 
-/// Waits until the process of `pidfd` exits.
+/// Waits until the process of `pidfd` exits: through the reactor, or by polling every
+/// [`POLL_FALLBACK`] if the descriptor cannot be registered with it.
 pub(crate) async fn wait_exit(pidfd: OwnedFd) -> io::Result<()> {
     // SAFETY: `pidfd` is an open descriptor owned by the `OwnedFd` that the `AsyncFd` takes
     // ownership of: it stays open, and `as_raw_fd` returns that same descriptor, until the
     // `AsyncFd` drops.
-    let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }?;
-    loop {
-        let mut ready = fd.readable().await?;
-        if has_exited(fd.get_ref().as_fd())? {
-            return Ok(());
+    match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
+        Ok(fd) => loop {
+            let mut ready = fd.readable().await?;
+            if has_exited(fd.get_ref().as_fd())? {
+                return Ok(());
+            }
+            ready.clear_ready();
+        },
+        Err(err) => {
+            let (pidfd, cause) = err.into_parts();
+            tracing::debug!(%cause, "pidfd not pollable by the reactor; polling it");
+            while !has_exited(pidfd.as_fd())? {
+                tokio::time::sleep(POLL_FALLBACK).await;
+            }
+            Ok(())
         }
-        ready.clear_ready();
     }
 }
 

@@ -72,6 +72,8 @@ impl QemuProcess {
         let mut command = tokio::process::Command::new(QEMU_BINARY);
         command
             .args(&args)
+            // Not the daemon's working directory, which QEMU would keep busy.
+            .current_dir(&paths.run_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -139,6 +141,9 @@ impl QemuProcess {
     /// Re-attaches to the QEMU of `run_dir`, started earlier (by this daemon before a
     /// restart). Its exit will be seen, but without a status.
     ///
+    /// N.B. QEMU serves one QMP client at a time: while another session to it is open (an
+    /// earlier handle not yet dropped), the greeting does not come and this times out.
+    ///
     /// # Errors
     /// [`ProcessError::NotRunning`] when no QEMU runs there, [`ProcessError::NotOurQemu`] when
     /// the pidfile's pid now belongs to another process, [`ProcessError::PeerMismatch`] when
@@ -166,10 +171,13 @@ impl QemuProcess {
             .try_clone()
             .map_err(|source| ProcessError::Pidfd { pid, source })?;
         let watcher = tokio::spawn(async move {
-            if let Err(err) = pidfd::wait_exit(watch_fd).await {
-                tracing::warn!(pid, %err, "could not watch QEMU through its pidfd");
+            match pidfd::wait_exit(watch_fd).await {
+                Ok(()) => {
+                    exit_tx.send_replace(Some(QemuExit::ExitedUnsupervised));
+                }
+                // Claiming an exit we did not see would be worse than reporting none.
+                Err(err) => tracing::error!(pid, %err, "lost track of QEMU's exit"),
             }
-            exit_tx.send_replace(Some(QemuExit::ExitedUnsupervised));
         });
         tracing::info!(pid, run_dir = %run_dir.display(), "attached to running QEMU");
         let process = PartialProcess {

@@ -388,7 +388,9 @@ async fn connect_while_starting(
         ProcessError::ExitedWhileStarting { exit, log_tail }
     };
     loop {
-        if let Some(status) = *exit.borrow() {
+        // Copied out first: the watch guard must not live across the await below.
+        let status = *exit.borrow();
+        if let Some(status) = status {
             return Err(exited(status).await);
         }
         match tokio::net::UnixStream::connect(&paths.qmp_socket).await {

@@ -229,6 +229,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_and_their_futures_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<QemuProcess>();
+        send_sync::<crate::qmp::QmpClient>();
+        // Type-checked, never run: the daemon spawns these futures on its runtime.
+        let _futures_are_send = |process: &QemuProcess, fd: std::os::fd::BorrowedFd<'_>| {
+            send(&process.shutdown_graceful(Duration::ZERO));
+            send(&process.kill());
+            send(&process.wait_exit(Duration::ZERO));
+            send(&process.qmp().query_status());
+            send(&process.qmp().send_fd("fd", fd));
+            send(&QemuProcess::attach(std::path::Path::new("/")));
+        };
+        let _start_is_send = |spec: &crate::LaunchSpec| send(&QemuProcess::start(spec));
+    }
+
+    #[test]
     fn exit_descriptions_say_how_qemu_ended() {
         let code = QemuExit::Exited {
             code: Some(1),

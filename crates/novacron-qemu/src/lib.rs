@@ -21,10 +21,10 @@ pub mod process;
 pub mod qmp;
 pub mod stats;
 
-pub use img::ImageInfo;
+pub use img::{ImageInfo, ImgError};
 pub use kvm::{Accel, probe_kvm};
 pub use launch::{LaunchSpec, RunPaths};
 pub use logs::{console_tail, qemu_log_tail};
-pub use process::{QemuExit, QemuProcess, ShutdownMethod, ShutdownOutcome};
+pub use process::{ProcessError, QemuExit, QemuProcess, ShutdownMethod, ShutdownOutcome};
 pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, RunState, StatusInfo};
 pub use stats::ProcessStats;

@@ -5,16 +5,18 @@
 //! - [`State`]: all records in memory; [`State::plan`] validates a command and returns its
 //!   [`Write`]s without side effects, [`State::commit`] applies them.
 //! - [`Store`]: the trait the rest of NovaCron uses: `apply` a command, read records.
+//! - [`RedbStore`]: the single-node store, a redb file mirrored in memory. A replicated store
+//!   (openraft) will implement the same trait over the same [`State`].
 //! - [`StoreError`]: refusals (not found, quota exceeded, conflict...) and storage failures.
 //! - `testing` (feature `testing`): the conformance suite every [`Store`] passes, and an
 //!   in-memory store for other crates' unit tests.
 //!
-//! ```ignore
+//! ```no_run
 //! use novacron_model::{Name, Quota, Tenant, Timestamp};
-//! use novacron_store::{Command, Store, StoreError};
+//! use novacron_store::{Command, RedbStore, Store, StoreError};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = open_a_store()?;
+//! let store = RedbStore::open("/var/lib/novacron/state.redb")?;
 //! let acme = Name::new("acme")?;
 //! store.apply(Command::PutTenant(Tenant {
 //!     name: acme.clone(),
@@ -33,6 +35,7 @@
 mod cell;
 mod command;
 mod error;
+mod redb_store;
 mod state;
 mod store;
 
@@ -41,5 +44,6 @@ pub mod testing;
 
 pub use command::Command;
 pub use error::StoreError;
+pub use redb_store::{RedbStore, SCHEMA_VERSION};
 pub use state::{State, Write};
 pub use store::Store;

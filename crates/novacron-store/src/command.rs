@@ -18,9 +18,9 @@ pub enum Command {
     PutTenant(Tenant),
     /// Deletes a tenant. Refused with `InUse` while it has VMs or tokens; `NotFound` if missing.
     DeleteTenant(Name),
-    /// Stores a token, or replaces the one with the same id. The tenant must exist
-    /// (`NotFound`), the secret hash must not be empty (`Invalid`) and no other token may have
-    /// the same secret hash (`AlreadyExists`).
+    /// Stores a token, or replaces the one with the same id. The secret hash must not be empty
+    /// (`Invalid`), the tenant must exist (`NotFound`) and no other token may have the same
+    /// secret hash (`AlreadyExists`).
     PutToken(TokenRecord),
     /// Deletes a token; `NotFound` if missing.
     DeleteToken(TokenId),
@@ -29,8 +29,9 @@ pub enum Command {
     /// Deletes an image; `InUse` while a VM is made from it, `NotFound` if missing.
     DeleteImage(Name),
     /// Creates a VM. Its spec must be valid (`Invalid`), its tenant and image must exist
-    /// (`NotFound`), its id and its name within the tenant must be new (`AlreadyExists`), and
-    /// the tenant's quota must hold it, counting all its VMs whatever their state
+    /// (`NotFound`), its disk must not be smaller than the image (`Invalid`), its id and its
+    /// name within the tenant must be new (`AlreadyExists`), and the tenant's quota must hold
+    /// it, counting all its VMs whatever their state, in VMs, then vCPUs, then memory
     /// (`QuotaExceeded`).
     CreateVm(Vm),
     /// Replaces a VM's record if its stored state is still `expect_state` (`Conflict`

@@ -119,18 +119,6 @@ impl State {
             message: e.to_string(),
         })?;
         let tenant = self.existing_tenant(&vm.tenant)?;
-        if self.vms.contains_key(&vm.id) {
-            return Err(StoreError::AlreadyExists {
-                kind: "vm",
-                key: vm.id.to_string(),
-            });
-        }
-        if self.vm_by_name(&vm.tenant, &vm.spec.name).is_some() {
-            return Err(StoreError::AlreadyExists {
-                kind: "vm",
-                key: format!("{}/{}", vm.tenant, vm.spec.name),
-            });
-        }
         let image = self
             .images
             .get(&vm.spec.image)
@@ -144,6 +132,18 @@ impl State {
                     ),
                 });
             }
+        }
+        if self.vms.contains_key(&vm.id) {
+            return Err(StoreError::AlreadyExists {
+                kind: "vm",
+                key: vm.id.to_string(),
+            });
+        }
+        if self.vm_by_name(&vm.tenant, &vm.spec.name).is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "vm",
+                key: format!("{}/{}", vm.tenant, vm.spec.name),
+            });
         }
         let used = self.totals(&vm.tenant);
         let quota = tenant.quota;

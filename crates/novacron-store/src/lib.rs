@@ -42,6 +42,9 @@ mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+#[cfg(test)]
+mod model_test;
+
 pub use command::Command;
 pub use error::StoreError;
 pub use redb_store::{RedbStore, SCHEMA_VERSION};

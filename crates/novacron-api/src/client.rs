@@ -1,1 +1,0 @@
-//! Typed HTTP client of the API (filled in below).

@@ -1,4 +1,4 @@
-//! The conformance suite every [`Store`] passes, and helpers for tests that use a store.
+//! The conformance suite every [`Store`] passes, and fixtures for tests that use a store.
 //!
 //! ```ignore
 //! use novacron_store::testing::Suite;

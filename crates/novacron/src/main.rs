@@ -4,6 +4,7 @@
 mod ca_cmd;
 mod dwcp_cmd;
 mod progress_view;
+mod server_cmd;
 mod units;
 
 use std::process::ExitCode;
@@ -15,8 +16,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "novacron", version, about, propagate_version = true)]
 struct Cli {
     /// Log filter (`info`, `debug`, `dwcp=trace`, ...); also read from `NOVACRON_LOG`.
-    #[arg(long, global = true, env = "NOVACRON_LOG", default_value = "warn")]
-    log: String,
+    /// Default: `info` for `server`, `warn` otherwise.
+    #[arg(long, global = true, env = "NOVACRON_LOG")]
+    log: Option<String>,
+    /// Write logs as JSON lines (for log collectors).
+    #[arg(long, global = true, env = "NOVACRON_LOG_JSON")]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,19 +35,32 @@ enum Command {
     /// Manage the cluster certificate authority and node certificates.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// Run the node daemon: VMs on this host through the REST API.
+    Server(server_cmd::ServerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let default_level = if matches!(cli.command, Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Dwcp(cmd) => dwcp_cmd::run(cmd),
         Command::Ca(cmd) => ca_cmd::run(&cmd),
+        Command::Server(args) => server_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,173 @@
+//! [`NodeService`] for [`Node`]: each call delegates to the file that owns its concern.
+
+use crate::node::Node;
+use novacron_api::types::{
+    ImageImportRequest, NodeInfo, StateCount, TenantPutRequest, TenantResponse, TokenCreateRequest,
+    TokenCreateResponse, VmAction,
+};
+use novacron_api::{BoxFuture, Caller, NodeMetrics, NodeService, ProcessMetrics, ServiceError};
+use novacron_model::{ByteSize, Event, Image, Operation, OperationId, Vm, VmSpec, VmState};
+use novacron_qemu::ProcessStats;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+fn count_states<'a>(vms: impl Iterator<Item = &'a Vm>) -> Vec<(VmState, u64)> {
+    let mut counts: Vec<(VmState, u64)> = VmState::ALL.iter().map(|s| (*s, 0)).collect();
+    for vm in vms {
+        if let Some(c) = counts.iter_mut().find(|(s, _)| *s == vm.state) {
+            c.1 = c.1.saturating_add(1);
+        }
+    }
+    counts
+}
+
+impl NodeService for Node {
+    fn authenticate(&self, token: &str) -> Option<Caller> {
+        self.authenticate_token(token)
+    }
+
+    fn node_info(&self, caller: &Caller) -> NodeInfo {
+        let vms = self.vm_list(caller);
+        NodeInfo {
+            hostname: self.inner.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            qemu_version: self.inner.qemu_version.clone(),
+            accel: self.inner.accel_note.clone(),
+            cpus: crate::host::cpus(),
+            memory: ByteSize(crate::host::memory_bytes()),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            tenant: caller.tenant.clone(),
+            role: caller.role,
+            vms: count_states(vms.iter())
+                .into_iter()
+                .map(|(state, count)| StateCount { state, count })
+                .collect(),
+        }
+    }
+
+    fn list_vms(&self, caller: &Caller) -> Vec<Vm> {
+        self.vm_list(caller)
+    }
+
+    fn get_vm(&self, caller: &Caller, vm: &str) -> Result<Vm, ServiceError> {
+        self.resolve(caller, vm)
+    }
+
+    fn create_vm(&self, caller: &Caller, spec: VmSpec) -> BoxFuture<'_, Result<Vm, ServiceError>> {
+        let caller = caller.clone();
+        Box::pin(async move { self.vm_create(&caller, spec).await })
+    }
+
+    fn vm_action(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        action: VmAction,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let caller = caller.clone();
+        let vm = vm.to_owned();
+        Box::pin(async move { self.vm_act(&caller, &vm, action).await })
+    }
+
+    fn delete_vm(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        force: bool,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let caller = caller.clone();
+        let vm = vm.to_owned();
+        Box::pin(async move { self.vm_delete(&caller, &vm, force).await })
+    }
+
+    fn console(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        lines: usize,
+    ) -> BoxFuture<'_, Result<String, ServiceError>> {
+        let caller = caller.clone();
+        let vm = vm.to_owned();
+        Box::pin(async move { self.vm_console(&caller, &vm, lines).await })
+    }
+
+    fn list_images(&self) -> Vec<Image> {
+        self.store().images()
+    }
+
+    fn get_image(&self, name: &str) -> Result<Image, ServiceError> {
+        self.image_get(name)
+    }
+
+    fn import_image(
+        &self,
+        caller: &Caller,
+        req: ImageImportRequest,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let caller = caller.clone();
+        Box::pin(async move { self.image_import(&caller, req).await })
+    }
+
+    fn delete_image(&self, name: &str) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let name = name.to_owned();
+        Box::pin(async move { self.image_delete(&name).await })
+    }
+
+    fn operation(&self, caller: &Caller, id: OperationId) -> Result<Operation, ServiceError> {
+        self.op_get(caller, id)
+    }
+
+    fn wait_operation(
+        &self,
+        caller: &Caller,
+        id: OperationId,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let caller = caller.clone();
+        Box::pin(async move { self.op_wait(&caller, id, timeout).await })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn list_tenants(&self) -> Vec<TenantResponse> {
+        self.tenant_list()
+    }
+
+    fn put_tenant(
+        &self,
+        req: TenantPutRequest,
+    ) -> BoxFuture<'_, Result<TenantResponse, ServiceError>> {
+        Box::pin(async move { self.tenant_put(req).await })
+    }
+
+    fn create_token(
+        &self,
+        req: TokenCreateRequest,
+    ) -> BoxFuture<'_, Result<TokenCreateResponse, ServiceError>> {
+        Box::pin(async move { self.token_create(req).await })
+    }
+
+    fn metrics(&self) -> NodeMetrics {
+        let vms = self.store().vms(None);
+        let processes = vms
+            .iter()
+            .filter_map(|vm| {
+                let rt = vm.runtime.as_ref()?;
+                let stats = ProcessStats::read(rt.pid).ok()?;
+                Some(ProcessMetrics {
+                    vm: vm.id.to_string(),
+                    name: vm.spec.name.to_string(),
+                    tenant: vm.tenant.to_string(),
+                    cpu_seconds: stats.cpu_seconds,
+                    rss_bytes: stats.rss_bytes,
+                })
+            })
+            .collect();
+        NodeMetrics {
+            vms_by_state: count_states(vms.iter()),
+            processes,
+        }
+    }
+}

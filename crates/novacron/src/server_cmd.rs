@@ -1,0 +1,115 @@
+//! `novacron server`: the node daemon. Opens the data directory, re-attaches to running VMs
+//! and serves the API until SIGINT or SIGTERM. QEMU processes outlive it by design.
+
+use anyhow::Context;
+use novacron_node::{Node, NodeConfig};
+use novacron_qemu::Accel;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Port the API listens on by default.
+pub const DEFAULT_PORT: u16 = 8640;
+
+/// Arguments of `novacron server`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Data directory: state store, images, VM disks and run files. Default:
+    /// /var/lib/novacron as root, else $XDG_DATA_HOME/novacron or ~/.local/share/novacron.
+    #[arg(long, env = "NOVACRON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address the API listens on (port 0 picks a free one, printed at start).
+    #[arg(long, env = "NOVACRON_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Accelerator for VMs: auto (KVM when /dev/kvm really works, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    accel: String,
+    /// Default seconds to wait for a guest to power off before QEMU is stopped by force.
+    #[arg(long, default_value_t = 30)]
+    stop_timeout: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/novacron");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("novacron");
+    }
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".novacron"),
+        |h| PathBuf::from(h).join(".local/share/novacron"),
+    )
+}
+
+/// Runs the daemon until a signal.
+///
+/// # Errors
+/// When the data directory, store or listen address cannot be used.
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("novacron-server")
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = NodeConfig::new(data_dir.clone());
+    config.accel = match args.accel.as_str() {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
+    };
+    config.stop_timeout = Duration::from_secs(args.stop_timeout);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    let (node, token_path) = Node::open(config)
+        .await
+        .with_context(|| format!("could not open the node in {}", data_dir.display()))?;
+    let addr = listener
+        .local_addr()
+        .context("could not read the listening address")?;
+    if let Some(path) = token_path {
+        println!(
+            "first start: admin token written to {} (export NOVACRON_TOKEN=$(cat {}))",
+            path.display(),
+            path.display()
+        );
+    }
+    println!(
+        "novacron server listening on http://{addr} (data in {})",
+        data_dir.display()
+    );
+    tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    axum::serve(listener, novacron_api::app(Arc::new(node)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the API server failed")?;
+    tracing::info!("stopped; VMs keep running and are re-attached at the next start");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,6 +1,7 @@
 //! The `novacron` command: CLI and daemon entry point. It wires the library crates together and
 //! holds no logic of its own.
 
+mod api_cmd;
 mod ca_cmd;
 mod dwcp_cmd;
 mod progress_view;
@@ -27,7 +28,6 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Command {
     /// Move files and streams over DWCP, the WAN transport.
     #[command(subcommand)]
@@ -35,6 +35,16 @@ enum Command {
     /// Manage the cluster certificate authority and node certificates.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// Create, list, start, stop and delete virtual machines.
+    Vm(api_cmd::vm::VmArgs),
+    /// List and import the images VM disks are made from.
+    Image(api_cmd::image::ImageArgs),
+    /// Show the node behind the API.
+    Node(api_cmd::node::NodeArgs),
+    /// List tenants and set their quotas (admin).
+    Tenant(api_cmd::admin::TenantArgs),
+    /// Issue API tokens (admin).
+    Token(api_cmd::admin::TokenArgs),
     /// Run the node daemon: VMs on this host through the REST API.
     Server(server_cmd::ServerArgs),
 }
@@ -60,13 +70,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dwcp(cmd) => dwcp_cmd::run(cmd),
         Command::Ca(cmd) => ca_cmd::run(&cmd),
+        Command::Vm(args) => api_cmd::vm::run(args),
+        Command::Image(args) => api_cmd::image::run(args),
+        Command::Node(args) => api_cmd::node::run(args),
+        Command::Tenant(args) => api_cmd::admin::run_tenant(args),
+        Command::Token(args) => api_cmd::admin::run_token(args),
         Command::Server(args) => server_cmd::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
-            ExitCode::from(dwcp_cmd::exit_code_for(&err))
+            ExitCode::from(api_cmd::exit_code_for(&err))
         }
     }
 }

@@ -80,6 +80,15 @@ pub trait NodeService: Send + Sync + 'static {
     /// The caller's VMs, sorted by name.
     fn list_vms(&self, caller: &Caller) -> Vec<Vm>;
 
+    /// One page of the caller's VMs as the JSON of a
+    /// [`VmListResponse`](crate::types::VmListResponse). Listing is the hottest call, so an
+    /// implementation may serve it from a cache it renews when VMs change.
+    fn list_vms_json(&self, caller: &Caller, after: Option<&str>, limit: usize) -> bytes::Bytes {
+        let vms = self.list_vms(caller);
+        let page = crate::types::VmListResponse::page(&vms, after, limit);
+        bytes::Bytes::from(serde_json::to_vec(&page).unwrap_or_default())
+    }
+
     /// One of the caller's VMs by id or name.
     ///
     /// # Errors

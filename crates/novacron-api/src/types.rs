@@ -1,6 +1,6 @@
 //! Request and response bodies of `/api/v1` that are not plain model records.
 
-use novacron_model::{ByteSize, Name, Operation, Quota, Role, TokenRecord, Usage, VmState};
+use novacron_model::{ByteSize, Name, Operation, Quota, Role, TokenRecord, Usage, Vm, VmState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -175,4 +175,44 @@ pub struct ErrorBody {
     /// The request field at fault, when there is one (`vcpus`, `spec.memory`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+/// VMs per page of `GET /api/v1/vms` when the query does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most VMs one page may hold.
+pub const MAX_PAGE: usize = 1000;
+
+/// Query of `GET /api/v1/vms`.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VmListQuery {
+    /// VMs per page (default 100, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Start after the VM of this name (the `next` of the previous page).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// One page of the caller's VMs, sorted by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmListResponse {
+    /// The VMs of this page.
+    pub items: Vec<Vm>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+impl VmListResponse {
+    /// The page of `vms` (sorted by name) that starts after `after`, at most `limit` long.
+    #[must_use]
+    pub fn page(vms: &[Vm], after: Option<&str>, limit: usize) -> Self {
+        let start = after.map_or(0, |a| vms.partition_point(|v| v.spec.name.as_str() <= a));
+        let rest = vms.get(start..).unwrap_or_default();
+        let items: Vec<Vm> = rest.iter().take(limit).cloned().collect();
+        let next = (rest.len() > items.len())
+            .then(|| items.last().map(|v| v.spec.name.to_string()))
+            .flatten();
+        Self { items, next }
+    }
 }

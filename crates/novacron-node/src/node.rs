@@ -9,6 +9,7 @@ use novacron_qemu::{Accel, QemuProcess};
 use novacron_store::{Command, RedbStore, Store, StoreError};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,18 @@ pub(crate) struct NodeInner {
     pub(crate) processes: Mutex<HashMap<VmId, Arc<QemuProcess>>>,
     /// Image names being imported now (not yet in the store).
     pub(crate) importing: Mutex<std::collections::HashSet<Name>>,
+    /// Bumped after every change to the store; tags cached answers.
+    pub(crate) generation: AtomicU64,
+    /// Serialized VM list pages by (tenant, after, limit), with the generation they were
+    /// made at.
+    pub(crate) list_cache: Mutex<HashMap<ListKey, (u64, bytes::Bytes)>>,
 }
+
+/// Key of a cached VM list page.
+pub(crate) type ListKey = (Name, Option<String>, usize);
+
+/// Most cached list pages; the cache is emptied when it holds more.
+const LIST_CACHE_ENTRIES: usize = 1024;
 
 impl Node {
     /// Opens the data directory: the store, the admin token on first start, and the VMs
@@ -117,6 +129,8 @@ impl Node {
                 started: Instant::now(),
                 processes: Mutex::new(HashMap::new()),
                 importing: Mutex::new(std::collections::HashSet::new()),
+                generation: AtomicU64::new(0),
+                list_cache: Mutex::new(HashMap::new()),
                 config,
             }),
         };
@@ -163,10 +177,57 @@ impl Node {
     /// Applies a command off the reactor (a commit waits for the disk).
     pub(crate) async fn apply(&self, cmd: Command) -> Result<(), ServiceError> {
         let store = Arc::clone(&self.inner.store);
-        tokio::task::spawn_blocking(move || store.apply(cmd))
+        let result = tokio::task::spawn_blocking(move || store.apply(cmd))
             .await
             .map_err(|e| ServiceError::Internal(format!("store task failed: {e}")))?
-            .map_err(service_error)
+            .map_err(service_error);
+        // After the commit: a reader that saw the old generation may have cached the old
+        // state, and will find its entry stale.
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    /// One page of the caller's VMs as JSON, serialized once per store change.
+    pub(crate) fn vm_list_json(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: usize,
+    ) -> bytes::Bytes {
+        // Read the generation before the store, so a change in between makes the entry stale.
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let key: ListKey = (caller.tenant.clone(), after.map(str::to_owned), limit);
+        {
+            let cache = self
+                .inner
+                .list_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((g, body)) = cache.get(&key) {
+                if *g == generation {
+                    return body.clone();
+                }
+            }
+        }
+        let vms = self.store().vms(Some(&caller.tenant));
+        let page = novacron_api::types::VmListResponse::page(&vms, after, limit);
+        let body = match serde_json::to_vec(&page) {
+            Ok(v) => bytes::Bytes::from(v),
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize a VM list");
+                bytes::Bytes::from_static(b"{\"items\":[],\"next\":null}")
+            }
+        };
+        let mut cache = self
+            .inner
+            .list_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= LIST_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (generation, body.clone()));
+        body
     }
 
     /// The supervised QEMU of `vm`, if any.

@@ -49,6 +49,10 @@ impl NodeService for Node {
         self.vm_list(caller)
     }
 
+    fn list_vms_json(&self, caller: &Caller, after: Option<&str>, limit: usize) -> bytes::Bytes {
+        self.vm_list_json(caller, after, limit)
+    }
+
     fn get_vm(&self, caller: &Caller, vm: &str) -> Result<Vm, ServiceError> {
         self.resolve(caller, vm)
     }

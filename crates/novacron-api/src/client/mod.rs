@@ -26,8 +26,8 @@ pub use url::BaseUrl;
 
 use crate::routes::operations::MAX_WAIT_SECS;
 use crate::types::{
-    ImageImportRequest, NodeInfo, OperationResponse, TenantPutRequest, TenantResponse,
-    TokenCreateRequest, TokenCreateResponse, VmAction,
+    ImageImportRequest, MAX_PAGE, NodeInfo, OperationResponse, TenantPutRequest, TenantResponse,
+    TokenCreateRequest, TokenCreateResponse, VmAction, VmListResponse,
 };
 use futures_util::stream::BoxStream;
 use novacron_model::{Event, Image, Operation, OperationId, Vm, VmSpec};
@@ -126,12 +126,42 @@ impl Client {
         self.json(Method::GET, &["node"], NO_BODY).await
     }
 
-    /// `GET /api/v1/vms`: the caller's VMs, sorted by name.
+    /// All the caller's VMs, sorted by name: `GET /api/v1/vms`, page after page.
     ///
     /// # Errors
     /// Any [`ClientError`].
     pub async fn list_vms(&self) -> Result<Vec<Vm>, ClientError> {
-        self.json(Method::GET, &["vms"], NO_BODY).await
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_vms_page(after.as_deref(), MAX_PAGE).await?;
+            all.extend(page.items);
+            match page.next {
+                // A server that repeats a cursor would loop forever; stop instead.
+                Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of `GET /api/v1/vms`: at most `limit` VMs after the one named `after`.
+    ///
+    /// # Errors
+    /// Any [`ClientError`].
+    pub async fn list_vms_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<VmListResponse, ClientError> {
+        let mut url = self.api_url(&["vms"])?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("limit", &limit.to_string());
+            if let Some(a) = after {
+                q.append_pair("after", a);
+            }
+        }
+        self.json_at(Method::GET, url, NO_BODY).await
     }
 
     /// `POST /api/v1/vms`: creates a VM (stopped).

@@ -5,12 +5,15 @@ use crate::extract::{ApiJson, ApiJsonOrDefault};
 use crate::server::AppState;
 use crate::service::Caller;
 use crate::types::{
-    ConsoleQuery, ErrorBody, OperationResponse, VmAction, VmDeleteQuery, VmStopRequest,
+    ConsoleQuery, DEFAULT_PAGE, ErrorBody, MAX_PAGE, OperationResponse, VmAction, VmDeleteQuery,
+    VmListQuery, VmListResponse, VmStopRequest,
 };
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use novacron_model::{Role, Vm, VmSpec};
 
 /// Most console lines one request returns.
@@ -23,15 +26,25 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
     })
 }
 
-/// The caller's VMs.
-#[utoipa::path(get, path = "/vms", tag = "vms",
-    responses((status = 200, body = Vec<Vm>), (status = 401, body = ErrorBody)))]
+/// The caller's VMs, one page at a time, sorted by name.
+#[utoipa::path(get, path = "/vms", tag = "vms", params(VmListQuery),
+    responses((status = 200, body = VmListResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 pub async fn list_vms(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<Vm>>, ApiError> {
+    q: Result<Query<VmListQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let q = query(q)?;
     caller.require(Role::Viewer)?;
-    Ok(Json(state.svc.list_vms(&caller)))
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadParam {
+            message: format!("limit: must be between 1 and {MAX_PAGE}, got {limit}"),
+        });
+    }
+    let body = state.svc.list_vms_json(&caller, q.after.as_deref(), limit);
+    Ok(([(CONTENT_TYPE, "application/json")], body))
 }
 
 /// Creates a VM (stopped) with a root disk made from its image.

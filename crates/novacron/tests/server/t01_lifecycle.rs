@@ -89,5 +89,5 @@ fn forced_delete_kills_a_running_vm() {
     assert_eq!(s, 202, "{op}");
     assert_eq!(api.wait(&op)["status"], "succeeded");
     assert!(d.qemu_pids().is_empty(), "QEMU killed");
-    assert_eq!(api.get("/api/v1/vms").1, serde_json::json!([]));
+    assert_eq!(api.get("/api/v1/vms").1["items"], serde_json::json!([]));
 }

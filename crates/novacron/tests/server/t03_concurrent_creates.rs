@@ -35,7 +35,47 @@ fn twenty_concurrent_creates_all_succeed_and_a_quota_holds_under_concurrency() {
         assert_eq!(*s, 201, "{v}");
     }
     let (_, list) = admin.get("/api/v1/vms");
-    assert_eq!(list.as_array().unwrap().len(), 20);
+    assert_eq!(list["items"].as_array().unwrap().len(), 20);
+    assert!(list["next"].is_null());
+
+    // Pages of 7: 7 + 7 + 6, in name order, each VM once.
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = after
+            .as_ref()
+            .map(|a| format!("&after={a}"))
+            .unwrap_or_default();
+        let (s, page) = admin.get(&format!("/api/v1/vms?limit=7{q}"));
+        assert_eq!(s, 200, "{page}");
+        pages += 1;
+        names.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["spec"]["name"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted);
+    assert_eq!(names.len(), 20);
+    for bad in ["limit=0", "limit=1001", "limit=x", "colour=red"] {
+        let (s, e) = admin.get(&format!("/api/v1/vms?{bad}"));
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (400, Some("invalid_parameter")),
+            "{bad}: {e}"
+        );
+    }
 
     // A tenant with a quota of 10 VMs: exactly 10 of 20 concurrent creates succeed.
     let (s, v) = admin.post(

@@ -16,7 +16,7 @@ fn tenants_see_and_touch_only_their_own_vms() {
     let id = vm["id"].as_str().unwrap();
 
     // B cannot see it by id or by name, in lists, or act on it: always 404.
-    assert_eq!(b.get("/api/v1/vms").1, json!([]));
+    assert_eq!(b.get("/api/v1/vms").1["items"], json!([]));
     for path in [
         format!("/api/v1/vms/{id}"),
         "/api/v1/vms/web".to_owned(),
@@ -33,7 +33,7 @@ fn tenants_see_and_touch_only_their_own_vms() {
     assert_eq!(b.delete(&format!("/api/v1/vms/{id}?force=true")).0, 404);
     // B may use the same name in its own namespace.
     b.create_vm("web");
-    assert_eq!(a.get("/api/v1/vms").1.as_array().unwrap().len(), 1);
+    assert_eq!(a.get("/api/v1/vms").1["items"].as_array().unwrap().len(), 1);
     assert_eq!(a.get(&format!("/api/v1/vms/{id}")).0, 200);
 
     // An operation id of A's is not B's either.

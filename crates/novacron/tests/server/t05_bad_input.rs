@@ -4,7 +4,13 @@ use crate::fixtures::Daemon;
 use serde_json::json;
 
 /// Body, content type, expected status, error code and field.
-type Case = (Vec<u8>, &'static str, u16, &'static str, Option<&'static str>);
+type Case = (
+    Vec<u8>,
+    &'static str,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
 
 #[test]
 fn malformed_requests_get_json_errors_naming_the_field() {
@@ -113,7 +119,7 @@ fn malformed_requests_get_json_errors_naming_the_field() {
     );
     assert!(e["message"].as_str().unwrap().contains("gpu"), "{e}");
     // Nothing was created by any of them.
-    assert_eq!(api.get("/api/v1/vms").1, json!([]));
+    assert_eq!(api.get("/api/v1/vms").1["items"], json!([]));
     assert_eq!(std::fs::read_dir(d.data.join("vms")).unwrap().count(), 0);
 
     // Bad parameters and paths.

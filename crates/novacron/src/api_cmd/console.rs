@@ -45,8 +45,11 @@ pub async fn run(ctx: &Ctx, args: &ConsoleArgs) -> anyhow::Result<()> {
             .with_context(what)?;
         if ctx.json {
             super::print_json(&text)?;
-        } else {
+        } else if text.is_empty() || text.ends_with('\n') {
             print!("{text}");
+        } else {
+            // The API leaves off the newline that ends the last line.
+            println!("{text}");
         }
         return Ok(());
     }

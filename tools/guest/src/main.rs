@@ -14,8 +14,12 @@
 //! their generations), [`pacer`] (rates over time), [`workload`] (the loop) and [`report`] (the
 //! console lines).
 //!
-//! Exit status: 0 after a run with `nc.duration` and no failed check, 1 with failed checks, 2 for
-//! bad parameters, 3 when the memory cannot be had or the console written.
+//! SIGTERM or SIGINT ends the run as `nc.duration` does, with the stop line: the guest's `/init`
+//! sends SIGTERM when the VM's power button is pressed.
+//!
+//! Exit status: 0 after a run that ended (`nc.duration`, SIGTERM, SIGINT) with no failed check, 1
+//! with failed checks, 2 for bad parameters, 3 when the memory cannot be had or the console
+//! written.
 
 mod memory;
 mod pacer;
@@ -24,8 +28,10 @@ mod params;
 mod report;
 mod workload;
 
+use std::ffi::c_int;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::params::Params;
 use crate::report::ErrorLine;
@@ -44,10 +50,39 @@ fn main() -> ExitCode {
         Ok(params) => params,
         Err(err) => return fail(&err, 2),
     };
-    match workload::run(&params, &mut io::stdout().lock()) {
+    stop_on_signals();
+    match workload::run(&params, &mut io::stdout().lock(), &STOP) {
         Ok(stop) if stop.failed == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(err) => fail(&err, 3),
+    }
+}
+
+/// Set by SIGTERM and SIGINT: the workload ends at its next step and writes its stop line.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
+
+unsafe extern "C" {
+    /// `signal(2)` of the C library that std links; returns the previous handler (`SIG_ERR` on
+    /// error, which leaves the default action: the signal then just ends the program).
+    fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
+}
+
+/// Handler of SIGTERM and SIGINT.
+extern "C" fn on_stop_signal(_signum: c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGTERM and SIGINT set [`STOP`] instead of ending the program.
+fn stop_on_signals() {
+    for signum in [SIGTERM, SIGINT] {
+        // SAFETY: `signal` is called with a valid signal number and a handler that only stores
+        // to an atomic, which is async-signal-safe; glibc's `signal` keeps the handler installed
+        // and restarts interrupted system calls (BSD semantics), so no read or write fails with
+        // EINTR because of it.
+        unsafe { signal(signum, on_stop_signal) };
     }
 }
 

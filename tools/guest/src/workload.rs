@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! start ─► fill ─► ready ─► heartbeat ─► ┌ step ─ (heartbeat if due) ─ sleep ┐ ─► stop
-//!                                        └────────── until nc.duration ◄────┘
+//!                                        └── until nc.duration or told to ◄─┘
 //! ```
 //!
 //! Rewritten pages are picked at random (from the seed) across all memory, as a busy guest's
@@ -15,6 +15,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -149,12 +150,17 @@ impl Workload {
 }
 
 /// Runs the workload of `params`, writing its lines to `out`, until `params.duration` has passed
-/// (for ever when it is `None`); returns the last counters.
+/// (for ever when it is `None`) or `stop` is set (checked once a step, at least every [`TICK`]);
+/// returns the last counters, which it also writes as the stop line.
 ///
 /// # Errors
 ///
 /// Returns [`RunError`] when the memory cannot be allocated or `out` cannot be written.
-pub(crate) fn run(params: &Params, out: &mut impl Write) -> Result<StopLine, RunError> {
+pub(crate) fn run(
+    params: &Params,
+    out: &mut impl Write,
+    stop: &AtomicBool,
+) -> Result<StopLine, RunError> {
     let start_line = StartLine {
         mem_bytes: params.mem_bytes(),
         dirty_bytes_per_sec: params.dirty_bytes_per_sec,
@@ -184,10 +190,10 @@ pub(crate) fn run(params: &Params, out: &mut impl Write) -> Result<StopLine, Run
                 next_beat = elapsed + params.interval;
             }
         }
-        if params.duration.is_some_and(|d| elapsed >= d) {
-            let stop = workload.stop_line();
-            writeln!(out, "{stop}").map_err(RunError::Write)?;
-            return Ok(stop);
+        if params.duration.is_some_and(|d| elapsed >= d) || stop.load(Ordering::Relaxed) {
+            let last = workload.stop_line();
+            writeln!(out, "{last}").map_err(RunError::Write)?;
+            return Ok(last);
         }
         let now = started.elapsed();
         let pause = TICK

@@ -113,6 +113,7 @@ fn a_run_with_a_duration_writes_start_ready_heartbeats_and_stop() {
     let stop = run(
         &params("nc.mem=128K nc.dirty=64K nc.seed=3 nc.interval=1 nc.sweep=1 nc.duration=1"),
         &mut out,
+        &AtomicBool::new(false),
     )
     .unwrap();
     assert_eq!(stop.failed, 0);
@@ -138,6 +139,24 @@ fn a_run_with_a_duration_writes_start_ready_heartbeats_and_stop() {
     // 16 pages/s and a sweep of 32 pages a second, over one second and a little scheduling delay.
     assert!((16..=18).contains(&stop.dirtied), "{stop:?}");
     assert!((32..=36).contains(&stop.checked), "{stop:?}");
+}
+
+#[test]
+fn a_run_told_to_stop_writes_its_stop_line_at_once() {
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let stop = run(
+        &params("nc.mem=128K nc.dirty=64K nc.seed=3"),
+        &mut out,
+        &AtomicBool::new(true),
+    )
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let report = lines(&out);
+    assert_eq!(report.len(), 4, "{report:?}");
+    assert!(report[2].starts_with("NCGUEST heartbeat seq=1 "));
+    assert_eq!(report[3], "NCGUEST stop dirtied=0 checked=0 failed=0");
+    assert_eq!((stop.dirtied, stop.checked, stop.failed), (0, 0, 0));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A short run with `nc.duration` writes the documented lines and exits cleanly; a bad parameter
 //! is refused with an error line.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_novacron-guest"))
@@ -91,4 +92,30 @@ fn an_unknown_parameter_is_refused() {
         String::from_utf8(out.stdout).unwrap(),
         "NCGUEST error unknown parameter nc.men\n"
     );
+}
+
+#[test]
+fn sigterm_ends_a_run_with_its_stop_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-guest"))
+        .args(["nc.mem=1M", "nc.dirty=64K"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start novacron-guest");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let beat = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("NCGUEST heartbeat "));
+    assert!(beat.is_some(), "no heartbeat");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {rest:?}");
+    let stop = rest.last().expect("a stop line");
+    assert!(stop.starts_with("NCGUEST stop dirtied="), "{stop}");
+    assert!(stop.ends_with(" failed=0"), "{stop}");
 }

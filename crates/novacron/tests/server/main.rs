@@ -18,3 +18,4 @@ mod t03_concurrent_creates;
 mod t04_tenants;
 mod t05_bad_input;
 mod t06_openapi_metrics_events;
+mod t07_cli;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds NovaCron's test guest from Debian packages: the kernel that bookworm's linux-image-amd64
-# points to, an initramfs of busybox-static, the virtio modules and the static novacron-guest
-# program (tools/guest), a blank qcow2 disk and the kernel command line to boot them with.
+# points to, an initramfs of busybox-static, the virtio, evdev and ACPI button modules and the
+# static novacron-guest program (tools/guest), a blank qcow2 disk and the kernel command line to
+# boot them with. The guest powers off when its ACPI power button is pressed (QMP
+# system_powerdown): busybox acpid runs a handler that stops novacron-guest, whose stop line and
+# /init's exit line then come before the power-off.
 #
 #   scripts/build-test-guest.sh [OUT_DIR]          (default: target/test-guest)
 #
@@ -27,8 +30,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/target/test-guest}
-# Modules the guest loads, with their dependencies, when the kernel has them as modules.
-guest_modules=(virtio_pci virtio_blk virtio_net)
+# Modules the guest loads, with their dependencies, when the kernel has them as modules: evdev
+# and button give the ACPI power button a /dev/input/event* node for acpid.
+guest_modules=(virtio_pci virtio_blk virtio_net evdev button)
 cmdline=${GUEST_CMDLINE:-console=ttyS0 quiet panic=-1 nc.mem=32M nc.dirty=1M}
 disk_size=${DISK_SIZE:-64M}
 guest_target=x86_64-unknown-linux-gnu
@@ -143,7 +147,8 @@ busybox_deb=$(fetch_deb busybox-static "$busybox_want")
 
 # --- Kernel and modules -------------------------------------------------------------------------
 # Unpacking the kernel takes ~400 MB; only vmlinuz and the modules the guest loads are kept, in a
-# directory named after the package version, with `modules.order` listing them in load order.
+# directory named after the package version, with `modules.order` listing them in load order and
+# `modules.wanted` the list they came from (another list unpacks the kernel again).
 # Unpacks the kernel ELF image from bzImage $1 into $2 when it has a PVH entry point, which QEMU
 # boots directly (`-kernel vmlinux`): that skips the xz decompression in the guest, which takes
 # about 4 s under TCG. Debian compresses its kernels with xz; the stream follows the setup code.
@@ -161,7 +166,8 @@ extract_vmlinux() {
 
 kernel_version=$(dpkg-deb -f "$kernel_deb" Version)
 kernel_dir=$cache/tree-$kernel_pkg-$kernel_version
-if [[ ! -f $kernel_dir/modules.order ]]; then
+if [[ ! -f $kernel_dir/modules.order ||
+  $(cat "$kernel_dir/modules.wanted" 2>/dev/null) != "${guest_modules[*]}" ]]; then
   log "unpacking $(basename "$kernel_deb")"
   rm -rf "$cache"/tree-linux-image-*
   dpkg-deb -x "$kernel_deb" "$work/kernel"
@@ -188,6 +194,7 @@ if [[ ! -f $kernel_dir/modules.order ]]; then
     done <"$work/deps"
   done
   echo "$kver" >"$work/kept/release"
+  echo "${guest_modules[*]}" >"$work/kept/modules.wanted"
   rm -rf "$work/kernel"
   mv "$work/kept" "$kernel_dir"
 fi
@@ -224,7 +231,7 @@ done
 
 # --- Initramfs ----------------------------------------------------------------------------------
 stage=$work/initramfs
-mkdir -p "$stage"/{bin,dev,etc,proc,sys,tmp,lib/modules}
+mkdir -p "$stage"/{bin,dev,etc/acpi/PWRF,proc,sys,tmp,lib/modules}
 cp "$busybox_dir/busybox" "$stage/bin/busybox"
 if command -v strip >/dev/null; then
   strip -o "$stage/bin/novacron-guest" "$guest_bin"
@@ -237,7 +244,8 @@ done <"$kernel_dir/modules.order"
 cp "$kernel_dir/modules.order" "$stage/etc/modules"
 cat >"$stage/init" <<'EOF'
 #!/bin/busybox sh
-# NovaCron test guest: mount the basics, load the virtio modules, run novacron-guest, power off.
+# NovaCron test guest: mount the basics, load the modules, start acpid for the power button, run
+# novacron-guest, power off.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -249,6 +257,13 @@ echo "NCGUEST init kernel=$(uname -r) uptime_s=$(cut -d' ' -f1 /proc/uptime)" \
 while read -r module; do
   insmod "/lib/modules/$module" || echo "NCGUEST init insmod-failed module=$module"
 done </etc/modules
+# The ACPI power button is an input device once button and evdev are loaded (its event node is
+# there when insmod returns): acpid, in the background, runs /etc/acpi/PWRF/00000080 on KEY_POWER.
+if grep -qx "Power Button" /sys/class/input/input*/name 2>/dev/null; then
+  acpid -l /dev/null -p /tmp/acpid.pid
+else
+  echo "NCGUEST init power-button=none"
+fi
 # A virtio block device (virtio id 2) is probed when its driver loads; wait briefly for its node.
 if grep -qx 0x0002 /sys/bus/virtio/devices/*/device 2>/dev/null; then
   tries=0
@@ -272,6 +287,20 @@ sync
 poweroff -f
 EOF
 chmod 755 "$stage/init"
+cat >"$stage/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+# Run by acpid when the power button is pressed: stop novacron-guest, after which /init writes
+# its exit status, syncs and powers off; power off here if it is not running or does not end.
+exec >/dev/console 2>&1
+echo "NCGUEST poweroff"
+if pid=$(pidof novacron-guest); then
+  kill -TERM $pid
+  sleep 5
+fi
+sync
+poweroff -f
+EOF
+chmod 755 "$stage/etc/acpi/PWRF/00000080"
 if [[ $(id -u) == 0 ]]; then
   # The kernel's own early rootfs has /dev/console too; this keeps it there for any kernel.
   mknod -m 600 "$stage/dev/console" c 5 1

@@ -2,6 +2,7 @@
 //! and serves the API until SIGINT or SIGTERM. QEMU processes outlive it by design.
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use novacron_node::{Node, NodeConfig};
 use novacron_qemu::Accel;
 use std::net::SocketAddr;
@@ -88,6 +89,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir.display()
     );
     tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    // Answers go out at once rather than waiting on Nagle's algorithm for the last segment.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, novacron_api::app(Arc::new(node)))
         .with_graceful_shutdown(shutdown_signal())
         .await

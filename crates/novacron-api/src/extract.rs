@@ -43,13 +43,14 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     })
 }
 
-/// Deserializes `bytes`, naming the field at fault.
+/// Deserializes `bytes`, naming the field at fault. The body must be exactly one JSON value
+/// (whitespace around it aside), as for `serde_json::from_slice`.
 ///
 /// # Errors
 /// [`ApiError::BadJson`] with the path of the first field that does not fit.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = (path != ".").then_some(path);
@@ -61,7 +62,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             (None, _) => inner.to_string(),
         };
         ApiError::BadJson { field, message }
-    })
+    })?;
+    // N.B. Deserializing stops after the value; without this check `{..}junk`, or two bodies
+    // back to back, would be read as the first value alone.
+    de.end().map_err(|e| ApiError::BadJson {
+        field: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
+    Ok(value)
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -169,6 +177,22 @@ mod tests {
     fn malformed_json_is_reported_as_such() {
         let e = parse_json::<VmSpec>(br#"{"name":"a","#).unwrap_err();
         assert!(e.to_string().starts_with("malformed JSON"), "{e}");
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_malformed_json() {
+        let spec = br#"{"name":"a","vcpus":1,"memory":"1G","image":"i"}"#;
+        assert!(parse_json::<VmSpec>(spec).is_ok());
+        assert!(parse_json::<VmSpec>(&[b" \n", &spec[..], b" \r\n"].concat()).is_ok());
+        for tail in [&b"x"[..], b"\0", b"{}", spec] {
+            let body = [&spec[..], tail].concat();
+            let e = parse_json::<VmSpec>(&body).unwrap_err();
+            let ApiError::BadJson { field, message } = &e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(field, &None);
+            assert!(message.starts_with("malformed JSON: trailing"), "{message}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::{QemuVersion, QmpEvent};
 
 /// One message from QEMU.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Message {
+pub enum Message {
     /// The greeting QEMU sends when a client connects.
     Greeting {
         /// QEMU's version.
@@ -83,7 +83,12 @@ impl MessageError {
 }
 
 /// Parses one line (without its newline; surrounding whitespace is ignored).
-pub(crate) fn parse(line: &[u8]) -> Result<Message, MessageError> {
+///
+/// Public so that the fuzz targets can reach it; the client is its only other caller.
+///
+/// # Errors
+/// [`MessageError`] when the line is not JSON, not an object, or not one of the four shapes.
+pub fn parse(line: &[u8]) -> Result<Message, MessageError> {
     let value: Value = serde_json::from_slice(line).map_err(MessageError::Json)?;
     let Value::Object(mut obj) = value else {
         return Err(MessageError::NotAnObject);

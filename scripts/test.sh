@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine and runs all of it: formatting, lints,
-# unit, property and end-to-end tests, and a time-bounded fuzz run of the frame decoder.
+# unit, property and end-to-end tests, and a time-bounded fuzz run of every fuzz target.
 #
 #   scripts/test.sh              (as root: the end-to-end tests mount a small tmpfs)
 #
-# FUZZ_SECONDS (default 30) bounds the fuzz run; 0 skips it.
+# FUZZ_SECONDS (default 30) bounds the fuzz run, split evenly between the targets; 0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,8 +42,8 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 fuzz_seconds=${FUZZ_SECONDS:-30}
 if ((fuzz_seconds > 0)); then
-  echo "== fuzz frame decoder (${fuzz_seconds}s)"
-  bash fuzz/run.sh "$fuzz_seconds"
+  echo "== fuzz all targets (${fuzz_seconds}s in all)"
+  bash fuzz/run.sh "$fuzz_seconds" all
 fi
 echo "all checks passed"
 echo "tests: $passed passed, $failed failed"

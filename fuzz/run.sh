@@ -75,12 +75,15 @@ cargo "${toolchain[@]}" fuzz build
 share=$((seconds / ${#targets[@]}))
 extra=$((seconds % ${#targets[@]}))
 failed=()
+total=0
 for i in "${!targets[@]}"; do
   t=$((share + (i < extra ? 1 : 0)))
-  fuzz_one "${targets[i]}" "$((t > 0 ? t : 1))" || failed+=("${targets[i]}")
+  t=$((t > 0 ? t : 1))
+  total=$((total + t))
+  fuzz_one "${targets[i]}" "$t" || failed+=("${targets[i]}")
 done
 if ((${#failed[@]})); then
   echo "fuzz targets that failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzzed ${#targets[@]} targets (${targets[*]}) for ${seconds}s in all"
+echo "fuzzed ${#targets[@]} targets (${targets[*]}) for ${total}s in all"

@@ -1,5 +1,6 @@
 //! A VM's whole life on one daemon: create, start (the guest runs: heartbeats on its
-//! console), pause (heartbeats stop), resume, restart, stop, delete.
+//! console), pause (heartbeats stop), resume, restart, stop (the guest powers off on the ACPI
+//! power button), delete.
 
 use crate::fixtures::{Daemon, last_heartbeat};
 use std::time::Duration;
@@ -64,6 +65,14 @@ fn vm_lifecycle_runs_a_real_guest() {
     assert_eq!(e["error"], "conflict");
 
     api.act_ok("life", "stop");
+    // The stop was graceful: the guest powered off on the ACPI power button (it writes this line
+    // then) rather than being ended with `quit` when the stop timeout ran out.
+    let console = api.get_text("/api/v1/vms/life/console?lines=1000");
+    let last_boot = console.rsplit("NCGUEST start").next().unwrap_or("");
+    assert!(
+        last_boot.contains("NCGUEST poweroff"),
+        "the guest did not power off on the button:\n{console}"
+    );
     let (_, v) = api.get("/api/v1/vms/life");
     assert_eq!(v["state"], "stopped", "{v}");
     assert!(v["runtime"].is_null());

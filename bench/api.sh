@@ -8,6 +8,9 @@
 #
 #   bench/api.sh [VMS] [SECONDS] [CONNS]
 #
+# WRK_THREADS (default 2) sets wrk's threads for the GET cases; LIST_QUERY (e.g. `?limit=50`)
+# is appended to the first list case.
+#
 # Needs wrk, curl, jq and qemu-img (installed with apt-get when missing, as root).
 set -euo pipefail
 [[ -n ${BENCH_TRACE:-} ]] && set -x
@@ -85,9 +88,9 @@ run_wrk() {
 }
 
 echo "wrk: ${secs}s per case, $conns connections (create+delete: 2 connections, one per thread)"
-read -r h_rps h_p50 h_p99 h_bad < <(run_wrk -t2 -c"$conns" -d"${secs}s" "$addr/healthz")
-read -r l_rps l_p50 l_p99 l_bad < <(run_wrk -t2 -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms")
-read -r f_rps f_p50 f_p99 f_bad < <(run_wrk -t2 -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms?limit=1000")
+read -r h_rps h_p50 h_p99 h_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" "$addr/healthz")
+read -r l_rps l_p50 l_p99 l_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms${LIST_QUERY:-}")
+read -r f_rps f_p50 f_p99 f_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms?limit=1000")
 read -r c_rps c_p50 c_p99 c_bad < <(run_wrk -t2 -c2 -d"${secs}s" -s bench/api-create-delete.lua "$addr")
 
 printf '\n%s\n' "novacron server API on loopback ($(nproc) CPUs shared by server and wrk), $vms VMs in the store"

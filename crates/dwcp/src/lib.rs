@@ -6,8 +6,11 @@
 //!
 //! - [`wire`]: frame format and control messages.
 //! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
+//! - [`mode`]: datacenter / hybrid / internet detection with hysteresis, and each mode's
+//!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
 
 pub mod amst;
+pub mod mode;
 pub mod pki;
 pub mod tls;
 pub mod transport;

@@ -8,8 +8,11 @@
 //! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
 //! - [`mode`]: datacenter / hybrid / internet detection with hysteresis, and each mode's
 //!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
+//! - [`flags`]: per-node feature flags with percentage rollout and a kill switch
+//!   ([`flags::FlagSet`], [`flags::Flags`]).
 
 pub mod amst;
+pub mod flags;
 pub mod mode;
 pub mod pki;
 pub mod tls;

@@ -4,22 +4,9 @@
 /// Parses a byte size: a number with an optional `K`, `M`, `G`, `T` suffix (powers of 1024,
 /// `KiB`/`KB` spellings accepted, case-insensitive).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512K, 64M, 2G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{s:?} has an unknown unit (use K, M, G or T)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    s.parse::<novacron_model::ByteSize>()
+        .map(novacron_model::ByteSize::bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a rate into bytes per second: `100mbit`, `1gbit`, `500kbit` are bits per second

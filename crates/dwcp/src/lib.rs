@@ -10,10 +10,13 @@
 //!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
 //! - [`flags`]: per-node feature flags with percentage rollout and a kill switch
 //!   ([`flags::FlagSet`], [`flags::Flags`]).
+//! - [`pba`]: predictive bandwidth allocation: link estimator and prediction
+//!   ([`pba::LinkEstimator`]).
 
 pub mod amst;
 pub mod flags;
 pub mod mode;
+pub mod pba;
 pub mod pki;
 pub mod tls;
 pub mod transport;

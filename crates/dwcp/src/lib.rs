@@ -10,8 +10,9 @@
 //!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
 //! - [`flags`]: per-node feature flags with percentage rollout and a kill switch
 //!   ([`flags::FlagSet`], [`flags::Flags`]).
-//! - [`pba`]: predictive bandwidth allocation: link estimator and prediction
-//!   ([`pba::LinkEstimator`]).
+//! - [`pba`]: predictive bandwidth allocation: link estimator and prediction, compression and
+//!   stream-count choice, weighted fair share of a link ([`pba::LinkEstimator`],
+//!   [`pba::CompressionChooser`], [`pba::fair_share`]).
 
 pub mod amst;
 pub mod flags;

@@ -10,9 +10,18 @@
 //! ```
 //!
 //! - [`estimator`]: [`LinkEstimator`], online bandwidth (EWMA + Holt prediction), RTT and loss.
+//! - [`choose`]: [`CompressionChooser`] picks the codec that maximises original bytes delivered
+//!   per second, with hysteresis; [`suggest_streams`] sizes the connection count.
+//! - [`share`]: [`fair_share`] splits a link among sessions by weight, honouring caps.
 //!
 //! Nothing here reads a clock, a socket or a file: time and measurements are inputs.
 
+pub mod choose;
 pub mod estimator;
+pub mod share;
 
+pub use choose::{
+    Codec, CodecProfile, CodecTable, CompressionChooser, StreamParams, best_codec, suggest_streams,
+};
 pub use estimator::{EstimatorConfig, LinkEstimate, LinkEstimator, RttEstimate};
+pub use share::{SessionDemand, fair_share};

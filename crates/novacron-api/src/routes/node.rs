@@ -2,10 +2,11 @@
 
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::service::Caller;
+use crate::service::{Caller, ServiceError};
 use crate::types::{ErrorBody, NodeInfo};
 use axum::Json;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use novacron_model::Role;
@@ -39,20 +40,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Any path the API does not have.
-pub async fn not_found() -> ApiError {
-    ApiError::BadParam {
-        message: "no such API path; see /api/v1/openapi.json".to_owned(),
+/// Any path the API does not have: 404 naming it, with the JSON error body.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ServiceError::NotFound {
+        kind: "path",
+        key: uri.path().to_owned(),
     }
-    .into_not_found()
-}
-
-impl ApiError {
-    fn into_not_found(self) -> Self {
-        crate::service::ServiceError::NotFound {
-            kind: "path",
-            key: self.to_string(),
-        }
-        .into()
-    }
+    .into()
 }

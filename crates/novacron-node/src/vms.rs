@@ -7,10 +7,6 @@ use novacron_model::{
 };
 use novacron_qemu::img;
 use novacron_store::Command;
-use std::time::Duration;
-
-/// How long a forced delete waits for QEMU to go after `SIGKILL`.
-const FORCE_KILL_WAIT: Duration = Duration::from_secs(10);
 
 impl Node {
     /// The caller's VMs.
@@ -128,6 +124,13 @@ impl Node {
         force: bool,
     ) -> Result<Operation, ServiceError> {
         let vm = self.resolve(caller, vm)?;
+        if matches!(vm.state, VmState::Starting | VmState::Stopping) {
+            // Its QEMU is being started or stopped by another task right now.
+            return Err(ServiceError::Conflict(format!(
+                "vm {} is {}: wait until it is running or stopped",
+                vm.spec.name, vm.state
+            )));
+        }
         if vm.state.has_process() && !force {
             return Err(ServiceError::Conflict(format!(
                 "vm {} is {}: stop it first, or delete with force",
@@ -146,13 +149,10 @@ impl Node {
 
     async fn vm_delete_now(&self, vm: &Vm) -> Result<(), ServiceError> {
         if let Some(p) = self.process(vm.id) {
+            // `kill` waits until QEMU is gone, or fails saying it is not.
             p.kill().await.map_err(|e| {
                 ServiceError::Unavailable(format!("could not stop QEMU: {}", chain(&e)))
             })?;
-            // Best effort: the record goes either way; a QEMU that outlives SIGKILL is logged.
-            if p.wait_exit(FORCE_KILL_WAIT).await.is_none() {
-                tracing::warn!(vm = %vm.id, pid = p.pid(), "QEMU still there after SIGKILL");
-            }
             self.set_process(vm.id, None);
         }
         // The record goes first: a crash before the files are removed leaves only an orphan

@@ -26,7 +26,7 @@ fn daemon_kill9_and_restart_reattaches_running_vms_and_marks_dead_ones_failed() 
     // While the daemon is down, one QEMU dies.
     // SAFETY: kill(2) on a pid this test started through the daemon.
     unsafe { libc::kill(i32::try_from(pid_dies).unwrap(), libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(300));
+    wait_gone(pid_dies);
     d.restart();
     let api = d.admin();
 
@@ -66,5 +66,29 @@ fn daemon_kill9_and_restart_reattaches_running_vms_and_marks_dead_ones_failed() 
             "QEMU death not seen: {v}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `pid` has exited and been reaped (or is a zombie awaiting its reaper).
+fn wait_gone(pid: u64) {
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return;
+            }
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "QEMU {pid} outlived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

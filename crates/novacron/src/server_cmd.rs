@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long requests in flight (and event streams) may go on after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Port the API listens on by default.
 pub const DEFAULT_PORT: u16 = 8640;
 
@@ -95,10 +98,24 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, novacron_api::app(Arc::new(node)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the API server failed")?;
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, novacron_api::app(Arc::new(node))).with_graceful_shutdown(
+        async move {
+            shutdown_signal().await;
+            tracing::info!("signal received; finishing requests in flight");
+            // The receiver lives until the end of this function.
+            let _ = stopping_tx.send(true);
+        },
+    );
+    // Event streams never end by themselves: after the signal, requests get a grace period.
+    let grace = async {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served.context("the API server failed")?,
+        () = grace => tracing::info!(grace = ?SHUTDOWN_GRACE, "closing connections still open"),
+    }
     tracing::info!("stopped; VMs keep running and are re-attached at the next start");
     Ok(ExitCode::SUCCESS)
 }

@@ -19,3 +19,4 @@ mod t04_tenants;
 mod t05_bad_input;
 mod t06_openapi_metrics_events;
 mod t07_cli;
+mod t08_sigterm;

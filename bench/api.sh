@@ -8,6 +8,8 @@
 #
 #   bench/api.sh [VMS] [SECONDS] [CONNS]
 #
+# The paced case sends, on each of the CONNS connections, one list request every PACE_MS
+# (default 10) milliseconds: a fixed offered load rather than saturation.
 # WRK_THREADS (default 2) sets wrk's threads for the GET cases; LIST_QUERY (e.g. `?limit=50`)
 # is appended to the first list case.
 #
@@ -91,6 +93,9 @@ echo "wrk: ${secs}s per case, $conns connections (create+delete: 2 connections, 
 read -r h_rps h_p50 h_p99 h_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" "$addr/healthz")
 read -r l_rps l_p50 l_p99 l_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms${LIST_QUERY:-}")
 read -r f_rps f_p50 f_p99 f_bad < <(run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" -H "$auth" "$addr/api/v1/vms?limit=1000")
+pace_ms=${PACE_MS:-10}
+read -r p_rps p_p50 p_p99 p_bad < <(PACE_MS=$pace_ms run_wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" \
+  -s bench/api-paced.lua -H "$auth" "$addr/api/v1/vms${LIST_QUERY:-}")
 read -r c_rps c_p50 c_p99 c_bad < <(run_wrk -t2 -c2 -d"${secs}s" -s bench/api-create-delete.lua "$addr")
 
 printf '\n%s\n' "novacron server API on loopback ($(nproc) CPUs shared by server and wrk), $vms VMs in the store"
@@ -99,6 +104,8 @@ printf '%-36s %10s %9s %9s %8s %12s\n' case req/s p50_ms p99_ms errors "vs healt
 printf '%-36s %10s %9s %9s %8s %12s\n' "GET /healthz (baseline)" "$h_rps" "$h_p50" "$h_p99" "$h_bad" "1.00x"
 printf '%-36s %10s %9s %9s %8s %12s\n' "GET /api/v1/vms ($conns conns)" "$l_rps" "$l_p50" "$l_p99" "$l_bad" \
   "$(awk -v a="$l_rps" -v b="$h_rps" 'BEGIN { printf "%.2fx", a / b }')"
+printf '%-36s %10s %9s %9s %8s %12s\n' "GET /api/v1/vms, paced ${pace_ms} ms/conn" "$p_rps" "$p_p50" "$p_p99" "$p_bad" \
+  "$(awk -v a="$p_rps" -v b="$h_rps" 'BEGIN { printf "%.2fx", a / b }')"
 printf '%-36s %10s %9s %9s %8s %12s\n' "GET /api/v1/vms?limit=1000" "$f_rps" "$f_p50" "$f_p99" "$f_bad" \
   "$(awk -v a="$f_rps" -v b="$h_rps" 'BEGIN { printf "%.2fx", a / b }')"
 printf '%-36s %10s %9s %9s %8s %12s\n' "create+delete VM record (2 conns)" "$c_rps" "$c_p50" "$c_p99" "$c_bad" \

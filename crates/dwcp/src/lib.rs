@@ -16,6 +16,7 @@
 
 pub mod amst;
 pub mod flags;
+pub mod hde;
 pub mod mode;
 pub mod pba;
 pub mod pki;

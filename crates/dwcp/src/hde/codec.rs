@@ -1,0 +1,122 @@
+//! Compression helpers: the caller's [`CodecChoice`], the [`Codec`] named in an encoded item,
+//! and compress/decompress with a bounded output.
+//!
+//! Decompression never trusts the input: output goes into a buffer of the caller's limit, and
+//! input that would produce more is an error, not a larger allocation.
+
+/// Lowest zstd level accepted (zstd's fast levels go further down; they gain little here).
+pub const ZSTD_MIN_LEVEL: i8 = -7;
+/// Highest zstd level accepted.
+pub const ZSTD_MAX_LEVEL: i8 = 22;
+
+/// How the sender compresses what it cannot elide, as chosen by the caller (PBA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodecChoice {
+    /// Send everything that is not elided raw.
+    None,
+    /// lz4 block compression (fast, modest ratio).
+    #[default]
+    Lz4,
+    /// zstd at this level, clamped to [`ZSTD_MIN_LEVEL`]..=[`ZSTD_MAX_LEVEL`].
+    Zstd(i8),
+}
+
+/// The compressor named in an encoded item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Codec {
+    /// Never valid in an item.
+    Invalid = 0,
+    /// lz4 block format, no size prefix.
+    Lz4 = 1,
+    /// A zstd frame.
+    Zstd = 2,
+}
+
+impl TryFrom<u8> for Codec {
+    type Error = CodecError;
+
+    fn try_from(value: u8) -> Result<Self, CodecError> {
+        match value {
+            1 => Ok(Self::Lz4),
+            2 => Ok(Self::Zstd),
+            other => Err(CodecError::UnknownCodec(other)),
+        }
+    }
+}
+
+impl CodecChoice {
+    /// The codec and level this choice compresses with, or `None` for no compression.
+    #[must_use]
+    pub fn codec(self) -> Option<(Codec, i8)> {
+        match self {
+            Self::None => None,
+            Self::Lz4 => Some((Codec::Lz4, 0)),
+            Self::Zstd(level) => Some((Codec::Zstd, level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL))),
+        }
+    }
+}
+
+/// What went wrong compressing or decompressing.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The codec byte is not one this version defines.
+    #[error("unknown codec {0}")]
+    UnknownCodec(u8),
+    /// zstd refused to compress.
+    #[error("zstd compression failed")]
+    ZstdCompress(#[source] std::io::Error),
+    /// The zstd input is malformed or decompresses to more than the limit.
+    #[error("zstd input is malformed or larger than {limit} bytes once decompressed")]
+    ZstdDecompress {
+        /// The output limit in bytes.
+        limit: usize,
+        /// What zstd reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lz4 input is malformed or decompresses to more than the limit.
+    #[error("lz4 input is malformed or larger than {limit} bytes once decompressed")]
+    Lz4Decompress {
+        /// The output limit in bytes.
+        limit: usize,
+        /// What lz4 reported.
+        #[source]
+        source: lz4_flex::block::DecompressError,
+    },
+}
+
+/// Compresses `data` with `codec` at `level` (ignored by lz4).
+///
+/// # Errors
+/// [`CodecError::ZstdCompress`] if zstd fails; [`CodecError::UnknownCodec`] for `Invalid`.
+pub fn compress(codec: Codec, level: i8, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    match codec {
+        Codec::Lz4 => Ok(lz4_flex::block::compress(data)),
+        Codec::Zstd => {
+            let level = level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL);
+            zstd::bulk::compress(data, i32::from(level)).map_err(CodecError::ZstdCompress)
+        }
+        Codec::Invalid => Err(CodecError::UnknownCodec(Codec::Invalid as u8)),
+    }
+}
+
+/// Decompresses `data` into at most `limit` bytes.
+///
+/// # Errors
+/// [`CodecError::Lz4Decompress`] or [`CodecError::ZstdDecompress`] when the input is malformed
+/// or would decompress to more than `limit` bytes; [`CodecError::UnknownCodec`] for `Invalid`.
+pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    match codec {
+        Codec::Lz4 => {
+            let mut out = vec![0u8; limit];
+            let len = lz4_flex::block::decompress_into(data, &mut out)
+                .map_err(|source| CodecError::Lz4Decompress { limit, source })?;
+            out.truncate(len);
+            Ok(out)
+        }
+        Codec::Zstd => zstd::bulk::decompress(data, limit)
+            .map_err(|source| CodecError::ZstdDecompress { limit, source }),
+        Codec::Invalid => Err(CodecError::UnknownCodec(Codec::Invalid as u8)),
+    }
+}

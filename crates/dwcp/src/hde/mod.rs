@@ -36,7 +36,7 @@ mod chunk_test;
 #[cfg(test)]
 mod item_test;
 #[cfg(test)]
-mod page_test;
+pub(crate) mod page_test;
 #[cfg(test)]
 mod store_test;
 

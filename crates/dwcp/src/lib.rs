@@ -10,6 +10,9 @@
 //!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
 //! - [`flags`]: per-node feature flags with percentage rollout and a kill switch
 //!   ([`flags::FlagSet`], [`flags::Flags`]).
+//! - [`hde`]: hierarchical delta encoding of page and chunk streams: zero elision, content
+//!   references, deltas against a page's previous version, lz4/zstd; content stores
+//!   ([`hde::PageEncoder`], [`hde::ChunkEncoder`], [`hde::DiskStore`]). Not yet carried by AMST.
 //! - [`pba`]: predictive bandwidth allocation: link estimator and prediction, compression and
 //!   stream-count choice, weighted fair share of a link ([`pba::LinkEstimator`],
 //!   [`pba::CompressionChooser`], [`pba::fair_share`]).

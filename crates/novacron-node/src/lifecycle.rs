@@ -147,6 +147,7 @@ impl Node {
             disks: vm.disks.iter().map(|d| PathBuf::from(&d.path)).collect(),
             accel: self.inner.accel,
             run_dir: self.layout().vm_run(vm.id),
+            incoming: false,
         })
     }
 

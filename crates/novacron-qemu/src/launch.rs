@@ -10,6 +10,9 @@
 //! RUN_DIR/qemu.log     QEMU's own stdout and stderr, appended
 //! ```
 //!
+//! A destination of a live migration is the same VM with [`LaunchSpec::incoming`] set: the
+//! same devices in the same order (QEMU's migration stream requires it), plus `-incoming defer`.
+//!
 //! The machine type is `pc` (i440FX): under TCG it has the least device emulation to set up
 //! (no PCIe root ports, no AHCI), and with `-nodefaults` it reaches the firmware as fast as
 //! `q35` does, so it is never slower.
@@ -55,6 +58,10 @@ pub struct LaunchSpec {
     pub accel: Accel,
     /// Directory for the QMP socket, pidfile and logs; created if missing.
     pub run_dir: PathBuf,
+    /// Start as the destination of a live migration: QEMU gets `-incoming defer`, sets up the
+    /// machine without running it (run state `inmigrate`) and waits for `migrate-incoming`.
+    /// `false` for an ordinary start.
+    pub incoming: bool,
 }
 
 /// Why a [`LaunchSpec`] cannot be started.
@@ -217,6 +224,12 @@ impl LaunchSpec {
             args.flag("-device").value(format!(
                 "virtio-blk-pci,drive=disk{index},id=virtio-disk{index}"
             ));
+        }
+
+        // `defer` rather than a URI: the migration channel is a descriptor passed later over
+        // QMP (`getfd`, then `migrate-incoming` with `fd:NAME`), so QEMU opens no socket itself.
+        if self.incoming {
+            args.flag("-incoming").value("defer");
         }
         Ok(args.0)
     }

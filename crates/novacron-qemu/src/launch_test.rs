@@ -14,6 +14,7 @@ fn spec() -> LaunchSpec {
         disks: Vec::new(),
         accel: Accel::Tcg,
         run_dir: PathBuf::from("/run/novacron/vm1"),
+        incoming: false,
     }
 }
 
@@ -71,6 +72,7 @@ fn minimal_spec_gives_a_headless_machine_with_qmp_pidfile_and_console() {
         "-append",
         "-blockdev",
         "-device",
+        "-incoming",
     ] {
         assert!(!args.iter().any(|a| a == absent), "{absent} in {args:?}");
     }
@@ -83,6 +85,16 @@ fn kvm_accel_is_passed_through() {
         ..spec()
     });
     assert_eq!(value_of(&args, "-accel"), Some("kvm"));
+}
+
+#[test]
+fn incoming_destination_waits_with_incoming_defer() {
+    let args = args_of(&LaunchSpec {
+        incoming: true,
+        ..spec()
+    });
+    assert_eq!(value_of(&args, "-incoming"), Some("defer"));
+    assert_eq!(values_of(&args, "-incoming").len(), 1);
 }
 
 #[test]

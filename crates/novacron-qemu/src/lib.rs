@@ -7,7 +7,8 @@
 //! - [`launch`]: [`LaunchSpec`] and QEMU's command line; [`RunPaths`] of a run directory.
 //! - [`process`]: [`QemuProcess`] starts QEMU so that it outlives the daemon, re-attaches
 //!   after a daemon restart, reports its exit, and stops it.
-//! - [`qmp`]: the asynchronous QMP client, [`QmpClient`].
+//! - [`qmp`]: the asynchronous QMP client, [`QmpClient`], with the live migration commands
+//!   (`qmp::migrate`).
 //! - [`logs`]: tails of the guest console and QEMU's log.
 //! - [`img`]: `qemu-img` (overlays, image info).
 //! - [`stats`]: CPU time and resident memory of a QEMU process.
@@ -26,5 +27,8 @@ pub use kvm::{Accel, probe_kvm};
 pub use launch::{LaunchSpec, RunPaths};
 pub use logs::{console_tail, qemu_log_tail};
 pub use process::{ProcessError, QemuExit, QemuProcess, ShutdownMethod, ShutdownOutcome};
-pub use qmp::{QemuVersion, QmpClient, QmpError, QmpEvent, RunState, StatusInfo};
+pub use qmp::{
+    MigrationInfo, MigrationParameters, MigrationStatus, QemuVersion, QmpClient, QmpError,
+    QmpEvent, RunState, StatusInfo,
+};
 pub use stats::ProcessStats;

@@ -21,6 +21,8 @@
 //!
 //! - [`client`]: [`QmpClient`], `execute` and events.
 //! - [`commands`]: typed helpers for the commands the node daemon needs.
+//! - [`migrate`]: live migration commands ([`MigrationInfo`], [`MigrationParameters`]) and
+//!   [`wait_migration`].
 //! - `message`: parsing of QEMU's lines; `line`: bounded line reads; `fd`: `SCM_RIGHTS`.
 
 use std::fmt;
@@ -33,6 +35,7 @@ pub mod commands;
 mod fd;
 pub mod line;
 pub mod message;
+pub mod migrate;
 
 #[cfg(test)]
 mod client_test;
@@ -43,6 +46,10 @@ mod testing;
 
 pub use client::QmpClient;
 pub use commands::{CpuInfo, RunState, StatusInfo};
+pub use migrate::{
+    MigrationInfo, MigrationParameters, MigrationStatus, RamStats, WaitMigrationError,
+    wait_migration, wait_migration_for,
+};
 
 /// Default deadline for connecting, the greeting, and each command's reply.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

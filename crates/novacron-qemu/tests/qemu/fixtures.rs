@@ -40,6 +40,7 @@ pub fn spec(name: &str, run_dir: &Path) -> LaunchSpec {
         disks: Vec::new(),
         accel: Accel::Tcg,
         run_dir: run_dir.to_owned(),
+        incoming: false,
     }
 }
 

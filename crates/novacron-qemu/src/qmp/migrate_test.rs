@@ -10,6 +10,71 @@ use super::*;
 use crate::qmp::QmpOptions;
 use crate::qmp::testing::connected;
 
+/// `query-migrate` on the source at the end of the migration in `tests/qemu/t06_migrate.rs`
+/// (QEMU 10.0.2, TCG, 128 MiB guest), as QEMU sent it.
+const COMPLETED_SOURCE: &str = r#"{"downtime":58,"ram":{"dirty-pages-rate":0,"dirty-sync-count":3,"dirty-sync-missed-zero-copy":0,"downtime-bytes":21180864,"duplicate":11525,"mbps":1273.8131039426523,"multifd-bytes":0,"normal":21585,"normal-bytes":88412160,"page-size":4096,"pages-per-second":56910,"postcopy-bytes":0,"postcopy-requests":0,"precopy-bytes":67507832,"remaining":0,"total":134750208,"transferred":88848464},"setup-time":1,"status":"completed","total-time":559}"#;
+
+/// The same migration on the destination: only the status.
+const COMPLETED_DESTINATION: &str = r#"{"status":"completed"}"#;
+
+/// The source one second into a migration capped at 1 MiB/s (the cancel test there).
+const ACTIVE_SOURCE: &str = r#"{"expected-downtime":300,"ram":{"dirty-pages-rate":0,"dirty-sync-count":1,"dirty-sync-missed-zero-copy":0,"downtime-bytes":0,"duplicate":4055,"mbps":10.50768,"multifd-bytes":0,"normal":361,"normal-bytes":1478656,"page-size":4096,"pages-per-second":320,"postcopy-bytes":0,"postcopy-requests":0,"precopy-bytes":1518134,"remaining":116662272,"total":134750208,"transferred":1518436},"setup-time":1,"status":"active","total-time":1009}"#;
+
+fn parse(text: &str) -> MigrationInfo {
+    MigrationInfo::from_qmp(serde_json::from_str(text).unwrap()).unwrap()
+}
+
+#[test]
+fn completed_source_reply_of_qemu_10_decodes_with_downtime_and_ram_stats() {
+    let info = parse(COMPLETED_SOURCE);
+    assert_eq!(info.status, MigrationStatus::Completed);
+    assert_eq!(info.downtime, Some(Duration::from_millis(58)));
+    assert_eq!(info.total_time, Some(Duration::from_millis(559)));
+    assert_eq!(info.setup_time, Some(Duration::from_millis(1)));
+    assert_eq!(info.expected_downtime, None);
+    assert_eq!(info.error_desc, None);
+    let ram = info.ram.unwrap();
+    assert_eq!(ram.transferred, 88_848_464);
+    assert_eq!(ram.remaining, 0);
+    assert_eq!(ram.total, 134_750_208);
+    assert_eq!(ram.duplicate, 11_525);
+    assert_eq!(ram.normal, 21_585);
+    assert_eq!(ram.normal_bytes, 88_412_160);
+    assert_eq!(ram.dirty_pages_rate, 0);
+    assert_eq!(ram.dirty_sync_count, 3);
+    assert_eq!(ram.page_size, 4096);
+    assert_eq!(ram.pages_per_second, 56_910);
+    assert_eq!(ram.precopy_bytes, 67_507_832);
+    assert_eq!(ram.downtime_bytes, 21_180_864);
+    assert!(
+        (ram.mbps - 1_273.813_103_942_652_3).abs() < 1e-9,
+        "{}",
+        ram.mbps
+    );
+}
+
+#[test]
+fn completed_destination_reply_has_only_the_status() {
+    let info = parse(COMPLETED_DESTINATION);
+    assert_eq!(info.status, MigrationStatus::Completed);
+    assert_eq!(info.ram, None);
+    assert_eq!(info.total_time, None);
+    assert_eq!(info.downtime, None);
+}
+
+#[test]
+fn active_reply_has_expected_downtime_and_remaining_bytes() {
+    let info = parse(ACTIVE_SOURCE);
+    assert_eq!(info.status, MigrationStatus::Active);
+    assert_eq!(info.expected_downtime, Some(Duration::from_millis(300)));
+    assert_eq!(info.downtime, None);
+    assert_eq!(info.total_time, Some(Duration::from_millis(1009)));
+    let ram = info.ram.unwrap();
+    assert_eq!(ram.remaining, 116_662_272);
+    assert_eq!(ram.transferred, 1_518_436);
+    assert_eq!(ram.dirty_sync_count, 1);
+}
+
 #[test]
 fn every_known_status_reads_back_as_qemu_spells_it() {
     for name in [

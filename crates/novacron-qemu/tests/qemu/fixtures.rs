@@ -1,5 +1,5 @@
-//! Shared set-up: skipping without QEMU, a VM in a temporary run directory, and a guard that
-//! kills its QEMU (and prints its log) whatever way the test ends.
+//! Shared set-up: skipping without QEMU, a VM in a temporary run directory, a guard that
+//! kills its QEMU (and prints its log) whatever way the test ends, and the test guest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,6 +118,24 @@ impl TestVm {
     pub fn run_dir(&self) -> PathBuf {
         self.process.run_dir().to_owned()
     }
+}
+
+/// The test guest built by `scripts/build-test-guest.sh`: `NOVACRON_TEST_GUEST`, or
+/// `target/test-guest` of the workspace. Its absence fails the test: a migration test that
+/// skips silently proves nothing.
+pub fn guest_dir() -> PathBuf {
+    let dir = std::env::var_os("NOVACRON_TEST_GUEST").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-guest"),
+        PathBuf::from,
+    );
+    for file in ["vmlinux", "initrd.img", "cmdline", "disk.qcow2"] {
+        assert!(
+            dir.join(file).is_file(),
+            "no {file} in the test guest directory {}: run scripts/build-test-guest.sh first",
+            dir.display()
+        );
+    }
+    dir
 }
 
 pub fn qemu_binary() -> &'static str {

@@ -1,5 +1,6 @@
 //! Integration tests against real `qemu-system-x86_64` (under TCG, 64 MiB, no kernel: the
-//! firmware idles, which is all QMP needs) and real `qemu-img`.
+//! firmware idles, which is all QMP needs) and real `qemu-img`; the migration tests boot the
+//! test guest of `tools/guest` instead.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,3 +17,4 @@ mod t02_attach;
 mod t03_shutdown;
 mod t04_img;
 mod t05_daemon_killed;
+mod t06_migrate;

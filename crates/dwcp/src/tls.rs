@@ -190,15 +190,40 @@ pub enum TlsError {
 /// [`TlsError`] naming the file that could not be read or parsed, or the rustls step that
 /// refused it (for example a key that does not match the certificate).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(files, ClientAuth::Required)
+}
+
+/// Whether a server built by [`server_config_with`] insists on a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every client presents a certificate that chains to the CA (DWCP, node-to-node calls).
+    Required,
+    /// A client may present no certificate; one it does present must chain to the CA. For
+    /// endpoints that also serve people, who authenticate another way.
+    Optional,
+}
+
+/// Like [`server_config`], with the client certificate required or optional as `auth` says.
+///
+/// # Errors
+///
+/// As [`server_config`].
+pub fn server_config_with(
+    files: &TlsFiles,
+    auth: ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let roots = load_roots(&files.ca)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    let builder = match auth {
+        ClientAuth::Required => builder,
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+    };
     let verifier: Arc<dyn ClientCertVerifier> =
-        WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|source| TlsError::ClientVerifier {
-                path: files.ca.clone(),
-                source,
-            })?;
+        builder.build().map_err(|source| TlsError::ClientVerifier {
+            path: files.ca.clone(),
+            source,
+        })?;
     let chain = load_certs(TlsFile::Certificate, &files.cert)?;
     let key = load_key(&files.key)?;
     let config_err = |source| TlsError::Config {

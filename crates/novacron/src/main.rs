@@ -6,6 +6,7 @@ mod ca_cmd;
 mod dwcp_cmd;
 mod progress_view;
 mod server_cmd;
+mod tls_listener;
 mod units;
 
 use std::process::ExitCode;

@@ -1,8 +1,10 @@
 //! `novacron server`: the node daemon. Opens the data directory, re-attaches to running VMs
 //! and serves the API until SIGINT or SIGTERM. QEMU processes outlive it by design.
 
+use crate::tls_listener::TlsListener;
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
+use dwcp::tls::{ClientAuth, TlsFiles};
 use novacron_node::{Node, NodeConfig};
 use novacron_qemu::Accel;
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::rustls::ServerConfig;
 
 /// How long requests in flight (and event streams) may go on after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -33,6 +36,17 @@ pub struct ServerArgs {
     /// Default seconds to wait for a guest to power off before QEMU is stopped by force.
     #[arg(long, default_value_t = 30)]
     stop_timeout: u64,
+    /// Serve the API over TLS 1.3 with this node's certificate from DIR (`ca.crt`,
+    /// `NODE.crt`, `NODE.key`, as `novacron ca issue` writes them).
+    #[arg(long, env = "NOVACRON_TLS_DIR", value_name = "DIR", requires = "node")]
+    tls_dir: Option<PathBuf>,
+    /// This node's name: picks `NODE.crt` and `NODE.key` in `--tls-dir`.
+    #[arg(long, env = "NOVACRON_NODE", value_name = "NODE", requires = "tls_dir")]
+    node: Option<String>,
+    /// Refuse TLS clients without a certificate signed by the cluster CA (by default a client
+    /// certificate is optional and API tokens authenticate).
+    #[arg(long, requires = "tls_dir")]
+    require_client_cert: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -54,15 +68,36 @@ fn default_data_dir() -> PathBuf {
 /// # Errors
 /// When the data directory, store or listen address cannot be used.
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let tls = tls_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("novacron-server")
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, tls))
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
+/// The TLS configuration `--tls-dir` asks for, read from its files (blocking, at startup).
+fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<Arc<ServerConfig>>> {
+    let (Some(dir), Some(node)) = (&args.tls_dir, &args.node) else {
+        return Ok(None);
+    };
+    let files = TlsFiles::in_dir(dir, node);
+    let auth = if args.require_client_cert {
+        ClientAuth::Required
+    } else {
+        ClientAuth::Optional
+    };
+    let config = dwcp::tls::server_config_with(&files, auth).with_context(|| {
+        format!(
+            "could not load the TLS files of node {node} from {}",
+            dir.display()
+        )
+    })?;
+    Ok(Some(config))
+}
+
+async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = NodeConfig::new(data_dir.clone());
     config.accel = match args.accel.as_str() {
@@ -87,26 +122,41 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "novacron server listening on http://{addr} (data in {})",
+        "novacron server listening on {scheme}://{addr} (data in {})",
         data_dir.display()
     );
-    tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
+    tracing::info!(%addr, scheme, data_dir = %data_dir.display(), "serving");
     // Answers go out at once rather than waiting on Nagle's algorithm for the last segment.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
+    let app = novacron_api::app(Arc::new(node));
+    match tls {
+        Some(config) => serve_until_signal(TlsListener::new(listener, config), app).await?,
+        None => serve_until_signal(listener, app).await?,
+    }
+    tracing::info!("stopped; VMs keep running and are re-attached at the next start");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `app` on `listener` until SIGTERM or SIGINT, then gives requests in flight
+/// [`SHUTDOWN_GRACE`].
+async fn serve_until_signal<L>(listener: L, app: axum::Router) -> anyhow::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, novacron_api::app(Arc::new(node))).with_graceful_shutdown(
-        async move {
-            shutdown_signal().await;
-            tracing::info!("signal received; finishing requests in flight");
-            // The receiver lives until the end of this function.
-            let _ = stopping_tx.send(true);
-        },
-    );
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received; finishing requests in flight");
+        // The receiver lives until the end of this function.
+        let _ = stopping_tx.send(true);
+    });
     // Event streams never end by themselves: after the signal, requests get a grace period.
     let grace = async {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -116,8 +166,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         served = server => served.context("the API server failed")?,
         () = grace => tracing::info!(grace = ?SHUTDOWN_GRACE, "closing connections still open"),
     }
-    tracing::info!("stopped; VMs keep running and are re-attached at the next start");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -65,6 +65,9 @@ pub enum ClientError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The TLS options cannot make a configuration (bad PEM, a key that does not fit).
+    #[error("invalid TLS options")]
+    Tls(#[from] super::TlsConfigError),
     /// The token cannot be sent in an HTTP header (control characters, non-ASCII).
     #[error("the API token holds characters that cannot be sent in an HTTP header")]
     InvalidToken,
@@ -116,6 +119,7 @@ impl ClientError {
             | Self::Decode { .. }
             | Self::Timeout { .. }
             | Self::InvalidUrl { .. }
+            | Self::Tls(_)
             | Self::InvalidToken
             | Self::Lagged { .. } => None,
         }

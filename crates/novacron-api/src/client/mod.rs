@@ -11,10 +11,12 @@
 //! stream of [`Client::events`] has no end, so it is bounded by silence instead
 //! ([`EVENT_IDLE_TIMEOUT`]; the server sends keep-alives more often).
 //!
-//! Plain HTTP only for now: [`BaseUrl`] is the one place that accepts a scheme.
+//! `http://` and `https://` bases: [`BaseUrl`] is the one place that accepts a scheme, and
+//! [`Client::with_tls`] says whom an `https://` server must be certified by ([`tls`]).
 
 mod error;
 mod sse;
+pub mod tls;
 mod url;
 
 #[cfg(test)]
@@ -22,6 +24,7 @@ mod loopback_test;
 
 pub use error::{ClientError, DecodeError, MAX_ERROR_TEXT, api_error, from_reqwest};
 pub use sse::{MAX_SSE_LINE, SseDecoder, SseMessage, event_stream};
+pub use tls::{TlsClientOptions, TlsConfigError};
 pub use url::BaseUrl;
 
 use crate::routes::operations::MAX_WAIT_SECS;
@@ -68,22 +71,46 @@ pub struct Client {
 
 impl Client {
     /// A client of the API at `base_url` (`http://HOST:PORT`, or bare `HOST:PORT`) that
-    /// presents `token`. Nothing is sent until a method is called.
+    /// presents `token`. Nothing is sent until a method is called. An `https://` base needs
+    /// [`Client::with_tls`]: this client trusts no server certificate.
     ///
     /// # Errors
     /// [`ClientError::InvalidUrl`] for a base URL [`BaseUrl::parse`] refuses,
     /// [`ClientError::InvalidToken`] for a token that cannot go in a header.
     pub fn new(base_url: &str, token: &str) -> Result<Self, ClientError> {
+        Self::build(base_url, token, None)
+    }
+
+    /// A client of the API at `base_url` (`https://HOST:PORT` or `http://HOST:PORT`) that
+    /// trusts servers certified by `tls.ca_pem` alone and presents `token`, and the client
+    /// certificate of `tls` when there is one.
+    ///
+    /// # Errors
+    /// As [`Client::new`], and [`ClientError::Tls`] when `tls` cannot make a configuration.
+    pub fn with_tls(
+        base_url: &str,
+        token: &str,
+        tls: &TlsClientOptions,
+    ) -> Result<Self, ClientError> {
+        Self::build(base_url, token, Some(tls))
+    }
+
+    fn build(
+        base_url: &str,
+        token: &str,
+        tls: Option<&TlsClientOptions>,
+    ) -> Result<Self, ClientError> {
         let base = BaseUrl::parse(base_url)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
             .map_err(|_| ClientError::InvalidToken)?;
         auth.set_sensitive(true);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             // The API is reached directly; a proxy from the environment is not for it.
             .no_proxy()
-            .user_agent(concat!("novacron/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("novacron/", env!("CARGO_PKG_VERSION")));
+        let http = tls::configure(builder, tls)?
             .build()
             .map_err(|e| from_reqwest(base.as_str(), e))?;
         Ok(Self {
@@ -502,7 +529,7 @@ mod tests {
     fn tokens_that_cannot_be_a_header_are_refused() {
         let e = Client::new("http://127.0.0.1:1", "a\nb").unwrap_err();
         assert!(matches!(e, ClientError::InvalidToken), "{e:?}");
-        let e = Client::new("https://127.0.0.1:1", "t").unwrap_err();
+        let e = Client::new("ftp://127.0.0.1:1", "t").unwrap_err();
         assert!(matches!(e, ClientError::InvalidUrl { .. }), "{e:?}");
         let c = Client::new("127.0.0.1:1", " t\n").unwrap();
         assert_eq!(c.base_url(), "http://127.0.0.1:1");

@@ -5,7 +5,8 @@
 use super::ClientError;
 use reqwest::Url;
 
-/// The base URL of an API server: `http://HOST:PORT`, optionally with a path prefix.
+/// The base URL of an API server: `http://HOST:PORT` or `https://HOST:PORT`, optionally with a
+/// path prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseUrl {
     url: Url,
@@ -15,11 +16,11 @@ pub struct BaseUrl {
 const DOT_SEGMENT: &str = "a path segment may not be empty, `.` or `..`";
 
 impl BaseUrl {
-    /// Reads `http://HOST:PORT[/PREFIX]`; a bare `HOST:PORT` means `http://HOST:PORT`.
+    /// Reads `http[s]://HOST:PORT[/PREFIX]`; a bare `HOST:PORT` means `http://HOST:PORT`.
     ///
     /// # Errors
-    /// [`ClientError::InvalidUrl`] for anything else: another scheme (`https` is not in this
-    /// build yet), no host, a query, a fragment, or credentials in the URL.
+    /// [`ClientError::InvalidUrl`] for anything else: another scheme, no host, a query, a
+    /// fragment, or credentials in the URL.
     pub fn parse(s: &str) -> Result<Self, ClientError> {
         let invalid = |reason| ClientError::InvalidUrl {
             url: s.to_owned(),
@@ -34,11 +35,8 @@ impl BaseUrl {
         let url =
             Url::parse(&full).map_err(|_| invalid("not a URL (expected http://HOST:PORT)"))?;
         match url.scheme() {
-            "http" => {}
-            // N.B. Adding TLS means a reqwest TLS feature and accepting "https" here; nothing
-            // else in the client depends on the scheme.
-            "https" => return Err(invalid("https is not supported yet; use http://")),
-            _ => return Err(invalid("the scheme must be http")),
+            "http" | "https" => {}
+            _ => return Err(invalid("the scheme must be http or https")),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host"));
@@ -144,9 +142,14 @@ mod tests {
     }
 
     #[test]
+    fn https_is_accepted() {
+        let u = base("https://h:1").endpoint(&["healthz"]).unwrap();
+        assert_eq!(u.as_str(), "https://h:1/healthz");
+    }
+
+    #[test]
     fn other_schemes_and_odd_urls_are_refused() {
         for (bad, why) in [
-            ("https://h:1", "https"),
             ("ftp://h:1", "scheme"),
             ("http://", "URL"),
             ("http://h:1/?x=1", "query"),

@@ -114,6 +114,7 @@ fn for_client(e: &ClientError) -> u8 {
         ClientError::Timeout { .. } => TIMED_OUT,
         ClientError::Decode { .. }
         | ClientError::InvalidUrl { .. }
+        | ClientError::Tls(_)
         | ClientError::InvalidToken
         | ClientError::Lagged { .. } => OTHER,
     }

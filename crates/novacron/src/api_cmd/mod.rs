@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use novacron_api::client::Client;
+use novacron_api::client::{Client, ClientError, TlsClientOptions};
 use serde::Serialize;
 
 /// Server, credentials and output format, shared by the API command groups.
@@ -53,6 +53,9 @@ pub struct ApiArgs {
     /// Print the API's JSON answer (one document) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Cluster CA certificate (PEM) an `https://` server must be certified by.
+    #[arg(long, global = true, env = "NOVACRON_CA_CERT", value_name = "PATH")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// What a command runs with.
@@ -88,16 +91,44 @@ where
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
+    let tls = match &args.ca_cert {
+        Some(path) => Some(TlsClientOptions {
+            ca_pem: std::fs::read(path)
+                .with_context(|| format!("could not read the CA certificate {}", path.display()))?,
+            ..TlsClientOptions::default()
+        }),
+        None => None,
+    };
     runtime.block_on(async {
-        let client = Client::new(&settings.addr, &settings.token)
-            .context("invalid server address or token")?;
-        command(Ctx {
+        let client = match &tls {
+            Some(tls) => Client::with_tls(&settings.addr, &settings.token, tls),
+            None => Client::new(&settings.addr, &settings.token),
+        }
+        .context("invalid server address, token or CA certificate")?;
+        let https = client.base_url().starts_with("https://");
+        let result = command(Ctx {
             client,
             json: args.json,
         })
-        .await
+        .await;
+        match result {
+            Err(e) if https && tls.is_none() && is_connect_error(&e) => Err(e.context(
+                "an https server is trusted only with the cluster CA certificate: give --ca-cert",
+            )),
+            other => other,
+        }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `err` is a failure to connect (a refused certificate among them).
+fn is_connect_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ClientError>(),
+            Some(ClientError::Connect { .. })
+        )
+    })
 }
 
 /// Prints `value` as pretty JSON on standard output.

@@ -20,3 +20,4 @@ mod t05_bad_input;
 mod t06_openapi_metrics_events;
 mod t07_cli;
 mod t08_sigterm;
+mod t09_tls;

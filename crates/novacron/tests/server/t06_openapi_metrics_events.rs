@@ -72,21 +72,7 @@ fn metrics_and_events_report_vm_changes() {
     api.import_guest();
 
     // Follow the event stream while a VM is created and started.
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-        .get(format!("{}/api/v1/events", api.base))
-        .bearer_auth(&d.admin)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    let resp = api.open_events();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(resp).lines().map_while(Result::ok) {

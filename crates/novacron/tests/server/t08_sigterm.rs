@@ -17,15 +17,7 @@ fn sigterm_ends_the_daemon_despite_open_event_streams_and_leaves_vms_running() {
         .as_u64()
         .unwrap();
 
-    let mut stream = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-        .get(format!("{}/api/v1/events", api.base))
-        .bearer_auth(&d.admin)
-        .send()
-        .unwrap();
-    assert_eq!(stream.status().as_u16(), 200);
+    let mut stream = api.open_events();
     let reader = std::thread::spawn(move || {
         let mut sink = Vec::new();
         // Ends when the daemon closes the stream.

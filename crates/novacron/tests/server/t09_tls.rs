@@ -1,26 +1,9 @@
 //! The API over TLS: a daemon with `--tls-dir` serves only https, and the CLI trusts it only
 //! with the cluster CA certificate.
 
-use crate::fixtures::{Daemon, novacron};
+use crate::fixtures::{Daemon, make_pki, novacron};
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::Output;
-
-/// `novacron ca ARGS --dir dir`, which must succeed.
-fn ca(dir: &Path, args: &[&str]) {
-    let out = novacron()
-        .arg("ca")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn node_info(d: &Daemon, addr: &str, extra: &[&OsString]) -> Output {
     novacron()
@@ -36,8 +19,7 @@ fn node_info(d: &Daemon, addr: &str, extra: &[&OsString]) -> Output {
 fn the_api_over_tls_is_trusted_with_the_cluster_ca_only() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
-    ca(&pki, &["init"]);
-    ca(&pki, &["issue", "n1", "--san", "127.0.0.1"]);
+    make_pki(&pki, &["n1"]);
     let d = Daemon::start_with(
         dir.path(),
         &[

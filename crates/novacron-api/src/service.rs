@@ -84,9 +84,7 @@ pub trait NodeService: Send + Sync + 'static {
     /// [`VmListResponse`](crate::types::VmListResponse). Listing is the hottest call, so an
     /// implementation may serve it from a cache it renews when VMs change.
     fn list_vms_json(&self, caller: &Caller, after: Option<&str>, limit: usize) -> bytes::Bytes {
-        let vms = self.list_vms(caller);
-        let page = crate::types::VmListResponse::page(&vms, after, limit);
-        bytes::Bytes::from(serde_json::to_vec(&page).unwrap_or_default())
+        crate::types::VmListResponse::page_json(&self.list_vms(caller), after, limit)
     }
 
     /// One of the caller's VMs by id or name.

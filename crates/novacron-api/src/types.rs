@@ -215,4 +215,16 @@ impl VmListResponse {
             .flatten();
         Self { items, next }
     }
+
+    /// The JSON of [`Self::page`], as the API sends it.
+    #[must_use]
+    pub fn page_json(vms: &[Vm], after: Option<&str>, limit: usize) -> bytes::Bytes {
+        match serde_json::to_vec(&Self::page(vms, after, limit)) {
+            Ok(v) => bytes::Bytes::from(v),
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize a VM list");
+                bytes::Bytes::from_static(b"{\"items\":[],\"next\":null}")
+            }
+        }
+    }
 }

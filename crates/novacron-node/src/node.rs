@@ -210,14 +210,7 @@ impl Node {
             }
         }
         let vms = self.store().vms(Some(&caller.tenant));
-        let page = novacron_api::types::VmListResponse::page(&vms, after, limit);
-        let body = match serde_json::to_vec(&page) {
-            Ok(v) => bytes::Bytes::from(v),
-            Err(e) => {
-                tracing::error!(error = %e, "could not serialize a VM list");
-                bytes::Bytes::from_static(b"{\"items\":[],\"next\":null}")
-            }
-        };
+        let body = novacron_api::types::VmListResponse::page_json(&vms, after, limit);
         let mut cache = self
             .inner
             .list_cache

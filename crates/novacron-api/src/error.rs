@@ -44,6 +44,12 @@ pub enum ApiError {
         /// The least role that may.
         need: novacron_model::Role,
     },
+    /// A call between nodes from a caller that is not one: no TLS client certificate of the
+    /// cluster CA.
+    #[error(
+        "this call is for nodes of the cluster: connect over TLS with a node certificate of the cluster CA"
+    )]
+    NodeOnly,
     /// The node refused or failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -60,6 +66,7 @@ impl ApiError {
             Self::BadParam { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter", None),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::NodeOnly => (StatusCode::FORBIDDEN, "node_only", None),
             Self::Service(e) => match e {
                 ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
                 ServiceError::AlreadyExists { .. } => {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod migration;
 pub mod routes;
 pub mod server;
 pub mod service;

@@ -3,7 +3,7 @@
 
 use crate::extract::MAX_BODY;
 use crate::metrics::ApiMetrics;
-use crate::routes::{events, images, node, operations, tenants, vms};
+use crate::routes::{events, images, migrate, node, operations, tenants, vms};
 use crate::service::NodeService;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -59,6 +59,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(vms::resume_vm))
         .routes(routes!(vms::restart_vm))
         .routes(routes!(vms::console))
+        .routes(routes!(migrate::migrate_vm))
+        .routes(routes!(migrate::cancel_operation))
+        .routes(routes!(migrate::peer_prepare))
+        .routes(routes!(migrate::peer_commit))
+        .routes(routes!(migrate::peer_abort))
         .routes(routes!(images::list_images, images::import_image))
         .routes(routes!(images::get_image, images::delete_image))
         .routes(routes!(operations::get_operation))

@@ -1,6 +1,7 @@
 //! The seam between HTTP and the node: handlers call a [`NodeService`] and map its answer.
 //! The node daemon implements it over the store and QEMU; tests implement it in memory.
 
+use crate::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest};
 use crate::types::{
     ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
     TokenCreateResponse, VmAction,
@@ -174,6 +175,63 @@ pub trait NodeService: Send + Sync + 'static {
 
     /// What Prometheus should see of the node now.
     fn metrics(&self) -> NodeMetrics;
+
+    /// Starts moving one of the caller's running VMs to a peer node.
+    fn migrate_vm(
+        &self,
+        _caller: &Caller,
+        _vm: &str,
+        _req: VmMigrateRequest,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
+    /// Asks a running operation of the caller's to stop; returns it as it is then.
+    fn cancel_operation(
+        &self,
+        caller: &Caller,
+        id: OperationId,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let op = self.operation(caller, id);
+        Box::pin(async move {
+            let op = op?;
+            Err(ServiceError::Conflict(format!(
+                "operation {} ({}) cannot be cancelled",
+                op.id, op.kind
+            )))
+        })
+    }
+
+    /// Destination side: prepares to receive a VM from `peer`.
+    fn peer_prepare(
+        &self,
+        _peer: &PeerNode,
+        _req: PeerPrepareRequest,
+    ) -> BoxFuture<'_, Result<PeerPrepareResponse, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
+    /// Destination side: the source has sent everything; start the guest here.
+    fn peer_commit(
+        &self,
+        _peer: &PeerNode,
+        _migration: OperationId,
+    ) -> BoxFuture<'_, Result<Vm, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
+    /// Destination side: drop a prepared migration and everything it created. Idempotent.
+    fn peer_abort(
+        &self,
+        _peer: &PeerNode,
+        _migration: OperationId,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+}
+
+fn not_migrating() -> ServiceError {
+    ServiceError::Unavailable("this node does not take part in live migrations".to_owned())
 }
 
 /// Node figures exported at `/metrics` beside the API's own.

@@ -1,6 +1,6 @@
 //! Events: the changes a client can follow live (`GET /api/v1/events`).
 
-use crate::{Name, OperationId, OperationStatus, Timestamp, VmId, VmState};
+use crate::{MigrationProgress, Name, OperationId, OperationStatus, Timestamp, VmId, VmState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -62,5 +62,14 @@ pub enum EventKind {
     ImageImported {
         /// Its name.
         name: Name,
+    },
+    /// A live migration moved on.
+    MigrationProgress {
+        /// The migration's operation.
+        operation: OperationId,
+        /// The VM.
+        vm: VmId,
+        /// Where it is.
+        progress: MigrationProgress,
     },
 }

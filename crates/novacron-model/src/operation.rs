@@ -1,6 +1,6 @@
 //! Operations: long actions that can be polled or awaited.
 
-use crate::{Name, OperationId, Timestamp};
+use crate::{MigrationProgress, Name, OperationId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
@@ -23,6 +23,8 @@ pub enum OperationKind {
     VmDelete,
     /// Copy an image into the node's store.
     ImageImport,
+    /// Move a running VM to another node.
+    VmMigrate,
 }
 
 impl OperationKind {
@@ -37,6 +39,7 @@ impl OperationKind {
             Self::VmRestart => "vm_restart",
             Self::VmDelete => "vm_delete",
             Self::ImageImport => "image_import",
+            Self::VmMigrate => "vm_migrate",
         }
     }
 }
@@ -86,4 +89,7 @@ pub struct Operation {
     pub created_at: Timestamp,
     /// When it ended; `None` while running.
     pub finished_at: Option<Timestamp>,
+    /// Progress of a live migration (`vm_migrate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationProgress>,
 }

@@ -86,6 +86,9 @@ impl VmSpec {
 ///  create ─► stopped ─start─► starting ─► running ◄─resume/pause─► paused
 ///               ▲                            │
 ///               └──────── stopping ◄─stop────┘        any ─► failed (QEMU died)
+///
+///  running/paused ─migrate─► migrating ─► (gone from this node) | back to running/paused
+///  (destination) incoming ─► running | (removed)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -102,17 +105,24 @@ pub enum VmState {
     Stopping,
     /// QEMU exited when it should not have; see the VM's `state_reason`.
     Failed,
+    /// Being moved to another node; the guest still runs here.
+    Migrating,
+    /// Arriving from another node: QEMU waits here for the migration stream, its guest not
+    /// yet started.
+    Incoming,
 }
 
 impl VmState {
     /// Every state, in a stable order (for metrics).
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Stopped,
         Self::Starting,
         Self::Running,
         Self::Paused,
         Self::Stopping,
         Self::Failed,
+        Self::Migrating,
+        Self::Incoming,
     ];
 
     /// The lowercase name used in logs, metrics and the API.
@@ -125,6 +135,8 @@ impl VmState {
             Self::Paused => "paused",
             Self::Stopping => "stopping",
             Self::Failed => "failed",
+            Self::Migrating => "migrating",
+            Self::Incoming => "incoming",
         }
     }
 
@@ -133,7 +145,12 @@ impl VmState {
     pub const fn has_process(self) -> bool {
         matches!(
             self,
-            Self::Starting | Self::Running | Self::Paused | Self::Stopping
+            Self::Starting
+                | Self::Running
+                | Self::Paused
+                | Self::Stopping
+                | Self::Migrating
+                | Self::Incoming
         )
     }
 }

@@ -148,6 +148,7 @@ impl Node {
             accel: self.inner.accel,
             run_dir: self.layout().vm_run(vm.id),
             incoming: false,
+            start_paused: false,
         })
     }
 
@@ -256,12 +257,16 @@ impl Node {
         };
         let (to, reason) = match vm.state {
             VmState::Stopping => (VmState::Stopped, None),
-            VmState::Starting | VmState::Running | VmState::Paused if guest_poweroff => {
+            VmState::Starting | VmState::Running | VmState::Paused | VmState::Migrating
+                if guest_poweroff =>
+            {
                 (VmState::Stopped, Some("the guest powered off".to_owned()))
             }
-            VmState::Starting | VmState::Running | VmState::Paused => {
-                (VmState::Failed, Some(self.failure_reason(id, exit).await))
-            }
+            VmState::Starting
+            | VmState::Running
+            | VmState::Paused
+            | VmState::Migrating
+            | VmState::Incoming => (VmState::Failed, Some(self.failure_reason(id, exit).await)),
             VmState::Stopped | VmState::Failed => return,
         };
         if let Err(e) = self.transition(&vm, vm.state, to, reason, None).await {

@@ -30,6 +30,7 @@ impl Node {
             error: None,
             created_at: Timestamp::now(),
             finished_at: None,
+            migration: None,
         };
         self.apply(Command::PutOperation(op.clone())).await?;
         Ok(op)

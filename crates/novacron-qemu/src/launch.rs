@@ -62,6 +62,9 @@ pub struct LaunchSpec {
     /// machine without running it (run state `inmigrate`) and waits for `migrate-incoming`.
     /// `false` for an ordinary start.
     pub incoming: bool,
+    /// Keep the vCPUs stopped (`-S`) until a `cont`: for a migration destination, so that
+    /// the guest runs only once the node daemon has confirmed the switch-over.
+    pub start_paused: bool,
 }
 
 /// Why a [`LaunchSpec`] cannot be started.
@@ -230,6 +233,9 @@ impl LaunchSpec {
         // QMP (`getfd`, then `migrate-incoming` with `fd:NAME`), so QEMU opens no socket itself.
         if self.incoming {
             args.flag("-incoming").value("defer");
+        }
+        if self.start_paused {
+            args.flag("-S");
         }
         Ok(args.0)
     }

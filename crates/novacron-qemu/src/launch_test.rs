@@ -15,6 +15,7 @@ fn spec() -> LaunchSpec {
         accel: Accel::Tcg,
         run_dir: PathBuf::from("/run/novacron/vm1"),
         incoming: false,
+        start_paused: false,
     }
 }
 
@@ -91,10 +92,22 @@ fn kvm_accel_is_passed_through() {
 fn incoming_destination_waits_with_incoming_defer() {
     let args = args_of(&LaunchSpec {
         incoming: true,
+        start_paused: false,
         ..spec()
     });
     assert_eq!(value_of(&args, "-incoming"), Some("defer"));
     assert_eq!(values_of(&args, "-incoming").len(), 1);
+    assert!(!args.iter().any(|a| a == "-S"));
+}
+
+#[test]
+fn start_paused_adds_dash_s_once() {
+    let args = args_of(&LaunchSpec {
+        incoming: true,
+        start_paused: true,
+        ..spec()
+    });
+    assert_eq!(args.iter().filter(|a| *a == "-S").count(), 1);
 }
 
 #[test]

@@ -135,6 +135,7 @@ mod tests {
                 error: None,
                 created_at: Timestamp(7),
                 finished_at: None,
+                migration: None,
             }),
             Command::PruneOperations {
                 finished_before: Timestamp(9),

@@ -55,6 +55,7 @@ fn op(id: OperationId, kind: OperationKind, target: &str) -> Operation {
         error: None,
         created_at: Timestamp(1),
         finished_at: Some(Timestamp(2)),
+        migration: None,
     }
 }
 

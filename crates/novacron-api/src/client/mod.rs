@@ -15,6 +15,7 @@
 //! [`Client::with_tls`] says whom an `https://` server must be certified by ([`tls`]).
 
 mod error;
+mod migrate;
 mod sse;
 pub mod tls;
 mod url;

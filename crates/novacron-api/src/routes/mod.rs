@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod images;
+pub mod migrate;
 pub mod node;
 pub mod operations;
 pub mod tenants;

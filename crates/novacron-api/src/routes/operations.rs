@@ -14,7 +14,8 @@ use std::time::Duration;
 /// Longest `wait`, in seconds.
 pub const MAX_WAIT_SECS: u64 = 600;
 
-fn parse_id(id: &str) -> Result<OperationId, ApiError> {
+/// An operation id from a path.
+pub(crate) fn parse_id(id: &str) -> Result<OperationId, ApiError> {
     id.parse().map_err(|_| ApiError::BadParam {
         message: format!("operation id {id:?} is not a UUID"),
     })

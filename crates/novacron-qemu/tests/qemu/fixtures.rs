@@ -41,6 +41,7 @@ pub fn spec(name: &str, run_dir: &Path) -> LaunchSpec {
         accel: Accel::Tcg,
         run_dir: run_dir.to_owned(),
         incoming: false,
+        start_paused: false,
     }
 }
 

@@ -48,6 +48,7 @@ async fn start_guest(name: &str, incoming: bool) -> TestVm {
         accel: Accel::Tcg,
         run_dir: dir.path().to_owned(),
         incoming,
+        start_paused: false,
     };
     let process = QemuProcess::start(&spec).await.unwrap();
     let guard = KillOnDrop::new(&process);

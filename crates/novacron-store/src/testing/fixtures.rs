@@ -156,6 +156,7 @@ pub fn operation(
         error: None,
         created_at: created,
         finished_at: finished,
+        migration: None,
     }
 }
 

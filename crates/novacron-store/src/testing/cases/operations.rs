@@ -16,6 +16,7 @@ pub(super) fn put_operation_inserts_and_replaces(s: &dyn Store) -> Result<(), Fa
         status: OperationStatus::Failed,
         error: Some("qemu did not start".into()),
         finished_at: Some(Timestamp(20)),
+        migration: None,
         ..running
     };
     s.apply(Command::PutOperation(failed.clone()))?;

@@ -1,0 +1,73 @@
+//! Live migration in the API: the request a client sends, and the calls one node makes on
+//! another. A node proves who it is with its certificate from the cluster CA, not a token.
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use novacron_model::{OperationId, Vm};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Longest time budget a migration may be given, in seconds.
+pub const MAX_MIGRATION_SECS: u64 = 24 * 3600;
+/// Longest switch-over a migration may be allowed, in milliseconds.
+pub const MAX_DOWNTIME_MS: u64 = 60_000;
+
+/// `POST /api/v1/vms/{vm}/migrate`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmMigrateRequest {
+    /// Name of the peer node to move the VM to.
+    pub target: String,
+    /// Longest the guest may be stopped at switch-over, in milliseconds (default 300).
+    #[serde(default)]
+    pub max_downtime_ms: Option<u64>,
+    /// Give up (and leave the VM running here) when not done after this many seconds
+    /// (default 600).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// What a source node asks of the destination before the stream starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerPrepareRequest {
+    /// The source's migration operation; it names the migration on both nodes.
+    pub migration: OperationId,
+    /// The VM as the source holds it.
+    pub vm: Vm,
+}
+
+/// Where the source sends the streams of a prepared migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerPrepareResponse {
+    /// Port of the destination's DWCP receiver (on the host the source reached its API at).
+    pub dwcp_port: u16,
+    /// DWCP session name of QEMU's migration stream.
+    pub memory_stream: String,
+    /// DWCP session name of each disk, in the VM's disk order.
+    pub disk_streams: Vec<String>,
+}
+
+/// The node at the other end of a connection, as its TLS client certificate, verified
+/// against the cluster CA, names it. The server adds it to each request of such a
+/// connection; a handler that takes it answers 403 to any other caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerNode(pub String);
+
+impl FromRequestParts<AppState> for PeerNode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or(ApiError::NodeOnly)
+    }
+}

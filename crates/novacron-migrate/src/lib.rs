@@ -1,0 +1,218 @@
+//! Decisions of a live migration, apart from the I/O that feeds them: when to give up, which
+//! downtime limit to hand QEMU, and the progress figures (rates, ETA) shown to operators.
+//!
+//! The node daemon samples QEMU (`query-migrate`) and the DWCP session every few hundred
+//! milliseconds and passes each [`Sample`] to [`Convergence::observe`], which answers with a
+//! [`Verdict`]:
+//!
+//! ```text
+//!  query-migrate ─┐                        ┌─► Continue { downtime limit } ─► migrate-set-parameters
+//!  DWCP progress ─┴─► Sample ─► observe ───┤
+//!                                          └─► Cancel(reason)              ─► migrate_cancel
+//! ```
+
+use novacron_model::{MigrationPhase, MigrationProgress};
+use std::time::Duration;
+
+/// What the operator allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Longest the guest may be stopped at switch-over.
+    pub max_downtime: Duration,
+    /// Give up when not done after this long.
+    pub budget: Duration,
+    /// Give up when QEMU throttles the guest to this percent and the rest still does not
+    /// shrink for [`Policy::stall`].
+    pub max_throttle_percent: u64,
+    /// How long the bytes left may stop shrinking before a migration is called stuck.
+    pub stall: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_downtime: Duration::from_millis(300),
+            budget: Duration::from_secs(600),
+            max_throttle_percent: 99,
+            stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One look at a migration in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Since the migration began.
+    pub elapsed: Duration,
+    /// Memory pass QEMU is in (its dirty-sync count).
+    pub pass: u64,
+    /// Bytes QEMU sent so far.
+    pub transferred: u64,
+    /// Bytes QEMU still has to send (dirty memory at its last sync).
+    pub remaining: u64,
+    /// Guest memory size.
+    pub memory_total: u64,
+    /// Pages the guest dirties per second, and the page size.
+    pub dirty_pages_rate: u64,
+    /// Page size in bytes (4096 when QEMU does not say).
+    pub page_size: u64,
+    /// Percent of vCPU time auto-converge takes away.
+    pub throttle_percent: u64,
+    /// Bytes of QEMU's stream read by DWCP.
+    pub stream_bytes: u64,
+    /// Bytes the DWCP receiver acknowledged.
+    pub acked_bytes: u64,
+    /// DWCP's delivery rate, bytes per second (0 while unknown).
+    pub wire_rate: u64,
+}
+
+impl Sample {
+    /// Bytes per second the guest dirties.
+    #[must_use]
+    pub fn dirty_rate(&self) -> u64 {
+        let page = if self.page_size == 0 {
+            4096
+        } else {
+            self.page_size
+        };
+        self.dirty_pages_rate.saturating_mul(page)
+    }
+
+    /// Bytes read from QEMU but not yet delivered: they must cross the link at switch-over
+    /// too, after QEMU thinks it has sent them.
+    #[must_use]
+    pub fn backlog(&self) -> u64 {
+        self.stream_bytes.saturating_sub(self.acked_bytes)
+    }
+}
+
+/// What to do after a sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on, with this downtime limit for QEMU (milliseconds) and, once the link rate is
+    /// known, this switch-over bandwidth (bytes per second).
+    Continue {
+        /// `downtime-limit` to set.
+        downtime_limit_ms: u64,
+        /// `avail-switchover-bandwidth` to set, when known.
+        switchover_bandwidth: Option<u64>,
+    },
+    /// Cancel the migration, for this reason.
+    Cancel(String),
+}
+
+/// Tracks one migration's samples and decides.
+#[derive(Clone, Debug)]
+pub struct Convergence {
+    policy: Policy,
+    /// Fewest bytes left seen so far, and when.
+    best_remaining: Option<(u64, Duration)>,
+}
+
+const MB: f64 = 1_000_000.0;
+
+fn mb(bytes: u64) -> String {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "display only: precision above 2^53 bytes does not matter"
+    )]
+    let v = bytes as f64 / MB;
+    format!("{v:.0}")
+}
+
+impl Convergence {
+    /// Starts tracking under `policy`.
+    #[must_use]
+    pub const fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            best_remaining: None,
+        }
+    }
+
+    /// The policy in force.
+    #[must_use]
+    pub const fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Decides after `s`.
+    pub fn observe(&mut self, s: &Sample) -> Verdict {
+        let why = || {
+            format!(
+                "dirty rate {} MB/s > link {} MB/s ({} MB still to send after {} passes)",
+                mb(s.dirty_rate()),
+                mb(s.wire_rate),
+                mb(s.remaining),
+                s.pass
+            )
+        };
+        if s.elapsed > self.policy.budget {
+            return Verdict::Cancel(format!(
+                "not done within the time budget of {} s: {}",
+                self.policy.budget.as_secs(),
+                why()
+            ));
+        }
+        // A pass that started after the first full copy and left less than before is progress.
+        let improved = match self.best_remaining {
+            None => true,
+            Some((best, _)) => s.pass > 1 && s.remaining < best,
+        };
+        if improved && s.pass >= 1 {
+            self.best_remaining = Some((s.remaining, s.elapsed));
+        }
+        if let Some((_, at)) = self.best_remaining {
+            let stalled = s.elapsed.saturating_sub(at) > self.policy.stall;
+            let throttled = s.throttle_percent >= self.policy.max_throttle_percent;
+            if stalled && throttled && s.pass > 2 && s.dirty_rate() > s.wire_rate {
+                return Verdict::Cancel(format!("cannot converge: {}", why()));
+            }
+        }
+        Verdict::Continue {
+            downtime_limit_ms: self.downtime_limit_ms(s),
+            switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
+        }
+    }
+
+    /// QEMU's downtime limit: the operator's, less the time the DWCP backlog needs to cross
+    /// the link once the guest is stopped, but never below a quarter of it.
+    fn downtime_limit_ms(&self, s: &Sample) -> u64 {
+        let max = u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
+        let backlog_ms = s
+            .backlog()
+            .saturating_mul(1000)
+            .checked_div(s.wire_rate)
+            .unwrap_or(0);
+        max.saturating_sub(backlog_ms).max(max / 4).max(1)
+    }
+}
+
+/// The progress figures of a sample, for the API, events and the CLI.
+#[must_use]
+pub fn progress(target: &str, phase: MigrationPhase, s: &Sample) -> MigrationProgress {
+    // Bytes still to send, over the rate at which the rest shrinks (link rate less the rate
+    // at which the guest dirties it again); no estimate while that is not positive.
+    let net = s.wire_rate.saturating_sub(s.dirty_rate() / 2);
+    let eta_secs = (net > 0 && phase == MigrationPhase::Memory)
+        .then(|| (s.remaining.saturating_add(s.backlog())).div_ceil(net));
+    MigrationProgress {
+        target: target.to_owned(),
+        phase: Some(phase),
+        pass: s.pass,
+        bytes_sent: s.transferred,
+        bytes_remaining: s.remaining,
+        memory_total: s.memory_total,
+        stream_bytes: s.stream_bytes,
+        wire_bytes: s.acked_bytes,
+        dirty_rate: s.dirty_rate(),
+        wire_rate: s.wire_rate,
+        eta_secs,
+        elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
+        downtime_ms: None,
+        throttle_percent: s.throttle_percent,
+    }
+}
+
+#[cfg(test)]
+mod tests;

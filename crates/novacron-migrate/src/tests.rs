@@ -1,0 +1,126 @@
+use super::*;
+
+const MIB: u64 = 1 << 20;
+
+fn sample(secs: u64, pass: u64, remaining: u64) -> Sample {
+    Sample {
+        elapsed: Duration::from_secs(secs),
+        pass,
+        transferred: 0,
+        remaining,
+        memory_total: 256 * MIB,
+        dirty_pages_rate: 0,
+        page_size: 4096,
+        throttle_percent: 0,
+        stream_bytes: 0,
+        acked_bytes: 0,
+        wire_rate: 12_000_000,
+    }
+}
+
+#[test]
+fn a_converging_migration_continues_with_the_operators_downtime() {
+    let mut c = Convergence::new(Policy::default());
+    for (t, pass, rem) in [(1, 1, 200 * MIB), (5, 2, 20 * MIB), (6, 3, 2 * MIB)] {
+        assert_eq!(
+            c.observe(&sample(t, pass, rem)),
+            Verdict::Continue {
+                downtime_limit_ms: 300,
+                switchover_bandwidth: Some(12_000_000)
+            }
+        );
+    }
+}
+
+#[test]
+fn past_the_budget_it_is_cancelled_with_the_rates() {
+    let mut c = Convergence::new(Policy {
+        budget: Duration::from_secs(60),
+        ..Policy::default()
+    });
+    let mut s = sample(61, 4, 50 * MIB);
+    s.dirty_pages_rate = 180_000_000 / 4096;
+    let Verdict::Cancel(why) = c.observe(&s) else {
+        panic!("not cancelled")
+    };
+    assert!(why.contains("time budget of 60 s"), "{why}");
+    assert!(why.contains("dirty rate 180 MB/s > link 12 MB/s"), "{why}");
+}
+
+#[test]
+fn a_stall_at_full_throttle_with_the_guest_outrunning_the_link_is_cancelled() {
+    let mut c = Convergence::new(Policy::default());
+    let dirty = 180_000_000 / 4096;
+    let mut s = sample(1, 1, 100 * MIB);
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    s = sample(3, 3, 90 * MIB);
+    s.dirty_pages_rate = dirty;
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    // No better than 90 MiB for more than the stall time, throttled to the maximum.
+    s = sample(40, 9, 95 * MIB);
+    s.dirty_pages_rate = dirty;
+    s.throttle_percent = 99;
+    let Verdict::Cancel(why) = c.observe(&s) else {
+        panic!("not cancelled")
+    };
+    assert!(
+        why.starts_with("cannot converge: dirty rate 180 MB/s > link 12 MB/s"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_stall_without_full_throttle_goes_on_so_auto_converge_can_act() {
+    let mut c = Convergence::new(Policy::default());
+    let mut s = sample(3, 3, 90 * MIB);
+    s.dirty_pages_rate = 180_000_000 / 4096;
+    c.observe(&s);
+    s.elapsed = Duration::from_secs(50);
+    s.pass = 10;
+    s.throttle_percent = 60;
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+}
+
+#[test]
+fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
+    let mut c = Convergence::new(Policy::default());
+    let mut s = sample(2, 2, 10 * MIB);
+    // 1.2 MB not yet delivered at 12 MB/s: 100 ms of the 300 are already spoken for.
+    s.stream_bytes = 5_000_000;
+    s.acked_bytes = 3_800_000;
+    assert_eq!(
+        c.observe(&s),
+        Verdict::Continue {
+            downtime_limit_ms: 200,
+            switchover_bandwidth: Some(12_000_000)
+        }
+    );
+    // A backlog longer than the whole downtime leaves a quarter of it.
+    s.acked_bytes = 0;
+    let Verdict::Continue {
+        downtime_limit_ms, ..
+    } = c.observe(&s)
+    else {
+        panic!("cancelled")
+    };
+    assert_eq!(downtime_limit_ms, 75);
+}
+
+#[test]
+fn progress_carries_rates_and_an_eta_only_while_copying_memory() {
+    let mut s = sample(10, 2, 24_000_000);
+    s.dirty_pages_rate = 1000;
+    s.stream_bytes = 100;
+    s.acked_bytes = 100;
+    let p = progress("b", MigrationPhase::Memory, &s);
+    assert_eq!(p.dirty_rate, 4_096_000);
+    assert_eq!(
+        p.eta_secs,
+        Some(24_000_000u64.div_ceil(12_000_000 - 2_048_000))
+    );
+    assert_eq!(p.elapsed_ms, 10_000);
+    assert_eq!(p.target, "b");
+    assert_eq!(progress("b", MigrationPhase::SwitchOver, &s).eta_secs, None);
+    s.wire_rate = 0;
+    assert_eq!(progress("b", MigrationPhase::Memory, &s).eta_secs, None);
+}

@@ -27,6 +27,7 @@ mod rx_session_test;
 mod rx_writer;
 mod sender;
 mod sender_conn;
+mod sink;
 mod source;
 pub mod tuner;
 
@@ -34,6 +35,9 @@ pub use names::{NameError, validate_name};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};
 pub use sender::{SendError, SendOptions, Source, StreamCount, send};
+pub use sink::{
+    ExpectError, MAX_SINKS, MAX_WITHDRAWN, SinkError, SinkHandle, SinkRegistry, SinkState,
+};
 
 /// Default payload size of a data frame (512 KiB).
 pub const DEFAULT_CHUNK_SIZE: u32 = 512 << 10;

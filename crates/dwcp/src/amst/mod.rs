@@ -28,6 +28,8 @@ mod rx_writer;
 mod sender;
 mod sender_conn;
 mod sink;
+#[cfg(test)]
+mod sink_test;
 mod source;
 pub mod tuner;
 

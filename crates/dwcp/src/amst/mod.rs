@@ -16,6 +16,22 @@
 //!
 //! The number of connections is fixed, or `auto`: [`tuner::StreamTuner`] grows it while goodput
 //! rises and falls back when it stops rising.
+//!
+//! # Sinks and stream sources
+//!
+//! Instead of a file, a session's stream can be handed to a local process. On the receiver,
+//! [`Receiver::sinks`] gives a [`SinkRegistry`]; [`SinkRegistry::expect`] registers a writer
+//! (a socket to the destination QEMU, say) for a session name before the sender connects, and
+//! returns a [`SinkHandle`]. The first session with that name writes its in-order stream into
+//! the writer from its writer thread (blocking writes, flushed whenever no more data is
+//! waiting), verifies the BLAKE3 as usual, and publishes bytes delivered and the outcome on
+//! [`SinkHandle::status`] / [`SinkHandle::outcome`]. If the writer fails, the session fails and
+//! the sender's [`send`] returns [`SendError::Rejected`]. A sink takes one session and cannot be
+//! resumed; dropping the handle before a session arrives withdraws the name (later senders are
+//! refused). Sink sessions are not reported on [`Receiver::run`]'s `done` channel.
+//!
+//! On the sender, [`Source::Stream`] reads a local socket and sends whatever each read returns
+//! at once, so a small write reaches the receiver without waiting for a full chunk.
 
 mod inflight;
 mod names;
@@ -27,6 +43,9 @@ mod rx_session_test;
 mod rx_writer;
 mod sender;
 mod sender_conn;
+mod sink;
+#[cfg(test)]
+mod sink_test;
 mod source;
 pub mod tuner;
 
@@ -34,6 +53,9 @@ pub use names::{NameError, validate_name};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};
 pub use sender::{SendError, SendOptions, Source, StreamCount, send};
+pub use sink::{
+    ExpectError, MAX_SINKS, MAX_WITHDRAWN, SinkError, SinkHandle, SinkRegistry, SinkState,
+};
 
 /// Default payload size of a data frame (512 KiB).
 pub const DEFAULT_CHUNK_SIZE: u32 = 512 << 10;

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use super::names::validate_name;
 use super::rx_session::{RxSession, RxStatus};
 use super::sender_conn::HELLO_TIMEOUT;
+use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::transport::{Acceptor, BoxStream, Connection};
 use crate::wire::{
@@ -80,11 +81,13 @@ pub enum ReceiveError {
 
 type Sessions = Arc<Mutex<HashMap<SessionId, Arc<RxSession>>>>;
 
-/// Accepts DWCP sessions and stores their streams.
+/// Accepts DWCP sessions and stores their streams, or hands them to registered sinks
+/// ([`Receiver::sinks`]).
 pub struct Receiver {
     acceptor: Arc<Acceptor>,
     cfg: Arc<ReceiverConfig>,
     sessions: Sessions,
+    sinks: SinkRegistry,
     conn_limit: Arc<Semaphore>,
 }
 
@@ -116,6 +119,7 @@ impl Receiver {
             acceptor: Arc::new(acceptor),
             cfg: Arc::new(cfg),
             sessions: Arc::default(),
+            sinks: SinkRegistry::default(),
             conn_limit: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         })
     }
@@ -128,7 +132,15 @@ impl Receiver {
         self.acceptor.local_addr()
     }
 
-    /// Accepts connections until the task is dropped, sending each ended session to `done`.
+    /// The registry of stream sinks: register a sink there before its sender connects. The
+    /// registry stays usable (it is shared) after [`Self::run`] takes the receiver.
+    #[must_use]
+    pub fn sinks(&self) -> SinkRegistry {
+        self.sinks.clone()
+    }
+
+    /// Accepts connections until the task is dropped, sending each ended file session to
+    /// `done` (sink sessions report through their [`super::SinkHandle`] instead).
     ///
     /// # Errors
     /// [`ReceiveError::Accept`] when the listening socket fails.
@@ -156,10 +168,11 @@ impl Receiver {
             let acceptor = Arc::clone(&self.acceptor);
             let sessions = Arc::clone(&self.sessions);
             let cfg = Arc::clone(&self.cfg);
+            let sinks = self.sinks.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 match acceptor.handshake(tcp, peer).await {
-                    Ok(conn) => serve_conn(conn, sessions, cfg).await,
+                    Ok(conn) => serve_conn(conn, sessions, cfg, sinks).await,
                     Err(e) => tracing::warn!(%peer, error = %e, "refused connection"),
                 }
             });
@@ -185,7 +198,12 @@ async fn send_error(stream: &mut BoxStream, session: SessionId, err: &ErrorMessa
 }
 
 /// Handles one connection from `Hello` to close.
-async fn serve_conn(mut conn: Connection, sessions: Sessions, cfg: Arc<ReceiverConfig>) {
+async fn serve_conn(
+    mut conn: Connection,
+    sessions: Sessions,
+    cfg: Arc<ReceiverConfig>,
+    sinks: SinkRegistry,
+) {
     let peer = conn.peer;
     let first = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut conn.stream)).await {
         Ok(Ok(Some(f))) => f,
@@ -205,7 +223,7 @@ async fn serve_conn(mut conn: Connection, sessions: Sessions, cfg: Arc<ReceiverC
         }
     };
     let id = first.header.session;
-    let session = match admit(&first, &sessions, &cfg).await {
+    let session = match admit(&first, &sessions, &cfg, &sinks).await {
         Ok(s) => s,
         Err(err) => {
             tracing::warn!(%peer, session = %id, reason = %err.message, "session refused");
@@ -244,6 +262,7 @@ async fn admit(
     first: &Frame,
     sessions: &Sessions,
     cfg: &Arc<ReceiverConfig>,
+    sinks: &SinkRegistry,
 ) -> Result<Arc<RxSession>, ErrorMessage> {
     let protocol = |m: String| ErrorMessage {
         code: ErrorCode::Protocol,
@@ -274,12 +293,22 @@ async fn admit(
         code: ErrorCode::BadName,
         message: e.to_string(),
     })?;
+    let resume = hello.mode == HelloMode::Resume;
+    // A sink session is bounded by the registrations (MAX_SINKS), not by `max_sessions`, and
+    // never touches the directory.
+    let sink = match sinks.claim(&hello.name, resume) {
+        Claim::File => None,
+        Claim::Sink(s) => Some(s),
+        Claim::Refused(err) => return Err(err),
+    };
+    let files_open =
+        |map: &HashMap<SessionId, Arc<RxSession>>| map.values().filter(|s| !s.sink).count();
     {
         let map = lock(sessions);
         if map.contains_key(&id) {
             return Err(protocol(format!("session {id} is already open")));
         }
-        if map.len() >= cfg.max_sessions {
+        if sink.is_none() && files_open(&map) >= cfg.max_sessions {
             return Err(ErrorMessage {
                 code: ErrorCode::Busy,
                 message: format!("receiver is at its limit of {} sessions", cfg.max_sessions),
@@ -297,20 +326,22 @@ async fn admit(
     }
     let dir = cfg.dir.clone();
     let window = cfg.window;
-    let resume = hello.mode == HelloMode::Resume;
     let name = hello.name.clone();
-    let session = tokio::task::spawn_blocking(move || {
-        RxSession::open(id, &dir, &name, hello.total_len, window, resume)
-    })
-    .await
-    .map_err(|e| ErrorMessage {
-        code: ErrorCode::Storage,
-        message: format!("could not open the session: {e}"),
-    })??;
+    let session = match sink {
+        Some(sink) => RxSession::open_sink(id, &name, hello.total_len, window, sink)?,
+        None => tokio::task::spawn_blocking(move || {
+            RxSession::open(id, &dir, &name, hello.total_len, window, resume)
+        })
+        .await
+        .map_err(|e| ErrorMessage {
+            code: ErrorCode::Storage,
+            message: format!("could not open the session: {e}"),
+        })??,
+    };
     let session = Arc::new(session);
-    tracing::info!(session = %id, name = %session.name, start = session.start, resume, "session open");
+    tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, "session open");
     let mut map = lock(sessions);
-    if map.len() >= cfg.max_sessions {
+    if !session.sink && files_open(&map) >= cfg.max_sessions {
         session.stop_writer();
         return Err(ErrorMessage {
             code: ErrorCode::Busy,
@@ -463,6 +494,10 @@ async fn reap(
             finished.push(s);
         }
         for s in finished {
+            if s.sink {
+                // Reported through the sink's handle; there is no file.
+                continue;
+            }
             // Nobody listening for reports is fine: the log has them too.
             let _ = done.send(report(&cfg.dir, &s));
         }

@@ -13,13 +13,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::rx_writer::WriteCmd;
+use super::rx_writer::{FileOut, Output, WriteCmd};
+use super::sink::SinkOut;
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
 
 /// Where a session's data stands, published to its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RxStatus {
-    /// Bytes of the stream written to `NAME.partial`.
+    /// Bytes of the stream written (to `NAME.partial` or the sink) and hashed.
     pub(crate) written: u64,
     /// Set once: the verified BLAKE3, or why the session failed.
     pub(crate) outcome: Option<Result<[u8; 32], ErrorMessage>>,
@@ -45,6 +46,8 @@ pub(crate) struct RxSession {
     pub(crate) name: String,
     pub(crate) start: u64,
     pub(crate) started: Instant,
+    /// Whether the stream goes into a registered sink rather than a file.
+    pub(crate) sink: bool,
     total_len: Option<u64>,
     window: u64,
     reorder: Mutex<Reorder>,
@@ -121,17 +124,50 @@ impl RxSession {
                 ),
             ));
         }
+        let out = Output::File(FileOut {
+            file,
+            partial,
+            target: dir.join(name),
+            dir: dir.to_path_buf(),
+        });
+        Self::start(id, name, total_len, window, out, hasher, start)
+    }
+
+    /// A session that writes its stream into a claimed sink from offset 0; no file is made.
+    pub(crate) fn open_sink(
+        id: SessionId,
+        name: &str,
+        total_len: Option<u64>,
+        window: u64,
+        sink: Box<SinkOut>,
+    ) -> Result<Self, ErrorMessage> {
+        let out = Output::Sink(sink);
+        Self::start(id, name, total_len, window, out, blake3::Hasher::new(), 0)
+    }
+
+    fn start(
+        id: SessionId,
+        name: &str,
+        total_len: Option<u64>,
+        window: u64,
+        mut out: Output,
+        hasher: blake3::Hasher,
+        start: u64,
+    ) -> Result<Self, ErrorMessage> {
         let (status, _) = watch::channel(RxStatus {
             written: start,
             outcome: None,
         });
+        let sink = if let Output::Sink(s) = &mut out {
+            s.attach(status.subscribe());
+            true
+        } else {
+            false
+        };
         let tx = super::rx_writer::start(super::rx_writer::Writer {
-            file,
+            out,
             hasher,
             start,
-            partial,
-            target: dir.join(name),
-            dir: dir.to_path_buf(),
             status: status.clone(),
         })
         .map_err(|e| fail(ErrorCode::Storage, format!("could not start writer: {e}")))?;
@@ -140,6 +176,7 @@ impl RxSession {
             name: name.to_owned(),
             start,
             started: Instant::now(),
+            sink,
             total_len,
             window,
             reorder: Mutex::new(Reorder {

@@ -1,7 +1,8 @@
 //! The receiver's storage pipeline for one session: a writer thread appends the in-order
-//! stream to `NAME.partial` while a hasher thread computes its BLAKE3, in parallel. The
-//! acknowledged offset is the smaller of the two, so neither can fall behind by more than the
-//! window; at the end the file is synced and renamed only if the hash matches the sender's.
+//! stream to `NAME.partial` (or writes it into a registered sink) while a hasher thread
+//! computes its BLAKE3, in parallel. The acknowledged offset is the smaller of the two, so
+//! neither can fall behind by more than the window; at the end the file is synced and renamed
+//! only if the hash matches the sender's.
 
 use std::fs::File;
 use std::io::Write;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::rx_session::{RxStatus, fail};
+use super::sink::SinkOut;
 use crate::wire::{ErrorCode, ErrorMessage};
 
 /// Work for the writer, in stream order.
@@ -24,15 +26,45 @@ pub(crate) enum WriteCmd {
     Finish { len: u64, hash: [u8; 32] },
 }
 
-/// What the pipeline starts from.
-pub(crate) struct Writer {
+/// Where the stream goes.
+pub(crate) enum Output {
+    /// Into `NAME.partial`, renamed to `NAME` once verified.
+    File(FileOut),
+    /// Into a registered sink.
+    Sink(Box<SinkOut>),
+}
+
+/// A file being received.
+pub(crate) struct FileOut {
     pub(crate) file: File,
-    /// Hash state covering the first `start` bytes (a resumed prefix).
-    pub(crate) hasher: blake3::Hasher,
-    pub(crate) start: u64,
     pub(crate) partial: PathBuf,
     pub(crate) target: PathBuf,
     pub(crate) dir: PathBuf,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        match self {
+            Self::File(f) => f.partial.display().to_string(),
+            Self::Sink(s) => format!("sink {}", s.name()),
+        }
+    }
+
+    /// Called when no data is waiting: pushes out whatever a sink's writer holds.
+    fn idle(&mut self) -> Result<(), ErrorMessage> {
+        match self {
+            Self::File(_) => Ok(()),
+            Self::Sink(s) => s.flush(),
+        }
+    }
+}
+
+/// What the pipeline starts from.
+pub(crate) struct Writer {
+    pub(crate) out: Output,
+    /// Hash state covering the first `start` bytes (a resumed prefix).
+    pub(crate) hasher: blake3::Hasher,
+    pub(crate) start: u64,
     pub(crate) status: watch::Sender<RxStatus>,
 }
 
@@ -177,13 +209,30 @@ struct Pipeline {
 
 impl Pipeline {
     fn run(&mut self, rx: &std_mpsc::Receiver<WriteCmd>) {
-        while let Some(cmd) = next(rx, &self.marks) {
-            let result = match cmd {
+        loop {
+            let cmd = match rx.try_recv() {
+                Ok(cmd) => Ok(cmd),
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    // Nothing waiting: deliver what a sink holds now, however little.
+                    match self.w.out.idle() {
+                        Ok(()) => {
+                            self.marks.flush();
+                            match rx.recv() {
+                                Ok(cmd) => Ok(cmd),
+                                Err(_) => return,
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(std_mpsc::TryRecvError::Disconnected) => return,
+            };
+            let result = cmd.and_then(|cmd| match cmd {
                 WriteCmd::Data(data) => self.append(&data),
                 WriteCmd::Finish { len, hash } => self.finish(len, hash),
-            };
+            });
             if let Err(err) = result {
-                tracing::warn!(file = %self.w.partial.display(), error = %err.message, "receive failed");
+                tracing::warn!(to = %self.w.out.describe(), error = %err.message, "receive failed");
                 self.marks.fail(err);
                 return;
             }
@@ -195,12 +244,15 @@ impl Pipeline {
             // The hasher only stops when this side drops the channel.
             let _ = tx.send(Bytes::clone(data));
         }
-        self.w.file.write_all(data).map_err(|e| {
-            fail(
-                ErrorCode::Storage,
-                format!("receiver could not write {}: {e}", self.w.partial.display()),
-            )
-        })?;
+        match &mut self.w.out {
+            Output::File(f) => f.file.write_all(data).map_err(|e| {
+                fail(
+                    ErrorCode::Storage,
+                    format!("receiver could not write {}: {e}", f.partial.display()),
+                )
+            })?,
+            Output::Sink(s) => s.write(data)?,
+        }
         let n = data.len() as u64;
         self.written += n;
         self.marks.advance(n, 0);
@@ -223,37 +275,49 @@ impl Pipeline {
             .ok_or_else(|| fail(ErrorCode::Storage, "the hashing thread failed"))?;
         let ours = hasher.finalize();
         if *ours.as_bytes() != hash {
-            // The partial file cannot be resumed into the right content: remove it.
-            if let Err(e) = std::fs::remove_file(&self.w.partial) {
-                tracing::warn!(error = %e, "could not remove corrupt partial file");
+            let mut message = format!(
+                "BLAKE3 mismatch: sender {}, receiver {}",
+                blake3::Hash::from_bytes(hash).to_hex(),
+                ours.to_hex()
+            );
+            if let Output::File(f) = &self.w.out {
+                // The partial file cannot be resumed into the right content: remove it.
+                if let Err(e) = std::fs::remove_file(&f.partial) {
+                    tracing::warn!(error = %e, "could not remove corrupt partial file");
+                }
+                message.push_str("; the partial file was removed");
             }
-            return Err(fail(
-                ErrorCode::Integrity,
-                format!(
-                    "BLAKE3 mismatch: sender {}, receiver {}; the partial file was removed",
-                    blake3::Hash::from_bytes(hash).to_hex(),
-                    ours.to_hex()
-                ),
-            ));
+            return Err(fail(ErrorCode::Integrity, message));
         }
-        let partial = &self.w.partial;
+        match &mut self.w.out {
+            Output::File(f) => f.store()?,
+            Output::Sink(s) => s.flush()?,
+        }
+        self.w.status.send_modify(|st| {
+            st.written = len;
+            st.outcome = Some(Ok(hash));
+        });
+        Ok(())
+    }
+}
+
+impl FileOut {
+    /// Syncs the verified file and renames it to its final name.
+    fn store(&mut self) -> Result<(), ErrorMessage> {
+        let partial = &self.partial;
         let storage = |what: &str, e: std::io::Error| {
             fail(
                 ErrorCode::Storage,
                 format!("receiver could not {what} {}: {e}", partial.display()),
             )
         };
-        self.w.file.flush().map_err(|e| storage("flush", e))?;
-        self.w.file.sync_all().map_err(|e| storage("sync", e))?;
-        std::fs::rename(partial, &self.w.target).map_err(|e| storage("rename", e))?;
-        if let Ok(dir) = File::open(&self.w.dir) {
+        self.file.flush().map_err(|e| storage("flush", e))?;
+        self.file.sync_all().map_err(|e| storage("sync", e))?;
+        std::fs::rename(partial, &self.target).map_err(|e| storage("rename", e))?;
+        if let Ok(dir) = File::open(&self.dir) {
             // Persisting the rename is best effort: the data itself is already synced.
             let _ = dir.sync_all();
         }
-        self.w.status.send_modify(|st| {
-            st.written = len;
-            st.outcome = Some(Ok(hash));
-        });
         Ok(())
     }
 }

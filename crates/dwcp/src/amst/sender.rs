@@ -3,7 +3,6 @@
 //! receiver confirms the stream.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,19 +16,12 @@ use super::progress::{Phase, Progress, TransferSummary};
 use super::sender_conn::{
     ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
 };
-use super::source::{ProduceError, Produced, Producer};
+pub use super::source::Source;
+use super::source::{Opened, ProduceError, Produced, Producer, open_source};
 use super::tuner::StreamTuner;
 use super::{DEFAULT_CHUNK_SIZE, DEFAULT_WINDOW, MAX_STREAMS};
 use crate::transport::{Dialer, Security, TransportError};
 use crate::wire::{ErrorCode, ErrorMessage, HelloAck, HelloMode, MAX_PAYLOAD, SessionId};
-
-/// Where the stream comes from.
-pub enum Source {
-    /// A regular file; its length is known and it can be resumed.
-    File(PathBuf),
-    /// Any reader (standard input, a pipe); length unknown, cannot be resumed.
-    Reader(Box<dyn Read + Send>),
-}
 
 /// How many connections to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,22 +175,11 @@ pub async fn send(
             "window must hold at least one chunk".into(),
         ));
     }
-    let (reader, total_len): (Box<dyn Read + Send>, Option<u64>) = match source {
-        Source::File(path) => {
-            let file = std::fs::File::open(&path).map_err(|source| SendError::OpenSource {
-                path: path.clone(),
-                source,
-            })?;
-            let len = file
-                .metadata()
-                .map_err(|source| SendError::OpenSource { path, source })?
-                .len();
-            (Box::new(file), Some(len))
-        }
-        Source::Reader(_) if opts.resume => return Err(SendError::ResumeNeedsFile),
-        Source::Reader(r) => (r, None),
-    };
-
+    let Opened {
+        reader,
+        total_len,
+        mut unblock,
+    } = open_source(source, opts.resume)?;
     let session = SessionId::random();
     let mode = if opts.resume {
         HelloMode::Resume
@@ -241,6 +222,8 @@ pub async fn send(
     let producer = Producer {
         session,
         chunk_size: opts.chunk_size as usize,
+        prompt: unblock.is_armed(),
+        cancelled: unblock.flag(),
         start,
         permits: Arc::clone(&permits),
         queue: queue_tx,
@@ -273,6 +256,9 @@ pub async fn send(
     // Whatever happened, stop the connections and the producer.
     permits.close();
     sup.conns.abort_all();
+    if result.is_ok() {
+        unblock.disarm();
+    }
     result
 }
 

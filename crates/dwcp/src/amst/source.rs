@@ -2,12 +2,110 @@
 //! and queues them for the connections, never holding more than the window unacknowledged.
 
 use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::sender::SendError;
 use crate::wire::{Frame, FrameKind, PayloadKind, SessionId, WireError};
+
+/// Where the stream comes from.
+pub enum Source {
+    /// A regular file; its length is known and it can be resumed.
+    File(PathBuf),
+    /// Any reader (standard input, a pipe); length unknown, cannot be resumed. Read in full
+    /// chunks: a chunk goes out when it is full or the reader ends.
+    Reader(Box<dyn Read + Send>),
+    /// An interactive stream (a local socket to another process); length unknown, cannot be
+    /// resumed. Whatever one read returns goes out at once, so a small write reaches the
+    /// receiver without waiting for more; a read returns all that is already queued, up to the
+    /// chunk size. The stream ends at EOF. If the transfer fails or [`super::send`] is dropped,
+    /// the socket is shut down for reading, which ends the (blocking) read the sender may
+    /// still be in.
+    Stream(UnixStream),
+}
+
+/// A source opened for reading.
+pub(crate) struct Opened {
+    pub(crate) reader: Box<dyn Read + Send>,
+    /// Length, when known (a file).
+    pub(crate) total_len: Option<u64>,
+    /// For a [`Source::Stream`]: shuts its socket down unless the transfer succeeded.
+    pub(crate) unblock: Unblock,
+}
+
+/// Shuts a stream source down for reading when dropped (the transfer failed or was dropped),
+/// which ends the blocking read the producer may be in; [`Self::disarm`] after success.
+/// The flag it raises first tells the producer that the EOF it then reads is not the end of
+/// the stream, so no `End` can go out for a truncated stream.
+pub(crate) struct Unblock(Option<UnixStream>, Arc<AtomicBool>);
+
+impl Unblock {
+    /// Raised just before the stream is shut down: for [`Producer::cancelled`].
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.1)
+    }
+
+    /// Whether there is a stream to shut down (the source is a [`Source::Stream`]).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Leaves the stream open: it was read to the end.
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            self.1.store(true, Ordering::SeqCst);
+            // Already closed by the other end is fine.
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+    }
+}
+
+/// Opens `source`; only a file can be resumed.
+///
+/// # Errors
+/// [`SendError`] when the file cannot be opened, the socket duplicated, or `resume` is asked
+/// of a source that cannot be rewound.
+pub(crate) fn open_source(source: Source, resume: bool) -> Result<Opened, SendError> {
+    let (reader, total_len, unblock): (Box<dyn Read + Send>, _, _) = match source {
+        Source::File(path) => {
+            let file = std::fs::File::open(&path).map_err(|source| SendError::OpenSource {
+                path: path.clone(),
+                source,
+            })?;
+            let len = file
+                .metadata()
+                .map_err(|source| SendError::OpenSource { path, source })?
+                .len();
+            (Box::new(file), Some(len), None)
+        }
+        Source::Reader(_) | Source::Stream(_) if resume => {
+            return Err(SendError::ResumeNeedsFile);
+        }
+        Source::Reader(r) => (r, None, None),
+        Source::Stream(s) => {
+            let unblock = s
+                .try_clone()
+                .map_err(|e| SendError::from(ProduceError::Read(e)))?;
+            (Box::new(s), None, Some(unblock))
+        }
+    };
+    Ok(Opened {
+        reader,
+        total_len,
+        unblock: Unblock(unblock, Arc::default()),
+    })
+}
 
 /// Why the producer stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +133,10 @@ pub(crate) enum ProduceError {
 pub(crate) struct Producer {
     pub(crate) session: SessionId,
     pub(crate) chunk_size: usize,
+    /// Frame whatever one read returns instead of filling whole chunks.
+    pub(crate) prompt: bool,
+    /// Set when the transfer was given up: an EOF read after it is not the stream's end.
+    pub(crate) cancelled: Arc<AtomicBool>,
     pub(crate) start: u64,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) queue: mpsc::UnboundedSender<Frame>,
@@ -51,6 +153,20 @@ pub(crate) struct Produced {
 /// Reads up to `limit` bytes into `buf` (`read_to_end` retries interrupted reads itself).
 fn read_chunk(reader: &mut dyn Read, limit: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     reader.take(limit).read_to_end(buf)
+}
+
+/// One read: whatever the reader has now, up to `buf.len()` bytes (empty at the end). One
+/// read of a socket or pipe returns everything already queued that fits, so what arrives
+/// together is framed together. The bytes are copied out so that a small frame does not pin
+/// a chunk-sized buffer while it waits for its acknowledgement.
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<Bytes> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl Producer {
@@ -76,15 +192,28 @@ impl Producer {
         drop(scratch);
 
         let mut seq = 0u64;
+        let mut prompt_buf = if self.prompt {
+            vec![0u8; self.chunk_size]
+        } else {
+            Vec::new()
+        };
         loop {
-            // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
-            let mut chunk = Vec::with_capacity(self.chunk_size);
-            let limit = self.chunk_size as u64;
-            let n = read_chunk(&mut reader, limit, &mut chunk).map_err(ProduceError::Read)?;
+            let chunk = if self.prompt {
+                read_some(&mut reader, &mut prompt_buf).map_err(ProduceError::Read)?
+            } else {
+                // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
+                let mut chunk = Vec::with_capacity(self.chunk_size);
+                let limit = self.chunk_size as u64;
+                read_chunk(&mut reader, limit, &mut chunk).map_err(ProduceError::Read)?;
+                Bytes::from(chunk)
+            };
+            let n = chunk.len();
             if n == 0 {
+                if self.cancelled.load(Ordering::SeqCst) {
+                    return Err(ProduceError::Cancelled);
+                }
                 break;
             }
-            let chunk = Bytes::from(chunk);
             hasher.update(&chunk);
             let permits = u32::try_from(n).unwrap_or(u32::MAX);
             match self.runtime.block_on(self.permits.acquire_many(permits)) {

@@ -288,6 +288,33 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     })
 }
 
+/// The node a certificate names: its first DNS subject alternative name (where
+/// [`crate::pki::issue_node`] puts the node name), else its common name. `None` for a
+/// certificate that cannot be parsed or names nothing. Call it only on a certificate rustls
+/// has verified against the cluster CA.
+#[must_use]
+pub fn certificate_node_name(der: &[u8]) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|ext| {
+            ext.value.general_names.iter().find_map(|n| match n {
+                GeneralName::DNSName(name) => Some((*name).to_owned()),
+                _ => None,
+            })
+        });
+    san.or_else(|| {
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned)
+    })
+}
+
 /// Turns a failed TLS handshake, connect or first read into one line for a person, saying
 /// whose certificate was refused and why. `err` is the `io::Error` tokio-rustls returned; a
 /// rustls error inside it is recognised, any other error is described by its I/O kind.

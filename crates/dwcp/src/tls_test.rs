@@ -323,3 +323,16 @@ fn plain_io_errors_are_described_too() {
     );
     assert!(describe_handshake_error(&wrapped).contains("expired"));
 }
+
+#[test]
+fn certificate_node_name_is_the_node_a_certificate_was_issued_to() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let files = node(tmp.path(), "ca", "node-b");
+    let der = CertificateDer::from_pem_file(&files.cert).unwrap();
+    assert_eq!(certificate_node_name(&der).as_deref(), Some("node-b"));
+    let ca = CertificateDer::from_pem_file(&files.ca).unwrap();
+    assert_eq!(certificate_node_name(&ca).as_deref(), Some("ca"));
+    assert_eq!(certificate_node_name(b"not a certificate"), None);
+}

@@ -35,6 +35,8 @@ pub struct ReceiverConfig {
     pub max_sessions: usize,
     /// How long a session with no connection is kept for the sender to come back.
     pub idle_timeout: Duration,
+    /// Accept only sessions for registered sinks; refuse any that would store a file.
+    pub sinks_only: bool,
 }
 
 impl ReceiverConfig {
@@ -47,6 +49,7 @@ impl ReceiverConfig {
             max_streams: MAX_STREAMS,
             max_sessions: 8,
             idle_timeout: Duration::from_secs(60),
+            sinks_only: false,
         }
     }
 }
@@ -297,6 +300,12 @@ async fn admit(
     // A sink session is bounded by the registrations (MAX_SINKS), not by `max_sessions`, and
     // never touches the directory.
     let sink = match sinks.claim(&hello.name, resume) {
+        Claim::File if cfg.sinks_only => {
+            return Err(ErrorMessage {
+                code: ErrorCode::NoSession,
+                message: format!("no stream named {} is expected here", hello.name),
+            });
+        }
         Claim::File => None,
         Claim::Sink(s) => Some(s),
         Claim::Refused(err) => return Err(err),

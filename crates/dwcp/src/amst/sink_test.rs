@@ -43,10 +43,15 @@ impl Drop for Rx {
 
 impl Rx {
     async fn start(dir: &Path, security: Security, idle: Duration) -> Self {
+        Self::start_with(dir, security, idle, false).await
+    }
+
+    async fn start_with(dir: &Path, security: Security, idle: Duration, sinks_only: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let acceptor = Acceptor::new(listener, &security, TcpTuning::default()).unwrap();
         let mut cfg = ReceiverConfig::new(dir);
         cfg.idle_timeout = idle;
+        cfg.sinks_only = sinks_only;
         let rx = Receiver::new(acceptor, cfg).unwrap();
         let addr = rx.local_addr().unwrap().to_string();
         let sinks = rx.sinks();
@@ -251,6 +256,26 @@ async fn an_unregistered_name_still_writes_a_file() {
     assert_eq!(report.outcome, Ok(blake3::hash(&data).to_hex().to_string()));
     let state = other.status().borrow().clone();
     assert!(!state.claimed && state.outcome.is_none(), "{state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sinks_only_receiver_refuses_an_unregistered_name_and_writes_nothing() {
+    let store = tempfile::tempdir().unwrap();
+    let rx = Rx::start_with(store.path(), Security::Insecure, STEP, true).await;
+    let data = pseudo_random(100_000, 4);
+    let err = rx
+        .send(
+            Source::Reader(Box::new(std::io::Cursor::new(data))),
+            "plain.bin",
+        )
+        .await
+        .unwrap_err();
+    let text = crate::amst::sender::error_chain(&err);
+    assert!(
+        text.contains("no stream named plain.bin is expected here"),
+        "{text}"
+    );
+    assert!(dir_is_empty(store.path()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,6 +145,31 @@ pub async fn create_overlay(
     run("create", &args, QUICK_TIMEOUT).await.map(drop)
 }
 
+/// Points the qcow2 image `overlay` at another backing file, `base` (format read with
+/// [`info`]), rewriting only its header (`qemu-img rebase -u`): for a disk that arrived from
+/// another node, whose base image is the same content under another path.
+///
+/// # Errors
+/// As for [`info`] on the base, then as for `qemu-img rebase`.
+pub async fn rebase_unsafe(overlay: &Path, base: &Path) -> Result<(), ImgError> {
+    let base = std::fs::canonicalize(base).map_err(|source| ImgError::Resolve {
+        path: base.to_owned(),
+        source,
+    })?;
+    let base_info = info(&base).await?;
+    let args: Vec<OsString> = vec![
+        "-u".into(),
+        "-f".into(),
+        "qcow2".into(),
+        "-F".into(),
+        base_info.format.into(),
+        "-b".into(),
+        base.into_os_string(),
+        overlay.as_os_str().to_owned(),
+    ];
+    run("rebase", &args, QUICK_TIMEOUT).await.map(drop)
+}
+
 /// Creates a blank image of `format` (`qcow2`, `raw`) and `size` bytes at `path`.
 ///
 /// # Errors

@@ -27,6 +27,24 @@ async fn overlay_on_a_qcow2_base_records_base_path_and_format() {
 }
 
 #[tokio::test]
+async fn rebase_points_an_overlay_at_a_base_of_another_path_and_format() {
+    require!(QEMU_IMG_BINARY);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.qcow2");
+    let second = dir.path().join("second.raw");
+    let overlay = dir.path().join("vm1.qcow2");
+    img::create(&first, "qcow2", 10 * MIB).await.unwrap();
+    img::create(&second, "raw", 10 * MIB).await.unwrap();
+    img::create_overlay(&first, &overlay, None).await.unwrap();
+
+    img::rebase_unsafe(&overlay, &second).await.unwrap();
+    let info = img::info(&overlay).await.unwrap();
+    assert_eq!(info.backing, Some(std::fs::canonicalize(&second).unwrap()));
+    assert_eq!(info.backing_format.as_deref(), Some("raw"));
+    assert_eq!(info.virtual_size, 10 * MIB);
+}
+
+#[tokio::test]
 async fn overlay_may_be_larger_than_a_raw_base() {
     require!(QEMU_IMG_BINARY);
     let dir = tempfile::tempdir().unwrap();

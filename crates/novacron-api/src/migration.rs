@@ -37,6 +37,9 @@ pub struct PeerPrepareRequest {
     pub migration: OperationId,
     /// The VM as the source holds it.
     pub vm: Vm,
+    /// The source's time budget in seconds: a migration not committed within it (plus a
+    /// margin) is dropped by the destination.
+    pub timeout_secs: u64,
 }
 
 /// Where the source sends the streams of a prepared migration.
@@ -52,8 +55,8 @@ pub struct PeerPrepareResponse {
 }
 
 /// The node at the other end of a connection, as its TLS client certificate, verified
-/// against the cluster CA, names it. The server adds it to each request of such a
-/// connection; a handler that takes it answers 403 to any other caller.
+/// against the cluster CA, names it. The server adds an `Option<PeerNode>` to each request
+/// of a TLS connection; a handler that takes a `PeerNode` answers 403 to any other caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerNode(pub String);
 
@@ -66,8 +69,9 @@ impl FromRequestParts<AppState> for PeerNode {
     ) -> Result<Self, Self::Rejection> {
         parts
             .extensions
-            .get::<Self>()
+            .get::<Option<Self>>()
             .cloned()
+            .flatten()
             .ok_or(ApiError::NodeOnly)
     }
 }

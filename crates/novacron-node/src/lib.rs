@@ -13,6 +13,7 @@
 //! - [`layout`]: where things live under the data directory.
 //! - [`events`], [`ops`]: the event sequence and operations.
 //! - `vms`, `lifecycle`, `recover`, `images`, `admin`: the service, by concern.
+//! - `migrate`: live migration to and from peer nodes over DWCP.
 
 mod admin;
 pub mod events;
@@ -20,6 +21,7 @@ mod host;
 mod images;
 pub mod layout;
 mod lifecycle;
+mod migrate;
 mod node;
 pub mod ops;
 mod recover;
@@ -27,4 +29,5 @@ mod service;
 mod vms;
 
 pub use admin::{ADMIN_TENANT, new_token_secret, token_hash};
+pub use migrate::{ClusterConfig, ClusterError};
 pub use node::{Node, NodeConfig, NodeError};

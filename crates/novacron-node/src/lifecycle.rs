@@ -131,7 +131,7 @@ impl Node {
     }
 
     /// The launch spec of `vm`.
-    fn launch_spec(&self, vm: &Vm) -> Result<LaunchSpec, String> {
+    pub(crate) fn launch_spec(&self, vm: &Vm) -> Result<LaunchSpec, String> {
         let image = self
             .store()
             .image(&vm.spec.image)

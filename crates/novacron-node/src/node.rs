@@ -22,6 +22,8 @@ pub struct NodeConfig {
     pub accel: Option<Accel>,
     /// Default wait for an ACPI power-down before QEMU is stopped by force.
     pub stop_timeout: Duration,
+    /// Peers and certificates for live migration; `None`: this node does not migrate.
+    pub cluster: Option<crate::migrate::ClusterConfig>,
 }
 
 impl NodeConfig {
@@ -32,6 +34,7 @@ impl NodeConfig {
             data_dir,
             accel: None,
             stop_timeout: Duration::from_secs(30),
+            cluster: None,
         }
     }
 }
@@ -54,6 +57,9 @@ pub enum NodeError {
     /// The first admin token could not be made.
     #[error("could not create the first admin token: {0}")]
     Bootstrap(String),
+    /// The certificates or the DWCP receiver for migrations could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] crate::migrate::ClusterError),
 }
 
 /// What a node holds while it runs; cheap to clone.
@@ -81,6 +87,8 @@ pub(crate) struct NodeInner {
     /// Serialized VM list pages by (tenant, after, limit), with the generation they were
     /// made at.
     pub(crate) list_cache: Mutex<HashMap<ListKey, (u64, bytes::Bytes)>>,
+    /// Live migration: peers, certificates, the DWCP receiver and migrations under way.
+    pub(crate) cluster: Option<crate::migrate::Cluster>,
 }
 
 /// Key of a cached VM list page.
@@ -110,6 +118,17 @@ impl Node {
             .await
             .map_err(|e| NodeError::Bootstrap(format!("store open task failed: {e}")))?
             .map_err(NodeError::Store)?;
+        let cluster = match config.cluster.clone() {
+            Some(c) => {
+                let scratch = layout.root().join("dwcp");
+                std::fs::create_dir_all(&scratch).map_err(|source| NodeError::DataDir {
+                    path: scratch.clone(),
+                    source,
+                })?;
+                Some(crate::migrate::Cluster::start(c, &scratch).await?)
+            }
+            None => None,
+        };
         let (accel, accel_note) = match config.accel {
             Some(a) => (a, format!("{} (configured)", a.qemu_name())),
             None => {
@@ -131,6 +150,7 @@ impl Node {
                 importing: Mutex::new(std::collections::HashSet::new()),
                 generation: AtomicU64::new(0),
                 list_cache: Mutex::new(HashMap::new()),
+                cluster,
                 config,
             }),
         };
@@ -162,6 +182,22 @@ impl Node {
             source,
         })?;
         Ok(path)
+    }
+
+    /// The migration side of the node, or why there is none.
+    pub(crate) fn cluster(&self) -> Result<&crate::migrate::Cluster, ServiceError> {
+        self.inner.cluster.as_ref().ok_or_else(|| {
+            ServiceError::Unavailable(
+                "this node takes no part in live migrations: start it with --tls-dir, --node and --peer"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// The port of the node's DWCP receiver, when it migrates.
+    #[must_use]
+    pub fn dwcp_port(&self) -> Option<u16> {
+        self.inner.cluster.as_ref().map(|c| c.streams.port())
     }
 
     /// The store.

@@ -1,6 +1,9 @@
 //! [`NodeService`] for [`Node`]: each call delegates to the file that owns its concern.
 
 use crate::node::Node;
+use novacron_api::migration::{
+    PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+};
 use novacron_api::types::{
     ImageImportRequest, NodeInfo, StateCount, TenantPutRequest, TenantResponse, TokenCreateRequest,
     TokenCreateResponse, VmAction,
@@ -119,6 +122,7 @@ impl NodeService for Node {
 
     fn operation(&self, caller: &Caller, id: OperationId) -> Result<Operation, ServiceError> {
         self.op_get(caller, id)
+            .map(|op| self.with_live_progress(op))
     }
 
     fn wait_operation(
@@ -128,7 +132,58 @@ impl NodeService for Node {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
         let caller = caller.clone();
-        Box::pin(async move { self.op_wait(&caller, id, timeout).await })
+        Box::pin(async move {
+            self.op_wait(&caller, id, timeout)
+                .await
+                .map(|op| self.with_live_progress(op))
+        })
+    }
+
+    fn migrate_vm(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        req: VmMigrateRequest,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let caller = caller.clone();
+        let vm = vm.to_owned();
+        Box::pin(async move { self.migrate_out(&caller, &vm, req).await })
+    }
+
+    fn cancel_operation(
+        &self,
+        caller: &Caller,
+        id: OperationId,
+    ) -> BoxFuture<'_, Result<Operation, ServiceError>> {
+        let result = self.migrate_cancel(caller, id);
+        Box::pin(async move { result })
+    }
+
+    fn peer_prepare(
+        &self,
+        peer: &PeerNode,
+        req: PeerPrepareRequest,
+    ) -> BoxFuture<'_, Result<PeerPrepareResponse, ServiceError>> {
+        let peer = peer.clone();
+        Box::pin(async move { self.peer_prepare_in(&peer, req).await })
+    }
+
+    fn peer_commit(
+        &self,
+        peer: &PeerNode,
+        migration: OperationId,
+    ) -> BoxFuture<'_, Result<Vm, ServiceError>> {
+        let peer = peer.clone();
+        Box::pin(async move { self.peer_commit_in(&peer, migration).await })
+    }
+
+    fn peer_abort(
+        &self,
+        peer: &PeerNode,
+        migration: OperationId,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let peer = peer.clone();
+        Box::pin(async move { self.peer_abort_in(&peer, migration).await })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {

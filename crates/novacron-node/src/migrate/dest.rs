@@ -1,0 +1,438 @@
+//! The destination of a migration: prepare (record, disks, QEMU waiting, DWCP sinks),
+//! commit (wait for the stream, put the disks in place, run the guest) and abort.
+
+use super::streams::Expected;
+use crate::node::Node;
+use crate::vms::chain;
+use novacron_api::ServiceError;
+use novacron_api::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse};
+use novacron_model::{
+    DiskInfo, EventKind, OperationId, Quota, Tenant, Timestamp, Vm, VmId, VmRuntime, VmState,
+};
+use novacron_qemu::{QemuProcess, img};
+use novacron_store::Command;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name under which the migration socket is passed to the destination QEMU.
+const FD_NAME: &str = "nc-migrate-in";
+/// Longest a commit waits for the streams and QEMU to finish loading.
+const COMMIT_WAIT: Duration = Duration::from_secs(120);
+/// Time a prepared migration is kept beyond the source's own budget before it is dropped.
+const PREPARED_MARGIN: Duration = Duration::from_secs(120);
+
+/// A disk arriving: its stream, where it is staged, and where it goes.
+struct IncomingDisk {
+    stream: Expected,
+    staging: PathBuf,
+    overlay: PathBuf,
+    base: Option<PathBuf>,
+}
+
+/// A migration arriving at this node.
+pub(crate) struct Incoming {
+    peer: String,
+    vm: VmId,
+    process: Arc<QemuProcess>,
+    memory: Expected,
+    disks: Vec<IncomingDisk>,
+    /// Commit and abort one at a time.
+    busy: tokio::sync::Mutex<bool>,
+}
+
+impl Node {
+    /// `POST /peer/migrations`.
+    pub(crate) async fn peer_prepare_in(
+        &self,
+        peer: &PeerNode,
+        req: PeerPrepareRequest,
+    ) -> Result<PeerPrepareResponse, ServiceError> {
+        let cluster = self.cluster()?;
+        let id = req.migration;
+        if cluster.incoming().contains_key(&id) {
+            return Err(ServiceError::AlreadyExists {
+                kind: "migration",
+                key: id.to_string(),
+            });
+        }
+        let vm = self.admit_incoming(&req.vm).await?;
+        tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "preparing an incoming migration");
+        match self.start_incoming(peer, id, &vm).await {
+            Ok((incoming, ready)) => {
+                cluster.incoming().insert(id, Arc::clone(&incoming));
+                let node = self.clone();
+                let budget = Duration::from_secs(req.timeout_secs) + PREPARED_MARGIN;
+                tokio::spawn(async move { node.watch_incoming(id, incoming, budget).await });
+                Ok(ready)
+            }
+            Err(e) => {
+                self.drop_incoming_vm(vm.id, None).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks the VM can live here and records it `incoming`, with a fresh overlay on the
+    /// local copy of its image.
+    async fn admit_incoming(&self, from: &Vm) -> Result<Vm, ServiceError> {
+        from.spec.validate().map_err(|e| ServiceError::Invalid {
+            field: format!("vm.spec.{}", e.field),
+            message: e.message,
+        })?;
+        let image = self
+            .store()
+            .image(&from.spec.image)
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "vm.spec.image".to_owned(),
+                message: format!(
+                    "no image named {:?} on this node: import it here first",
+                    from.spec.image.as_str()
+                ),
+            })?;
+        if self.store().vm(from.id).is_some() {
+            return Err(ServiceError::AlreadyExists {
+                kind: "vm",
+                key: from.id.to_string(),
+            });
+        }
+        if self.store().tenant(&from.tenant).is_none() {
+            self.apply(Command::PutTenant(Tenant {
+                name: from.tenant.clone(),
+                quota: Quota::default(),
+                created_at: Timestamp::now(),
+            }))
+            .await?;
+        }
+        let dir = self.layout().vm(from.id);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            ServiceError::Unavailable(format!("could not create {}: {e}", dir.display()))
+        })?;
+        let root = self.layout().vm_root_disk(from.id);
+        let base = PathBuf::from(&image.disk);
+        let size = from.disks.first().map(|d| d.virtual_size.bytes());
+        if let Err(e) = img::create_overlay(&base, &root, size).await {
+            self.drop_incoming_vm(from.id, None).await;
+            return Err(ServiceError::Unavailable(format!(
+                "could not create the root disk: {}",
+                chain(&e)
+            )));
+        }
+        let now = Timestamp::now();
+        let vm = Vm {
+            id: from.id,
+            tenant: from.tenant.clone(),
+            spec: from.spec.clone(),
+            state: VmState::Incoming,
+            state_reason: None,
+            disks: vec![DiskInfo {
+                name: "root".to_owned(),
+                path: root.display().to_string(),
+                backing: Some(image.disk.clone()),
+                virtual_size: from
+                    .disks
+                    .first()
+                    .map_or(image.virtual_size, |d| d.virtual_size),
+            }],
+            runtime: None,
+            created_at: from.created_at,
+            updated_at: now,
+        };
+        if let Err(e) = self.apply(Command::CreateVm(vm.clone())).await {
+            self.drop_incoming_vm(vm.id, None).await;
+            return Err(e);
+        }
+        self.inner.events.publish(
+            Some(vm.tenant.clone()),
+            EventKind::VmCreated {
+                vm: vm.id,
+                name: vm.spec.name.clone(),
+            },
+        );
+        Ok(vm)
+    }
+
+    /// Starts QEMU waiting for the stream and registers the DWCP sinks.
+    async fn start_incoming(
+        &self,
+        peer: &PeerNode,
+        id: OperationId,
+        vm: &Vm,
+    ) -> Result<(Arc<Incoming>, PeerPrepareResponse), ServiceError> {
+        let cluster = self.cluster()?;
+        let mut spec = self.launch_spec(vm).map_err(ServiceError::Unavailable)?;
+        spec.incoming = true;
+        spec.start_paused = true;
+        let process = Arc::new(QemuProcess::start(&spec).await.map_err(|e| {
+            ServiceError::Unavailable(format!("could not start QEMU: {}", chain(&e)))
+        })?);
+        self.set_process(vm.id, Some(Arc::clone(&process)));
+        self.supervise(vm.id, Arc::clone(&process));
+        let qmp = process.qmp();
+        let unavailable = |what: &str, e: &(dyn std::error::Error + 'static)| {
+            ServiceError::Unavailable(format!("{what}: {}", chain(e)))
+        };
+        // Disks stay inactive until `cont`, so they can be replaced after the memory arrived.
+        qmp.migrate_set_capabilities(&[("events", true), ("late-block-activate", true)])
+            .await
+            .map_err(|e| unavailable("QEMU refused the migration capabilities", &e))?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| unavailable("could not create the migration socket", &e))?;
+        qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
+            .await
+            .map_err(|e| unavailable("could not pass the migration socket to QEMU", &e))?;
+        drop(theirs);
+        qmp.migrate_incoming_fd(FD_NAME)
+            .await
+            .map_err(|e| unavailable("QEMU refused migrate-incoming", &e))?;
+
+        let memory_stream = format!("migrate-{id}-memory");
+        let memory = cluster
+            .streams
+            .expect(&memory_stream, Box::new(ours))
+            .map_err(ServiceError::Unavailable)?;
+        let mut disks = Vec::new();
+        let mut disk_streams = Vec::new();
+        for (index, disk) in vm.disks.iter().enumerate() {
+            let name = format!("migrate-{id}-disk{index}");
+            let staging = self
+                .layout()
+                .vm(vm.id)
+                .join(format!("{}.incoming", disk.name));
+            let file = std::fs::File::create(&staging).map_err(|e| {
+                ServiceError::Unavailable(format!("could not create {}: {e}", staging.display()))
+            })?;
+            let stream = cluster
+                .streams
+                .expect(&name, Box::new(file))
+                .map_err(ServiceError::Unavailable)?;
+            disks.push(IncomingDisk {
+                stream,
+                staging,
+                overlay: PathBuf::from(&disk.path),
+                base: disk.backing.as_ref().map(PathBuf::from),
+            });
+            disk_streams.push(name);
+        }
+        let incoming = Arc::new(Incoming {
+            peer: peer.0.clone(),
+            vm: vm.id,
+            process,
+            memory,
+            disks,
+            busy: tokio::sync::Mutex::new(false),
+        });
+        let ready = PeerPrepareResponse {
+            dwcp_port: cluster.streams.port(),
+            memory_stream,
+            disk_streams,
+        };
+        Ok((incoming, ready))
+    }
+
+    /// Drops a prepared migration whose stream failed or that was never committed in time.
+    async fn watch_incoming(&self, id: OperationId, incoming: Arc<Incoming>, budget: Duration) {
+        let failed = tokio::select! {
+            outcome = incoming.memory.outcome() => outcome.err(),
+            () = tokio::time::sleep(budget) => Some(format!("not committed within {} s", budget.as_secs())),
+        };
+        let Some(reason) = failed else {
+            // The stream arrived; the commit (or the source's abort) takes it from here, and
+            // the budget still bounds how long it may wait.
+            tokio::time::sleep(budget).await;
+            if self.cluster().is_ok_and(|c| c.incoming().contains_key(&id)) {
+                self.abort_incoming(id, "not committed in time").await;
+            }
+            return;
+        };
+        self.abort_incoming(id, &reason).await;
+    }
+
+    /// `POST /peer/migrations/{id}/commit`.
+    pub(crate) async fn peer_commit_in(
+        &self,
+        peer: &PeerNode,
+        id: OperationId,
+    ) -> Result<Vm, ServiceError> {
+        let cluster = self.cluster()?;
+        let incoming = cluster
+            .incoming()
+            .get(&id)
+            .filter(|i| i.peer == peer.0)
+            .cloned()
+            .ok_or(ServiceError::NotFound {
+                kind: "migration",
+                key: id.to_string(),
+            })?;
+        let mut busy = incoming.busy.lock().await;
+        if *busy {
+            return Err(ServiceError::Conflict(format!(
+                "migration {id} already ended"
+            )));
+        }
+        match tokio::time::timeout(COMMIT_WAIT, self.finish_incoming(&incoming)).await {
+            Ok(Ok(vm)) => {
+                *busy = true;
+                cluster.incoming().remove(&id);
+                tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
+                Ok(vm)
+            }
+            Ok(Err(reason)) => {
+                drop(busy);
+                self.abort_incoming(id, &reason).await;
+                Err(ServiceError::Conflict(reason))
+            }
+            Err(_) => {
+                drop(busy);
+                let reason = format!("not ready within {} s", COMMIT_WAIT.as_secs());
+                self.abort_incoming(id, &reason).await;
+                Err(ServiceError::Conflict(reason))
+            }
+        }
+    }
+
+    /// Waits for the memory stream and QEMU, puts the disks in place and runs the guest.
+    async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
+        incoming
+            .memory
+            .outcome()
+            .await
+            .map_err(|e| format!("the memory stream failed: {e}"))?;
+        let qmp = incoming.process.qmp();
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+        let info = novacron_qemu::qmp::wait_migration(qmp, deadline)
+            .await
+            .map_err(|e| format!("QEMU did not finish loading: {}", chain(&e)))?;
+        if info.status != novacron_qemu::qmp::MigrationStatus::Completed {
+            return Err(format!(
+                "QEMU could not load the stream: {} {}",
+                info.status,
+                info.error_desc.unwrap_or_default()
+            ));
+        }
+        for disk in &incoming.disks {
+            disk.stream
+                .outcome()
+                .await
+                .map_err(|e| format!("disk stream failed: {e}"))?;
+            place_disk(disk).await?;
+        }
+        qmp.cont()
+            .await
+            .map_err(|e| format!("QEMU refused to run the guest: {}", chain(&e)))?;
+        let vm = self
+            .store()
+            .vm(incoming.vm)
+            .ok_or_else(|| "the VM record is gone".to_owned())?;
+        let runtime = VmRuntime {
+            pid: incoming.process.pid(),
+            started_at: Timestamp::now(),
+            accel: self.inner.accel.qemu_name().to_owned(),
+        };
+        self.transition(
+            &vm,
+            VmState::Incoming,
+            VmState::Running,
+            None,
+            Some(runtime),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// `DELETE /peer/migrations/{id}`.
+    pub(crate) async fn peer_abort_in(
+        &self,
+        peer: &PeerNode,
+        id: OperationId,
+    ) -> Result<(), ServiceError> {
+        let cluster = self.cluster()?;
+        let known = cluster
+            .incoming()
+            .get(&id)
+            .is_some_and(|i| i.peer == peer.0);
+        if known {
+            self.abort_incoming(id, &format!("aborted by {}", peer.0))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Removes a prepared migration: QEMU, record and files.
+    pub(crate) async fn abort_incoming(&self, id: OperationId, reason: &str) {
+        let Ok(cluster) = self.cluster() else { return };
+        let Some(incoming) = cluster.incoming().get(&id).cloned() else {
+            return;
+        };
+        let mut busy = incoming.busy.lock().await;
+        if *busy {
+            return;
+        }
+        *busy = true;
+        cluster.incoming().remove(&id);
+        tracing::warn!(migration = %id, vm = %incoming.vm, reason, "incoming migration dropped");
+        self.drop_incoming_vm(incoming.vm, Some(&incoming.process))
+            .await;
+    }
+
+    /// Kills the QEMU of an incoming VM and removes its record and directory.
+    async fn drop_incoming_vm(&self, vm: VmId, process: Option<&Arc<QemuProcess>>) {
+        let record = self.store().vm(vm);
+        if let Err(e) = self
+            .apply(Command::DeleteVm {
+                id: vm,
+                expect_state: None,
+            })
+            .await
+        {
+            if !matches!(e, ServiceError::NotFound { .. }) {
+                tracing::warn!(%vm, error = %e, "could not delete the record of a dropped incoming VM");
+            }
+        }
+        if let Some(p) = process.cloned().or_else(|| self.process(vm)) {
+            if let Err(e) = p.kill().await {
+                tracing::warn!(%vm, error = %chain(&e), "could not kill the QEMU of a dropped incoming VM");
+            }
+        }
+        self.set_process(vm, None);
+        let dir = self.layout().vm(vm);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove");
+            }
+        }
+        if let Some(v) = record {
+            self.inner.events.publish(
+                Some(v.tenant.clone()),
+                EventKind::VmDeleted {
+                    vm: v.id,
+                    name: v.spec.name.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// Points a received overlay at the local base image and writes it over the overlay QEMU
+/// has open (same inode: QEMU re-reads it when `cont` activates its disks).
+async fn place_disk(disk: &IncomingDisk) -> Result<(), String> {
+    if let Some(base) = &disk.base {
+        img::rebase_unsafe(&disk.staging, base)
+            .await
+            .map_err(|e| format!("could not rebase the received disk: {}", chain(&e)))?;
+    }
+    let (staging, overlay) = (disk.staging.clone(), disk.overlay.clone());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut from = std::fs::File::open(&staging)?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&overlay)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()?;
+        std::fs::remove_file(&staging)
+    })
+    .await
+    .map_err(|e| format!("disk copy task failed: {e}"))?
+    .map_err(|e| format!("could not put the received disk in place: {e}"))
+}

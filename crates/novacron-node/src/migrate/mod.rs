@@ -1,0 +1,188 @@
+//! Live migration between nodes.
+//!
+//! ```text
+//!  source node                                              destination node
+//!  POST /vms/{vm}/migrate ─► migrating
+//!    ├─ POST /peer/migrations ─────────────────────────────► record `incoming`, disk overlay,
+//!    │                                                       QEMU -incoming defer -S, DWCP sinks
+//!    ├─ QEMU migrate fd: ─► socket ─► DWCP (mutual TLS) ───► socket ─► QEMU migrate-incoming
+//!    ├─ sample query-migrate + DWCP ─► policy (downtime limit, cancel) ─► progress, events
+//!    ├─ completed (source paused): disks ─► DWCP ──────────► staged, rebased, written in place
+//!    ├─ POST /peer/migrations/{id}/commit ─────────────────► wait stream + QEMU `completed`,
+//!    │                                                       `cont`: running here
+//!    └─ delete the record, QEMU and disks here
+//!  any failure before the commit: migrate_cancel, DELETE /peer/migrations/{id}, guest resumed
+//! ```
+//!
+//! Nodes know each other from [`ClusterConfig`]: their own certificate from the cluster CA,
+//! and the API address of each peer by name. Calls between nodes and DWCP sessions use mutual
+//! TLS; the destination accepts the calls only from a caller with a valid node certificate.
+
+mod dest;
+mod source;
+mod streams;
+
+pub(crate) use dest::Incoming;
+pub(crate) use source::Outgoing;
+
+use novacron_api::ServiceError;
+use novacron_api::client::{Client, TlsClientOptions};
+use novacron_model::OperationId;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How this node takes part in migrations.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node's name, as its certificate names it.
+    pub node_name: String,
+    /// The cluster CA and this node's certificate and key.
+    pub tls: dwcp::tls::TlsFiles,
+    /// Peer nodes by name: the base URL of their API (`https://HOST:PORT`).
+    pub peers: BTreeMap<String, String>,
+    /// Where this node's DWCP receiver listens for migration streams.
+    pub dwcp_listen: SocketAddr,
+}
+
+/// What a node with a [`ClusterConfig`] holds while it runs.
+pub(crate) struct Cluster {
+    pub(crate) config: ClusterConfig,
+    /// PEM of the CA and of this node's certificate and key, for API calls to peers.
+    api_tls: TlsClientOptions,
+    /// TLS client configuration of outgoing DWCP sessions.
+    pub(crate) dwcp_client: Arc<rustls::ClientConfig>,
+    /// The DWCP receiver's sinks and port.
+    pub(crate) streams: streams::Inbox,
+    /// Migrations arriving here, by migration id.
+    pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
+    /// Migrations leaving from here, by operation id.
+    pub(crate) outgoing: Mutex<HashMap<OperationId, Arc<Outgoing>>>,
+}
+
+/// Why the cluster side of a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A TLS file could not be read or used.
+    #[error("could not load the node's TLS files: {0}")]
+    Tls(String),
+    /// The DWCP receiver could not listen.
+    #[error("could not start the DWCP receiver on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Cluster {
+    /// Loads the TLS files and starts the DWCP receiver.
+    pub(crate) async fn start(
+        config: ClusterConfig,
+        scratch: &std::path::Path,
+    ) -> Result<Self, ClusterError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| ClusterError::Tls(format!("{}: {e}", p.display())))
+        };
+        let api_tls = TlsClientOptions {
+            ca_pem: read(&config.tls.ca)?,
+            client_cert_pem: Some(read(&config.tls.cert)?),
+            client_key_pem: Some(read(&config.tls.key)?),
+        };
+        let dwcp_client = dwcp::tls::client_config(&config.tls)
+            .map_err(|e| ClusterError::Tls(crate::vms::chain(&e)))?;
+        let dwcp_server = dwcp::tls::server_config(&config.tls)
+            .map_err(|e| ClusterError::Tls(crate::vms::chain(&e)))?;
+        let streams = streams::Inbox::start(config.dwcp_listen, dwcp_server, scratch)
+            .await
+            .map_err(|source| ClusterError::Listen {
+                addr: config.dwcp_listen,
+                source,
+            })?;
+        Ok(Self {
+            config,
+            api_tls,
+            dwcp_client,
+            streams,
+            incoming: Mutex::new(HashMap::new()),
+            outgoing: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The API base URL of peer `name`.
+    pub(crate) fn peer_url(&self, name: &str) -> Result<&str, ServiceError> {
+        if name == self.config.node_name {
+            return Err(ServiceError::Invalid {
+                field: "target".to_owned(),
+                message: format!("{name} is this node"),
+            });
+        }
+        self.config
+            .peers
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ServiceError::Invalid {
+                field: "target".to_owned(),
+                message: if self.config.peers.is_empty() {
+                    format!("no peer node named {name:?}: this node knows no peers (--peer)")
+                } else {
+                    let known: Vec<&str> = self.config.peers.keys().map(String::as_str).collect();
+                    format!("no peer node named {name:?} (known: {})", known.join(", "))
+                },
+            })
+    }
+
+    /// An API client of peer `name`, authenticated by this node's certificate.
+    pub(crate) fn peer_client(&self, name: &str) -> Result<Client, ServiceError> {
+        let url = self.peer_url(name)?;
+        Client::with_tls(url, "", &self.api_tls).map_err(|e| {
+            ServiceError::Unavailable(format!("cannot reach peer {name} at {url}: {e}"))
+        })
+    }
+
+    pub(crate) fn incoming(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Incoming>>> {
+        self.incoming.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn outgoing(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Outgoing>>> {
+        self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The host part of a base URL (`https://HOST:PORT` → `HOST`, brackets kept for IPv6).
+pub(crate) fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    if authority.starts_with('[') {
+        return authority.split_once(']').map(|(h, _)| h).and_then(|h| {
+            let end = h.len() + 1;
+            authority.get(..end)
+        });
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(Some(authority), |(h, _)| Some(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn url_host_takes_the_host_of_any_base() {
+        assert_eq!(url_host("https://127.0.0.1:8640"), Some("127.0.0.1"));
+        assert_eq!(
+            url_host("https://node-b.example:8640/x"),
+            Some("node-b.example")
+        );
+        assert_eq!(url_host("node-b:1"), Some("node-b"));
+        assert_eq!(url_host("https://[::1]:8640"), Some("[::1]"));
+        assert_eq!(url_host("https://host"), Some("host"));
+    }
+}

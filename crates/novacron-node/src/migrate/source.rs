@@ -1,0 +1,525 @@
+//! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
+//! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
+
+use super::streams::{self, Sending};
+use crate::node::Node;
+use crate::vms::chain;
+use novacron_api::migration::{
+    MAX_DOWNTIME_MS, MAX_MIGRATION_SECS, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+};
+use novacron_api::{Caller, ServiceError};
+use novacron_migrate::{Convergence, Policy, Sample, Verdict};
+use novacron_model::{
+    EventKind, MigrationPhase, MigrationProgress, Operation, OperationKind, Vm, VmState,
+};
+use novacron_qemu::qmp::{MigrationParameters, MigrationStatus};
+use novacron_qemu::{QemuProcess, RunState};
+use novacron_store::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Name under which the migration socket is passed to the source QEMU.
+const FD_NAME: &str = "nc-migrate-out";
+/// How often QEMU and DWCP are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Longest wait for the stream to be confirmed once QEMU has sent it all.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+/// QEMU's own pre-copy bandwidth cap is lifted: DWCP paces the stream.
+const UNCAPPED: u64 = 1 << 40;
+
+/// A migration leaving this node.
+pub(crate) struct Outgoing {
+    cancel: watch::Sender<bool>,
+    progress: Mutex<MigrationProgress>,
+}
+
+impl Outgoing {
+    /// The progress now.
+    pub(crate) fn progress(&self) -> MigrationProgress {
+        self.progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Everything one run needs.
+struct Run {
+    op: Operation,
+    vm: Vm,
+    /// State to return to on failure.
+    was: VmState,
+    target: String,
+    process: Arc<QemuProcess>,
+    client: novacron_api::client::Client,
+    policy: Policy,
+    outgoing: Arc<Outgoing>,
+    started: Instant,
+}
+
+/// Why a run ended without moving the VM.
+struct Failed {
+    reason: String,
+    /// Whether the destination may run the guest: then the source must stay paused.
+    outcome_unknown: bool,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            outcome_unknown: false,
+        }
+    }
+}
+
+fn policy_of(req: &VmMigrateRequest) -> Result<Policy, ServiceError> {
+    let mut policy = Policy::default();
+    if let Some(ms) = req.max_downtime_ms {
+        if !(1..=MAX_DOWNTIME_MS).contains(&ms) {
+            return Err(ServiceError::Invalid {
+                field: "max_downtime_ms".to_owned(),
+                message: format!("must be 1 to {MAX_DOWNTIME_MS}, got {ms}"),
+            });
+        }
+        policy.max_downtime = Duration::from_millis(ms);
+    }
+    if let Some(secs) = req.timeout_secs {
+        if !(1..=MAX_MIGRATION_SECS).contains(&secs) {
+            return Err(ServiceError::Invalid {
+                field: "timeout_secs".to_owned(),
+                message: format!("must be 1 to {MAX_MIGRATION_SECS}, got {secs}"),
+            });
+        }
+        policy.budget = Duration::from_secs(secs);
+    }
+    Ok(policy)
+}
+
+impl Node {
+    /// `POST /vms/{vm}/migrate`: admits the migration and runs it as an operation.
+    pub(crate) async fn migrate_out(
+        &self,
+        caller: &Caller,
+        vm: &str,
+        req: VmMigrateRequest,
+    ) -> Result<Operation, ServiceError> {
+        let cluster = self.cluster()?;
+        let vm = self.resolve(caller, vm)?;
+        let policy = policy_of(&req)?;
+        let client = cluster.peer_client(&req.target)?;
+        if !matches!(vm.state, VmState::Running | VmState::Paused) {
+            return Err(ServiceError::Conflict(format!(
+                "vm {} is {}: only a running or paused VM can be migrated",
+                vm.spec.name, vm.state
+            )));
+        }
+        let process = self.process(vm.id).ok_or_else(|| {
+            ServiceError::Conflict(format!(
+                "vm {} has no QEMU process under supervision",
+                vm.spec.name
+            ))
+        })?;
+        let was = vm.state;
+        let vm = self
+            .transition(&vm, was, VmState::Migrating, None, vm.runtime.clone())
+            .await?;
+        let mut op = match self
+            .begin_op(&caller.tenant, OperationKind::VmMigrate, vm.id.to_string())
+            .await
+        {
+            Ok(op) => op,
+            Err(e) => {
+                self.settle_back(&vm, was, None).await;
+                return Err(e);
+            }
+        };
+        let progress = MigrationProgress {
+            target: req.target.clone(),
+            phase: Some(MigrationPhase::Prepare),
+            ..MigrationProgress::default()
+        };
+        op.migration = Some(progress.clone());
+        // The target is kept with the operation, for the record and for a restart.
+        if let Err(e) = self.apply(Command::PutOperation(op.clone())).await {
+            tracing::warn!(operation = %op.id, error = %e, "could not record the migration target");
+        }
+        let (cancel, _) = watch::channel(false);
+        let outgoing = Arc::new(Outgoing {
+            cancel,
+            progress: Mutex::new(progress),
+        });
+        cluster.outgoing().insert(op.id, Arc::clone(&outgoing));
+        let run = Run {
+            op: op.clone(),
+            vm,
+            was,
+            target: req.target,
+            process,
+            client,
+            policy,
+            outgoing,
+            started: Instant::now(),
+        };
+        let node = self.clone();
+        tokio::spawn(async move { node.run_out(run).await });
+        Ok(op)
+    }
+
+    /// Asks a running migration to stop.
+    pub(crate) fn migrate_cancel(
+        &self,
+        caller: &Caller,
+        id: novacron_model::OperationId,
+    ) -> Result<Operation, ServiceError> {
+        let op = self.op_get(caller, id)?;
+        let cluster = self.cluster()?;
+        let outgoing = cluster.outgoing().get(&id).cloned();
+        match outgoing {
+            Some(o) if op.kind == OperationKind::VmMigrate => {
+                o.cancel.send_replace(true);
+                Ok(self.with_live_progress(op))
+            }
+            _ => Err(ServiceError::Conflict(format!(
+                "operation {} ({}, {:?}) cannot be cancelled",
+                op.id, op.kind, op.status
+            ))),
+        }
+    }
+
+    /// `op` with the live progress of its migration, while it runs.
+    pub(crate) fn with_live_progress(&self, mut op: Operation) -> Operation {
+        if op.kind == OperationKind::VmMigrate && !op.status.is_done() {
+            if let Ok(cluster) = self.cluster() {
+                if let Some(o) = cluster.outgoing().get(&op.id) {
+                    op.migration = Some(o.progress());
+                }
+            }
+        }
+        op
+    }
+
+    async fn run_out(&self, run: Run) {
+        let result = self.migrate_steps(&run).await;
+        let mut progress = run.outgoing.progress();
+        let result = match result {
+            Ok(downtime) => {
+                progress.phase = Some(MigrationPhase::Done);
+                progress.downtime_ms = Some(downtime);
+                self.finish_moved(&run).await;
+                Ok(())
+            }
+            Err(failed) => {
+                progress.phase = Some(MigrationPhase::Failed);
+                self.settle_back(&run.vm, run.was, Some(&failed)).await;
+                Err(failed.reason)
+            }
+        };
+        progress.elapsed_ms = u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Ok(cluster) = self.cluster() {
+            cluster.outgoing().remove(&run.op.id);
+        }
+        self.publish_progress(&run, progress.clone());
+        let mut op = run.op.clone();
+        op.migration = Some(progress);
+        self.finish_op(op, result).await;
+    }
+
+    /// The steps up to a committed destination; returns the downtime in milliseconds.
+    async fn migrate_steps(&self, run: &Run) -> Result<u64, Failed> {
+        let ready = run
+            .client
+            .peer_prepare(&PeerPrepareRequest {
+                migration: run.op.id,
+                vm: run.vm.clone(),
+                timeout_secs: run.policy.budget.as_secs(),
+            })
+            .await
+            .map_err(|e| format!("{} refused the migration: {e}", run.target))?;
+        match self.stream_and_commit(run, &ready).await {
+            Ok(downtime) => Ok(downtime),
+            Err(failed) if failed.outcome_unknown => Err(failed),
+            Err(failed) => {
+                if let Err(e) = run.client.peer_abort(run.op.id).await {
+                    tracing::warn!(operation = %run.op.id, error = %e, "could not tell the destination to drop the migration; it drops it on its own");
+                }
+                Err(failed)
+            }
+        }
+    }
+
+    async fn stream_and_commit(
+        &self,
+        run: &Run,
+        ready: &PeerPrepareResponse,
+    ) -> Result<u64, Failed> {
+        let qmp = run.process.qmp();
+        let cluster = self.cluster().map_err(|e| e.to_string())?;
+        let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
+        let host =
+            super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
+        let addr = format!("{host}:{}", ready.dwcp_port);
+        let qemu =
+            |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
+        qmp.migrate_set_capabilities(&[("events", true), ("auto-converge", true)])
+            .await
+            .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
+        qmp.migrate_set_parameters(&MigrationParameters {
+            downtime_limit_ms: Some(
+                u64::try_from(run.policy.max_downtime.as_millis()).unwrap_or(u64::MAX),
+            ),
+            max_bandwidth: Some(UNCAPPED),
+            ..MigrationParameters::default()
+        })
+        .await
+        .map_err(|e| qemu("QEMU refused the migration parameters", &e))?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| qemu("could not create the migration socket", &e))?;
+        let sending = streams::send_stream(cluster, &addr, &run.target, &ready.memory_stream, ours);
+        qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
+            .await
+            .map_err(|e| qemu("could not pass the migration socket to QEMU", &e))?;
+        drop(theirs);
+        qmp.migrate_to_fd(FD_NAME)
+            .await
+            .map_err(|e| qemu("QEMU refused to migrate", &e))?;
+        tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
+
+        let completed = self.follow(run, &sending).await?;
+        // The guest is stopped here from now on.
+        let stopped_at = completed;
+        self.set_phase(run, MigrationPhase::SwitchOver);
+        sending
+            .finished(DRAIN_WAIT)
+            .await
+            .map_err(|e| format!("the memory stream did not arrive: {e}"))?;
+        for (disk, stream) in run.vm.disks.iter().zip(&ready.disk_streams) {
+            streams::send_file(cluster, &addr, &run.target, stream, disk.path.as_ref())
+                .finished(DRAIN_WAIT)
+                .await
+                .map_err(|e| format!("disk {} did not arrive: {e}", disk.name))?;
+        }
+        match run.client.peer_commit(run.op.id).await {
+            Ok(_) => Ok(u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            Err(e) if e.status().is_some() => {
+                Err(format!("{} could not start the guest: {e}", run.target).into())
+            }
+            Err(e) => match run.client.peer_abort(run.op.id).await {
+                Ok(()) => Err(format!(
+                    "no answer from {} to the commit ({e}); it dropped the migration",
+                    run.target
+                )
+                .into()),
+                Err(e2) => Err(Failed {
+                    reason: format!(
+                        "no answer from {} to the commit ({e}) nor to the abort ({e2}): the guest may run there; it stays paused here",
+                        run.target
+                    ),
+                    outcome_unknown: true,
+                }),
+            },
+        }
+    }
+
+    /// Samples the migration until QEMU reports `completed`; returns when the guest stopped
+    /// (approximately: the moment of `completed` less QEMU's own downtime).
+    async fn follow(&self, run: &Run, sending: &Sending) -> Result<Instant, Failed> {
+        let qmp = run.process.qmp();
+        let mut convergence = Convergence::new(run.policy);
+        let mut cancel = run.outgoing.cancel.subscribe();
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut set = (0u64, None::<u64>);
+        loop {
+            let stop_reason = tokio::select! {
+                _ = tick.tick() => None,
+                _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
+                e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
+            };
+            if let Some(reason) = stop_reason {
+                return Err(self.cancel_qemu(run, reason).await);
+            }
+            let info = qmp
+                .query_migrate()
+                .await
+                .map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?;
+            let dwcp = sending.figures();
+            let ram = info.ram.clone().unwrap_or_default();
+            let sample = Sample {
+                elapsed: run.started.elapsed(),
+                pass: ram.dirty_sync_count,
+                transferred: ram.transferred,
+                remaining: ram.remaining,
+                memory_total: ram.total,
+                dirty_pages_rate: ram.dirty_pages_rate,
+                page_size: ram.page_size,
+                throttle_percent: info.cpu_throttle_percentage.unwrap_or(0),
+                // What QEMU wrote into the socket is what DWCP reads.
+                stream_bytes: ram.transferred,
+                acked_bytes: dwcp.acked,
+                wire_rate: dwcp.rate,
+            };
+            let phase = match info.status {
+                MigrationStatus::Device
+                | MigrationStatus::PreSwitchover
+                | MigrationStatus::Completed => MigrationPhase::SwitchOver,
+                _ => MigrationPhase::Memory,
+            };
+            self.publish_progress(run, novacron_migrate::progress(&run.target, phase, &sample));
+            match info.status {
+                MigrationStatus::Completed => {
+                    let downtime = info.downtime.unwrap_or_default();
+                    return Ok(Instant::now()
+                        .checked_sub(downtime)
+                        .unwrap_or_else(Instant::now));
+                }
+                MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                    return Err(format!(
+                        "QEMU's migration {}: {}",
+                        info.status,
+                        info.error_desc
+                            .unwrap_or_else(|| "no reason given".to_owned())
+                    )
+                    .into());
+                }
+                _ => {}
+            }
+            match convergence.observe(&sample) {
+                Verdict::Cancel(reason) => return Err(self.cancel_qemu(run, reason).await),
+                Verdict::Continue {
+                    downtime_limit_ms,
+                    switchover_bandwidth,
+                } => {
+                    if (downtime_limit_ms, switchover_bandwidth) != set {
+                        let params = MigrationParameters {
+                            downtime_limit_ms: Some(downtime_limit_ms),
+                            avail_switchover_bandwidth: switchover_bandwidth,
+                            ..MigrationParameters::default()
+                        };
+                        if let Err(e) = qmp.migrate_set_parameters(&params).await {
+                            tracing::debug!(error = %chain(&e), "QEMU refused a migration parameter change");
+                        }
+                        set = (downtime_limit_ms, switchover_bandwidth);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels QEMU's migration and waits until it says so.
+    async fn cancel_qemu(&self, run: &Run, reason: String) -> Failed {
+        let qmp = run.process.qmp();
+        if let Err(e) = qmp.migrate_cancel().await {
+            tracing::warn!(error = %chain(&e), "migrate_cancel failed");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        if let Ok(info) = novacron_qemu::qmp::wait_migration(qmp, deadline).await {
+            if info.status == MigrationStatus::Completed {
+                // Too late to cancel: QEMU sent everything. The guest is stopped; the commit
+                // is not sent, so it resumes here.
+                tracing::info!(operation = %run.op.id, "migration completed before the cancel took effect");
+            }
+        }
+        Failed {
+            reason,
+            outcome_unknown: false,
+        }
+    }
+
+    fn set_phase(&self, run: &Run, phase: MigrationPhase) {
+        let mut p = run.outgoing.progress();
+        p.phase = Some(phase);
+        p.eta_secs = None;
+        self.publish_progress(run, p);
+    }
+
+    fn publish_progress(&self, run: &Run, progress: MigrationProgress) {
+        *run.outgoing
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = progress.clone();
+        self.inner.events.publish(
+            Some(run.vm.tenant.clone()),
+            EventKind::MigrationProgress {
+                operation: run.op.id,
+                vm: run.vm.id,
+                progress,
+            },
+        );
+    }
+
+    /// After a commit: the VM lives on the destination; remove it here.
+    async fn finish_moved(&self, run: &Run) {
+        if let Err(e) = self
+            .apply(Command::DeleteVm {
+                id: run.vm.id,
+                expect_state: Some(VmState::Migrating),
+            })
+            .await
+        {
+            tracing::error!(vm = %run.vm.id, error = %e, "could not remove the record of a migrated VM");
+        }
+        if let Err(e) = run.process.kill().await {
+            tracing::warn!(vm = %run.vm.id, error = %chain(&e), "could not stop the source QEMU of a migrated VM");
+        }
+        self.set_process(run.vm.id, None);
+        let dir = self.layout().vm(run.vm.id);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove the files of a migrated VM");
+        }
+        tracing::info!(vm = %run.vm.id, name = %run.vm.spec.name, target = %run.target, "migrated");
+        self.inner.events.publish(
+            Some(run.vm.tenant.clone()),
+            EventKind::VmDeleted {
+                vm: run.vm.id,
+                name: run.vm.spec.name.clone(),
+            },
+        );
+    }
+
+    /// After a failure: the guest runs here again (or stays paused when the destination
+    /// may run it), and the record says so.
+    async fn settle_back(&self, vm: &Vm, was: VmState, failed: Option<&Failed>) {
+        let mut to = was;
+        let mut reason = failed.map(|f| format!("migration failed: {}", f.reason));
+        if let Some(p) = self.process(vm.id) {
+            let qmp = p.qmp();
+            let status = qmp.query_status().await.ok();
+            let stopped_by_migration = status.as_ref().is_some_and(|s| {
+                matches!(s.status, RunState::Postmigrate | RunState::FinishMigrate)
+            });
+            if failed.is_some_and(|f| f.outcome_unknown) {
+                to = VmState::Paused;
+            } else if stopped_by_migration && was == VmState::Running {
+                if let Err(e) = qmp.cont().await {
+                    tracing::error!(vm = %vm.id, error = %chain(&e), "could not resume the guest after a failed migration");
+                    to = VmState::Paused;
+                    reason = Some(format!(
+                        "{}; could not resume: {}",
+                        reason.unwrap_or_default(),
+                        chain(&e)
+                    ));
+                }
+            }
+        }
+        let Some(current) = self.store().vm(vm.id) else {
+            return;
+        };
+        if current.state != VmState::Migrating {
+            return;
+        }
+        if let Err(e) = self
+            .transition(
+                &current,
+                VmState::Migrating,
+                to,
+                reason,
+                current.runtime.clone(),
+            )
+            .await
+        {
+            tracing::warn!(vm = %vm.id, error = %e, "could not record the end of a failed migration");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The node's use of DWCP for migrations: a receiver that only accepts streams registered
+//! for a prepared migration (sinks), and senders of QEMU's stream and of disk files.
+
+use super::Cluster;
+use dwcp::amst::{
+    Progress, Receiver, ReceiverConfig, SendOptions, SinkHandle, SinkRegistry, Source,
+    TransferSummary,
+};
+use dwcp::transport::{Acceptor, Dialer, Security, TcpTuning};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The receiving side: the sinks of the node's DWCP receiver.
+pub(crate) struct Inbox {
+    sinks: SinkRegistry,
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Inbox {
+    /// Listens on `addr` with mutual TLS; sessions that name no registered sink are refused.
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        server: Arc<rustls::ServerConfig>,
+        dir: &Path,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let security = Security::Tls {
+            client: None,
+            server: Some(server),
+            server_name: None,
+        };
+        let acceptor = Acceptor::new(listener, &security, TcpTuning::default())
+            .map_err(std::io::Error::other)?;
+        let mut cfg = ReceiverConfig::new(dir);
+        cfg.sinks_only = true;
+        let receiver = Receiver::new(acceptor, cfg).map_err(std::io::Error::other)?;
+        let sinks = receiver.sinks();
+        let port = receiver.local_addr()?.port();
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::unbounded_channel::<dwcp::amst::ReceivedFile>();
+        let task = tokio::spawn(async move {
+            let drain = async {
+                // Only file sessions report here, and this receiver refuses them.
+                while let Some(f) = done_rx.recv().await {
+                    tracing::warn!(name = %f.name, "unexpected DWCP file session");
+                }
+            };
+            tokio::select! {
+                ran = receiver.run(done_tx) => if let Err(e) = ran {
+                    tracing::error!(error = %crate::vms::chain(&e), "the DWCP receiver stopped");
+                },
+                () = drain => {}
+            }
+        });
+        Ok(Self { sinks, port, task })
+    }
+
+    /// The port migrations are sent to.
+    pub(crate) const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Accepts the session `name` into `writer`.
+    pub(crate) fn expect(
+        &self,
+        name: &str,
+        writer: Box<dyn Write + Send>,
+    ) -> Result<Expected, String> {
+        self.sinks
+            .expect(name, writer)
+            .map(|handle| Expected { handle })
+            .map_err(|e| format!("could not accept stream {name}: {}", crate::vms::chain(&e)))
+    }
+}
+
+/// A stream expected from the source.
+pub(crate) struct Expected {
+    handle: SinkHandle,
+}
+
+impl Expected {
+    /// Waits for the end of the stream: `Ok` once it arrived whole and verified.
+    pub(crate) async fn outcome(&self) -> Result<(), String> {
+        let mut status = self.handle.status();
+        let outcome = status
+            .wait_for(|s| s.outcome.is_some())
+            .await
+            .map(|s| s.outcome.clone());
+        match outcome {
+            Ok(Some(Ok(_))) => Ok(()),
+            Ok(Some(Err(e))) => Err(e.to_string()),
+            Ok(None) | Err(_) => Err("the DWCP receiver stopped".to_owned()),
+        }
+    }
+}
+
+/// Figures of a stream being sent.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SendFigures {
+    /// Bytes the receiver acknowledged.
+    pub(crate) acked: u64,
+    /// Smoothed delivery rate, bytes per second.
+    pub(crate) rate: u64,
+}
+
+/// A stream being sent; dropping it stops the transfer.
+pub(crate) struct Sending {
+    progress: watch::Receiver<Progress>,
+    result: watch::Receiver<Option<Result<TransferSummary, String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sending {
+    /// Acknowledged bytes and rate now.
+    pub(crate) fn figures(&self) -> SendFigures {
+        let p = self.progress.borrow();
+        SendFigures {
+            acked: p.bytes_acked,
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a rate is finite, non-negative and far below 2^64"
+            )]
+            rate: p.rate_bytes_per_sec.max(0.0) as u64,
+        }
+    }
+
+    /// Resolves only if the transfer fails, with why.
+    pub(crate) async fn failed(&self) -> String {
+        let mut result = self.result.clone();
+        let failure = result
+            .wait_for(|r| matches!(r, Some(Err(_))))
+            .await
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.as_ref().err().cloned()));
+        match failure {
+            Some(e) => e,
+            // The task is gone without a failure: nothing to report, ever.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Waits at most `wait` for the receiver's confirmation of the whole stream.
+    pub(crate) async fn finished(&self, wait: Duration) -> Result<TransferSummary, String> {
+        let mut result = self.result.clone();
+        match tokio::time::timeout(wait, result.wait_for(Option::is_some)).await {
+            Err(_) => Err(format!("not confirmed within {} s", wait.as_secs())),
+            Ok(Err(_)) => Err("the DWCP sender stopped".to_owned()),
+            Ok(Ok(r)) => r.clone().unwrap_or_else(|| Err("no result".to_owned())),
+        }
+    }
+}
+
+fn start(cluster: &Cluster, addr: &str, peer: &str, name: &str, source: Source) -> Sending {
+    let (progress_tx, progress) = watch::channel(Progress::starting());
+    let (result_tx, result) = watch::channel(None);
+    let security = match dwcp::tls::server_name(peer) {
+        Ok(server_name) => Ok(Security::Tls {
+            client: Some(Arc::clone(&cluster.dwcp_client)),
+            server: None,
+            server_name: Some(server_name),
+        }),
+        Err(e) => Err(format!("peer name {peer:?} cannot be a TLS name: {e}")),
+    };
+    let dialer = security.map(|security| Dialer {
+        addr: addr.to_owned(),
+        security,
+        tuning: TcpTuning::default(),
+    });
+    let opts = SendOptions::new(name);
+    let task = tokio::spawn(async move {
+        let outcome = match dialer {
+            Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)
+                .await
+                .map_err(|e| crate::vms::chain(&e)),
+            Err(e) => Err(e),
+        };
+        result_tx.send_replace(Some(outcome));
+    });
+    Sending {
+        progress,
+        result,
+        task,
+    }
+}
+
+/// Sends what arrives on `socket` (QEMU's migration stream) as session `name` to the peer's
+/// receiver at `addr`, whose certificate must name `peer`.
+pub(crate) fn send_stream(
+    cluster: &Cluster,
+    addr: &str,
+    peer: &str,
+    name: &str,
+    socket: UnixStream,
+) -> Sending {
+    start(cluster, addr, peer, name, Source::Stream(socket))
+}
+
+/// Sends the file at `path` as session `name`.
+pub(crate) fn send_file(
+    cluster: &Cluster,
+    addr: &str,
+    peer: &str,
+    name: &str,
+    path: &Path,
+) -> Sending {
+    start(cluster, addr, peer, name, Source::File(path.to_owned()))
+}

@@ -5,7 +5,7 @@ use crate::tls_listener::TlsListener;
 use anyhow::Context;
 use axum::serve::{Listener, ListenerExt};
 use dwcp::tls::{ClientAuth, TlsFiles};
-use novacron_node::{Node, NodeConfig};
+use novacron_node::{ClusterConfig, Node, NodeConfig};
 use novacron_qemu::Accel;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +47,35 @@ pub struct ServerArgs {
     /// certificate is optional and API tokens authenticate).
     #[arg(long, requires = "tls_dir")]
     require_client_cert: bool,
+    /// A peer node VMs can migrate to: NAME=URL of its API (`b=https://10.0.0.2:8640`).
+    /// Repeatable. Live migration needs `--tls-dir` and `--node`.
+    #[arg(long = "peer", value_name = "NAME=URL", value_parser = parse_peer, requires = "tls_dir")]
+    peers: Vec<(String, String)>,
+    /// Address the DWCP receiver of incoming migrations listens on (default: the API's
+    /// address, next port; port 0 when the API's is 0).
+    #[arg(long, value_name = "ADDR", requires = "tls_dir")]
+    dwcp_listen: Option<SocketAddr>,
+}
+
+/// `NAME=URL` of `--peer`.
+fn parse_peer(s: &str) -> Result<(String, String), String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=URL, got {s:?}"))?;
+    dwcp::pki::validate_node_name(name).map_err(|e| format!("peer name {name:?}: {e}"))?;
+    if url.is_empty() {
+        return Err(format!("peer {name}: the URL is empty"));
+    }
+    Ok((name.to_owned(), url.to_owned()))
+}
+
+/// Where the DWCP receiver listens unless told: the API's address, next port.
+fn default_dwcp_listen(api: SocketAddr) -> SocketAddr {
+    let port = match api.port() {
+        0 => 0,
+        p => p.saturating_add(1),
+    };
+    SocketAddr::new(api.ip(), port)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -106,6 +135,22 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
         _ => None,
     };
     config.stop_timeout = Duration::from_secs(args.stop_timeout);
+    if let (Some(dir), Some(node)) = (&args.tls_dir, &args.node) {
+        let mut peers = std::collections::BTreeMap::new();
+        for (name, url) in &args.peers {
+            if peers.insert(name.clone(), url.clone()).is_some() {
+                anyhow::bail!("--peer {name} is given twice");
+            }
+        }
+        config.cluster = Some(ClusterConfig {
+            node_name: node.clone(),
+            tls: TlsFiles::in_dir(dir, node),
+            peers,
+            dwcp_listen: args
+                .dwcp_listen
+                .unwrap_or_else(|| default_dwcp_listen(args.listen)),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
@@ -127,6 +172,10 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
         "novacron server listening on {scheme}://{addr} (data in {})",
         data_dir.display()
     );
+    if let Some(port) = node.dwcp_port() {
+        println!("migrations: DWCP receiver on port {port}");
+        tracing::info!(port, "DWCP receiver for incoming migrations");
+    }
     tracing::info!(%addr, scheme, data_dir = %data_dir.display(), "serving");
     // Answers go out at once rather than waiting on Nagle's algorithm for the last segment.
     let listener = listener.tap_io(|tcp| {
@@ -136,22 +185,43 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
     });
     let app = novacron_api::app(Arc::new(node));
     match tls {
-        Some(config) => serve_until_signal(TlsListener::new(listener, config), app).await?,
-        None => serve_until_signal(listener, app).await?,
+        Some(config) => {
+            serve_until_signal(
+                TlsListener::new(listener, config),
+                crate::tls_listener::WithPeerNode(app),
+            )
+            .await?;
+        }
+        None => serve_until_signal(listener, app.into_make_service()).await?,
     }
     tracing::info!("stopped; VMs keep running and are re-attached at the next start");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves `app` on `listener` until SIGTERM or SIGINT, then gives requests in flight
-/// [`SHUTDOWN_GRACE`].
-async fn serve_until_signal<L>(listener: L, app: axum::Router) -> anyhow::Result<()>
+/// Serves `make_service` on `listener` until SIGTERM or SIGINT, then gives requests in
+/// flight [`SHUTDOWN_GRACE`].
+async fn serve_until_signal<L, M, S>(listener: L, make_service: M) -> anyhow::Result<()>
 where
     L: Listener,
     L::Addr: std::fmt::Debug,
+    M: for<'a> tower::Service<
+            axum::serve::IncomingStream<'a, L>,
+            Error = std::convert::Infallible,
+            Response = S,
+        > + Send
+        + 'static,
+    for<'a> <M as tower::Service<axum::serve::IncomingStream<'a, L>>>::Future: Send,
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
 {
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, make_service).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("signal received; finishing requests in flight");
         // The receiver lives until the end of this function.

@@ -6,6 +6,7 @@
 //! A failed handshake is logged with its reason and the connection dropped; the loop goes on.
 
 use axum::serve::Listener;
+use novacron_api::migration::PeerNode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,5 +114,42 @@ where
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// Makes the service of each TLS connection: the app, with the node named by the client's
+/// verified certificate (if it presented one) added to every request as
+/// `Option<PeerNode>`, for the calls between nodes.
+#[derive(Clone)]
+pub struct WithPeerNode(pub axum::Router);
+
+impl<L> tower::Service<axum::serve::IncomingStream<'_, TlsListener<L>>> for WithPeerNode
+where
+    L: Listener<Io = TcpStream, Addr = SocketAddr>,
+{
+    type Response = axum::Router;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: axum::serve::IncomingStream<'_, TlsListener<L>>) -> Self::Future {
+        let peer = conn
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| dwcp::tls::certificate_node_name(leaf))
+            .map(PeerNode);
+        if let Some(p) = &peer {
+            tracing::debug!(node = %p.0, addr = %conn.remote_addr(), "connection from a cluster node");
+        }
+        std::future::ready(Ok(self.0.clone().layer(axum::Extension(peer))))
     }
 }

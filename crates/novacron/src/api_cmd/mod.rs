@@ -12,6 +12,7 @@ mod config;
 mod console;
 pub mod exit;
 pub mod image;
+mod migrate;
 pub mod node;
 mod table;
 pub mod vm;

@@ -9,6 +9,7 @@ use novacron_model::{ByteSize, Name, Timestamp, Vm, VmSpec};
 
 use super::console::{self, ConsoleArgs};
 use super::exit::EXIT_STATUS_HELP;
+use super::migrate::{self, MigrateArgs};
 use super::table::{human_duration, key_values, or_dash, short_id, table};
 use super::wait::{WaitArgs, follow};
 use super::{ApiArgs, Ctx, print_json};
@@ -49,6 +50,8 @@ pub enum VmCommand {
     Delete(DeleteArgs),
     /// Print the last lines of the VM's serial console.
     Console(ConsoleArgs),
+    /// Move a running VM to a peer node while it keeps running (Ctrl-C cancels).
+    Migrate(MigrateArgs),
 }
 
 /// `vm create`.
@@ -130,6 +133,7 @@ async fn dispatch(ctx: &Ctx, cmd: VmCommand) -> anyhow::Result<()> {
         VmCommand::Pause(a) => act(ctx, &a.vm, VmAction::Pause, &a.wait).await,
         VmCommand::Resume(a) => act(ctx, &a.vm, VmAction::Resume, &a.wait).await,
         VmCommand::Restart(a) => act(ctx, &a.vm, VmAction::Restart, &a.wait).await,
+        VmCommand::Migrate(a) => migrate::run(ctx, &a).await,
         VmCommand::Delete(a) => delete(ctx, &a).await,
         VmCommand::Console(a) => console::run(ctx, &a).await,
     }

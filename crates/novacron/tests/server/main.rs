@@ -21,3 +21,4 @@ mod t06_openapi_metrics_events;
 mod t07_cli;
 mod t08_sigterm;
 mod t09_tls;
+mod t10_migrate;

@@ -9,6 +9,37 @@ use crate::wire::{Frame, FrameKind};
 /// Identifies one connection of a session on the sender.
 pub(crate) type ConnId = u64;
 
+/// Most frames a session should have in flight: well under the receiver's bound on frames held
+/// out of order ([`super::rx_session::MAX_PENDING_FRAMES`]).
+const MAX_FRAMES_IN_FLIGHT: u64 = 1 << 14;
+/// Least window a frame holds, however small its payload.
+const MIN_FRAME_CHARGE: u64 = 4 << 10;
+
+/// The window permits a frame holds while unacknowledged: its payload, but at least a floor
+/// (4 KiB, more for windows over 64 MiB), so that the window also bounds the number of frames in
+/// flight when a stream source sends many small ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Charge {
+    min: u64,
+}
+
+impl Charge {
+    /// The charge for a session with `window` bytes: never more than the window itself, so a
+    /// frame can always be sent.
+    pub(crate) fn for_window(window: u64) -> Self {
+        let min = (window / MAX_FRAMES_IN_FLIGHT)
+            .max(MIN_FRAME_CHARGE)
+            .min(u64::from(crate::wire::MAX_PAYLOAD))
+            .min(window);
+        Self { min }
+    }
+
+    /// Permits a frame with `len` payload bytes holds.
+    pub(crate) fn of(self, len: u64) -> u64 {
+        len.max(self.min)
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     frame: Frame,
@@ -29,17 +60,25 @@ struct State {
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     state: Mutex<State>,
+    charge: Charge,
 }
 
 impl InFlight {
-    /// A record whose acknowledged offset starts at `start` (non-zero when resuming).
-    pub(crate) fn new(start: u64) -> Self {
+    /// A record whose acknowledged offset starts at `start` (non-zero when resuming), whose
+    /// frames hold `charge` of the window.
+    pub(crate) fn new(start: u64, charge: Charge) -> Self {
         Self {
             state: Mutex::new(State {
                 acked: start,
                 ..State::default()
             }),
+            charge,
         }
+    }
+
+    /// What each frame holds of the window.
+    pub(crate) fn charge(&self) -> Charge {
+        self.charge
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -70,8 +109,8 @@ impl InFlight {
         true
     }
 
-    /// Applies an acknowledgement of every byte below `offset`. Returns the payload bytes
-    /// released (for the window), which is zero for a stale acknowledgement.
+    /// Applies an acknowledgement of every byte below `offset`. Returns the window permits
+    /// released (each frame's [`Charge`]), which is zero for a stale acknowledgement.
     pub(crate) fn ack(&self, offset: u64) -> u64 {
         let mut st = self.lock();
         if offset <= st.acked {
@@ -85,7 +124,7 @@ impl InFlight {
                 break;
             }
             entry.remove();
-            released += len;
+            released += self.charge.of(len);
         }
         released
     }
@@ -152,7 +191,7 @@ mod tests {
 
     #[test]
     fn ack_releases_only_fully_covered_frames() {
-        let f = InFlight::new(0);
+        let f = InFlight::new(0, Charge::default());
         for off in [0, 10, 20] {
             assert!(f.written(&data(off, 10), 1));
         }
@@ -163,8 +202,27 @@ mod tests {
     }
 
     #[test]
+    fn small_frames_release_at_least_the_minimum_charge() {
+        let charge = Charge::for_window(64 << 20);
+        assert_eq!(charge.of(10), 4096);
+        assert_eq!(charge.of(512 << 10), 512 << 10);
+        // A small window is never exceeded by one frame's charge.
+        assert_eq!(Charge::for_window(1000).of(1), 1000);
+        // The window bounds the frames in flight.
+        assert_eq!(
+            Charge::for_window(1 << 30).of(1),
+            (1 << 30) / MAX_FRAMES_IN_FLIGHT
+        );
+        let f = InFlight::new(0, charge);
+        for off in [0, 10, 20] {
+            assert!(f.written(&data(off, 10), 1));
+        }
+        assert_eq!(f.ack(30), 3 * 4096);
+    }
+
+    #[test]
     fn dropped_connection_returns_its_frames_in_order() {
-        let f = InFlight::new(0);
+        let f = InFlight::new(0, Charge::default());
         f.written(&data(0, 10), 1);
         f.written(&data(10, 10), 2);
         f.written(&data(20, 10), 1);
@@ -176,7 +234,7 @@ mod tests {
 
     #[test]
     fn oldest_conn_is_the_one_holding_the_stream_back() {
-        let f = InFlight::new(0);
+        let f = InFlight::new(0, Charge::default());
         assert_eq!(f.oldest_conn(), None);
         f.written(&data(0, 10), 7);
         f.written(&data(10, 10), 8);
@@ -187,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_frame_taken_back_and_then_acknowledged_is_released_once() {
-        let f = InFlight::new(0);
+        let f = InFlight::new(0, Charge::default());
         f.written(&data(0, 10), 7);
         let again = f.take_conn(7);
         assert_eq!(again.len(), 1);
@@ -199,7 +257,7 @@ mod tests {
 
     #[test]
     fn frames_below_a_resumed_start_are_not_tracked() {
-        let f = InFlight::new(100);
+        let f = InFlight::new(100, Charge::default());
         assert!(!f.written(&data(50, 10), 1));
         assert!(f.written(&data(100, 10), 1));
         assert_eq!(f.acked(), 100);
@@ -207,7 +265,7 @@ mod tests {
 
     #[test]
     fn end_frame_follows_its_connection() {
-        let f = InFlight::new(0);
+        let f = InFlight::new(0, Charge::default());
         let end = Frame::control(FrameKind::End, SessionId::default(), 0, Bytes::new()).unwrap();
         f.written(&end, 3);
         assert!(f.take_conn(2).is_empty());

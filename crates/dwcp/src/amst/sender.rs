@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::inflight::{ConnId, InFlight};
+use super::inflight::{Charge, ConnId, InFlight};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::sender_conn::{
     ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
@@ -204,12 +204,13 @@ pub async fn send(
 
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::unbounded_channel();
+    let charge = Charge::for_window(window);
     let permits = Arc::new(Semaphore::new(
         usize::try_from(window).unwrap_or(usize::MAX >> 4),
     ));
     let shared = Arc::new(Shared {
         session,
-        inflight: InFlight::new(start),
+        inflight: InFlight::new(start, charge),
         permits: Arc::clone(&permits),
         queue_tx: queue_tx.clone(),
         queue_rx: Mutex::new(queue_rx),
@@ -224,6 +225,7 @@ pub async fn send(
         chunk_size: opts.chunk_size as usize,
         prompt: unblock.is_armed(),
         cancelled: unblock.flag(),
+        charge,
         start,
         permits: Arc::clone(&permits),
         queue: queue_tx,

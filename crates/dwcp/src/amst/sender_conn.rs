@@ -161,9 +161,11 @@ impl SenderConn {
             };
             if !self.shared.inflight.written(&frame, self.id) {
                 // Already acknowledged (a re-queued frame the receiver had after all).
+                let charge = self.shared.inflight.charge();
+                let permits = charge.of(u64::from(frame.header.length));
                 self.shared
                     .permits
-                    .add_permits(frame.header.length as usize);
+                    .add_permits(usize::try_from(permits).unwrap_or(usize::MAX));
                 continue;
             }
             let pacing = self.shared.pacing.load(Ordering::Relaxed);

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::inflight::Charge;
 use super::sender::SendError;
 use crate::wire::{Frame, FrameKind, PayloadKind, SessionId, WireError};
 
@@ -137,6 +138,8 @@ pub(crate) struct Producer {
     pub(crate) prompt: bool,
     /// Set when the transfer was given up: an EOF read after it is not the stream's end.
     pub(crate) cancelled: Arc<AtomicBool>,
+    /// What each frame holds of the window.
+    pub(crate) charge: Charge,
     pub(crate) start: u64,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) queue: mpsc::UnboundedSender<Frame>,
@@ -215,7 +218,7 @@ impl Producer {
                 break;
             }
             hasher.update(&chunk);
-            let permits = u32::try_from(n).unwrap_or(u32::MAX);
+            let permits = u32::try_from(self.charge.of(n as u64)).unwrap_or(u32::MAX);
             match self.runtime.block_on(self.permits.acquire_many(permits)) {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(ProduceError::Cancelled),

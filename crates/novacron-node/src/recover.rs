@@ -14,10 +14,14 @@ impl Node {
         self.recover_operations().await;
         let vms = self.store().vms(None);
         for vm in &vms {
-            if vm.state.has_process() {
+            if vm.state == VmState::Incoming {
+                // The source learns of it when its stream or commit fails, and resumes.
+                self.discard_incoming(vm).await;
+            } else if vm.state.has_process() {
                 self.reattach(vm).await;
             }
         }
+        let vms = self.store().vms(None);
         self.remove_orphans(&vms).await;
     }
 
@@ -26,14 +30,37 @@ impl Node {
         match QemuProcess::attach(&run).await {
             Ok(p) => {
                 let p = Arc::new(p);
-                let running = p.qmp().query_status().await.map(|s| s.running);
-                let to = match running {
-                    Ok(true) => VmState::Running,
-                    Ok(false) => VmState::Paused,
+                let status = p.qmp().query_status().await;
+                let to = match &status {
+                    Ok(s) if s.running => VmState::Running,
+                    Ok(_) => VmState::Paused,
                     Err(e) => {
-                        tracing::warn!(vm = %vm.id, error = %chain(&e), "re-attached QEMU does not answer query-status");
+                        tracing::warn!(vm = %vm.id, error = %chain(e), "re-attached QEMU does not answer query-status");
                         VmState::Running
                     }
+                };
+                let mut to = to;
+                let reason = if vm.state == VmState::Migrating {
+                    let stopped_by_migration = status
+                        .as_ref()
+                        .is_ok_and(|s| s.status == novacron_qemu::RunState::Postmigrate);
+                    let (target, committing) = self.last_migration(vm);
+                    if stopped_by_migration && !committing {
+                        // QEMU sent everything but the commit never went out: the guest
+                        // cannot run on the target, so it goes on here.
+                        match p.qmp().cont().await {
+                            Ok(()) => to = VmState::Running,
+                            Err(e) => {
+                                tracing::warn!(vm = %vm.id, error = %chain(&e), "could not resume the guest of an interrupted migration")
+                            }
+                        }
+                    }
+                    Some(interrupted_migration_reason(
+                        &target,
+                        stopped_by_migration && committing,
+                    ))
+                } else {
+                    None
                 };
                 let runtime = vm.runtime.clone().unwrap_or_else(|| VmRuntime {
                     pid: p.pid(),
@@ -44,7 +71,10 @@ impl Node {
                 self.set_process(vm.id, Some(Arc::clone(&p)));
                 self.supervise(vm.id, p);
                 if to != vm.state {
-                    if let Err(e) = self.transition(vm, vm.state, to, None, Some(runtime)).await {
+                    if let Err(e) = self
+                        .transition(vm, vm.state, to, reason, Some(runtime))
+                        .await
+                    {
                         tracing::warn!(vm = %vm.id, error = %e, "could not record the re-attached state");
                     }
                 }
@@ -65,6 +95,48 @@ impl Node {
         }
     }
 
+    /// The target of the VM's last migration, and whether its commit may have gone out.
+    fn last_migration(&self, vm: &Vm) -> (String, bool) {
+        let last = self
+            .store()
+            .operations(&vm.tenant, usize::MAX)
+            .into_iter()
+            .filter(|op| {
+                op.kind == novacron_model::OperationKind::VmMigrate
+                    && op.target == vm.id.to_string()
+            })
+            .max_by_key(|op| op.created_at)
+            .and_then(|op| op.migration);
+        match last {
+            Some(m) => (
+                m.target,
+                m.phase == Some(novacron_model::MigrationPhase::SwitchOver),
+            ),
+            None => ("its target".to_owned(), false),
+        }
+    }
+
+    /// Removes a VM that was arriving when the daemon stopped: its QEMU, record and files.
+    async fn discard_incoming(&self, vm: &Vm) {
+        let run = self.layout().vm_run(vm.id);
+        if let Ok(p) = QemuProcess::attach(&run).await {
+            if let Err(e) = p.kill().await {
+                tracing::warn!(vm = %vm.id, error = %chain(&e), "could not kill the QEMU of an interrupted incoming migration");
+            }
+        }
+        if let Err(e) = self
+            .apply(novacron_store::Command::DeleteVm {
+                id: vm.id,
+                expect_state: Some(VmState::Incoming),
+            })
+            .await
+        {
+            tracing::warn!(vm = %vm.id, error = %e, "could not remove an interrupted incoming VM");
+            return;
+        }
+        tracing::info!(vm = %vm.id, name = %vm.spec.name, "removed a VM whose incoming migration a restart interrupted");
+    }
+
     /// Removes VM directories without a record (a delete interrupted after its record went).
     async fn remove_orphans(&self, vms: &[Vm]) {
         let known: HashSet<String> = vms.iter().map(|v| v.id.to_string()).collect();
@@ -80,5 +152,17 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// Why a VM left `migrating` at a restart.
+fn interrupted_migration_reason(target: &str, maybe_moved: bool) -> String {
+    if maybe_moved {
+        format!(
+            "a migration to {target} was interrupted by a restart of the node daemon during the \
+             switch-over: the guest may run on {target}; check there before resuming it here"
+        )
+    } else {
+        format!("a migration to {target} was interrupted by a restart of the node daemon")
     }
 }

@@ -223,7 +223,10 @@ impl Node {
             busy: tokio::sync::Mutex::new(false),
         });
         let ready = PeerPrepareResponse {
-            dwcp_port: cluster.streams.port(),
+            dwcp_port: cluster
+                .config
+                .dwcp_advertise_port
+                .unwrap_or_else(|| cluster.streams.port()),
             memory_stream,
             disk_streams,
         };

@@ -43,6 +43,9 @@ pub struct ClusterConfig {
     pub peers: BTreeMap<String, String>,
     /// Where this node's DWCP receiver listens for migration streams.
     pub dwcp_listen: SocketAddr,
+    /// The port peers send migration streams to, when it is not the listening one (a port
+    /// forwarded through NAT or a relay).
+    pub dwcp_advertise_port: Option<u16>,
 }
 
 /// What a node with a [`ClusterConfig`] holds while it runs.

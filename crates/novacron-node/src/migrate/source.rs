@@ -293,13 +293,23 @@ impl Node {
         sending
             .finished(DRAIN_WAIT)
             .await
-            .map_err(|e| format!("the memory stream did not arrive: {e}"))?;
+            .map_err(|e| format!("the memory stream did not arrive over DWCP: {e}"))?;
         for (disk, stream) in run.vm.disks.iter().zip(&ready.disk_streams) {
             streams::send_file(cluster, &addr, &run.target, stream, disk.path.as_ref())
                 .finished(DRAIN_WAIT)
                 .await
-                .map_err(|e| format!("disk {} did not arrive: {e}", disk.name))?;
+                .map_err(|e| format!("disk {} did not arrive over DWCP: {e}", disk.name))?;
         }
+        // Recorded before the commit goes out: a daemon restarted from here on cannot know
+        // whether the guest runs on the destination (see `recover`).
+        let mut committing = run.op.clone();
+        committing.migration = Some(MigrationProgress {
+            phase: Some(MigrationPhase::SwitchOver),
+            ..run.outgoing.progress()
+        });
+        self.apply(Command::PutOperation(committing))
+            .await
+            .map_err(|e| format!("could not record the switch-over: {e}"))?;
         match run.client.peer_commit(run.op.id).await {
             Ok(_) => Ok(u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX)),
             Err(e) if e.status().is_some() => {

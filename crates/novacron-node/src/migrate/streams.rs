@@ -15,6 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long a migration stream may have no working connection before it is given up on:
+/// the migration then fails and the guest stays on the source.
+const LINK_LOST: Duration = Duration::from_secs(15);
+
+/// Unacknowledged bytes a migration stream may have in flight. Enough for the bandwidth-delay
+/// product of the standard links (100 Mbit/s × 150 ms is 1.9 MB), and small, because QEMU
+/// counts what DWCP holds as sent: at switch-over all of it must still cross the link while
+/// the guest is stopped.
+const WINDOW: u64 = 8 << 20;
+
 /// The receiving side: the sinks of the node's DWCP receiver.
 pub(crate) struct Inbox {
     sinks: SinkRegistry,
@@ -45,6 +55,7 @@ impl Inbox {
             .map_err(std::io::Error::other)?;
         let mut cfg = ReceiverConfig::new(dir);
         cfg.sinks_only = true;
+        cfg.idle_timeout = LINK_LOST;
         let receiver = Receiver::new(acceptor, cfg).map_err(std::io::Error::other)?;
         let sinks = receiver.sinks();
         let port = receiver.local_addr()?.port();
@@ -185,7 +196,9 @@ fn start(cluster: &Cluster, addr: &str, peer: &str, name: &str, source: Source) 
         security,
         tuning: TcpTuning::default(),
     });
-    let opts = SendOptions::new(name);
+    let mut opts = SendOptions::new(name);
+    opts.reconnect_timeout = LINK_LOST;
+    opts.window = WINDOW;
     let task = tokio::spawn(async move {
         let outcome = match dialer {
             Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)

@@ -55,6 +55,10 @@ pub struct ServerArgs {
     /// address, next port; port 0 when the API's is 0).
     #[arg(long, value_name = "ADDR", requires = "tls_dir")]
     dwcp_listen: Option<SocketAddr>,
+    /// Port peers send migration streams to, when it differs from the listening port (a port
+    /// forwarded through NAT or a relay).
+    #[arg(long, value_name = "PORT", requires = "tls_dir")]
+    dwcp_advertise_port: Option<u16>,
 }
 
 /// `NAME=URL` of `--peer`.
@@ -149,6 +153,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
             dwcp_listen: args
                 .dwcp_listen
                 .unwrap_or_else(|| default_dwcp_listen(args.listen)),
+            dwcp_advertise_port: args.dwcp_advertise_port,
         });
     }
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -137,6 +137,7 @@ fn t04_a_connection_killed_mid_transfer_is_redialed_and_nothing_is_lost() {
     assert!(summary["reconnects"].as_u64().unwrap() >= 1, "{summary}");
     // Four connections, plus at least one dialed again after the kill.
     assert!(proxy.accepted.load(std::sync::atomic::Ordering::Relaxed) >= 5);
+    assert_eq!(proxy.killed.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert!(
         summary["retransmitted_bytes"].as_u64().unwrap() > 0,
         "{summary}"

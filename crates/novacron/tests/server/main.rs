@@ -22,3 +22,4 @@ mod t07_cli;
 mod t08_sigterm;
 mod t09_tls;
 mod t10_migrate;
+mod t11_migrate_faults;

@@ -8,6 +8,9 @@
 #
 #   scripts/build-test-guest.sh [OUT_DIR]          (default: target/test-guest)
 #
+# With `ncdisk=1` on its command line the guest also writes a numbered record to its disk every
+# second (see /init below), so that tests can check a disk's contents after a migration.
+#
 # Writes OUT_DIR/vmlinuz, OUT_DIR/initrd.img, OUT_DIR/disk.qcow2 and OUT_DIR/cmdline, and
 # OUT_DIR/vmlinux: the same kernel unpacked, which QEMU starts through its PVH entry point about
 # 4 s sooner under TCG. Nothing is installed on the host but the tools the build runs (cpio, kmod,
@@ -274,6 +277,20 @@ if grep -qx 0x0002 /sys/bus/virtio/devices/*/device 2>/dev/null; then
 fi
 if [ -b /dev/vda ]; then
   echo "NCGUEST init disk=/dev/vda bytes=$(blockdev --getsize64 /dev/vda)"
+  # With ncdisk=1 on the command line, write one 16-byte record "NCDISK %08d\n" per second at
+  # offset 16 * seq, each synced to the disk: whoever reads the disk later (after a migration)
+  # finds every record up to the last one the console reported.
+  if grep -qw ncdisk=1 /proc/cmdline; then
+    (
+      seq=0
+      while :; do
+        printf 'NCDISK %08d\n' "$seq" | dd of=/dev/vda bs=16 seek="$seq" conv=notrunc,fsync 2>/dev/null \
+          && echo "NCGUEST disk-write seq=$seq"
+        seq=$((seq + 1))
+        sleep 1
+      done
+    ) &
+  fi
 fi
 for dev in /sys/class/net/*; do
   name=${dev##*/}

@@ -114,3 +114,92 @@ fn refused_migrations_leave_the_guest_on_the_source() {
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"], "node_only", "{v}");
 }
+
+/// The highest `NCGUEST disk-write seq=N` on a console.
+fn last_disk_write(console: &str) -> Option<u64> {
+    console
+        .lines()
+        .filter(|l| l.contains("NCGUEST disk-write"))
+        .filter_map(|l| l.split("seq=").nth(1)?.trim().parse().ok())
+        .next_back()
+}
+
+/// Waits for a disk record numbered at least `seq` on `vm`'s console; returns the last one.
+fn wait_disk_write(api: &crate::fixtures::Api, vm: &str, seq: u64) -> u64 {
+    let start = std::time::Instant::now();
+    loop {
+        let console = api.get_text(&format!("/api/v1/vms/{vm}/console?lines=400"));
+        if let Some(n) = last_disk_write(&console).filter(|n| *n >= seq) {
+            return n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no disk record {seq}:\n{console}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_guest_disk_moves_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = pair(dir.path());
+    let g = crate::fixtures::guest_dir();
+    let cmdline = format!(
+        "{} ncdisk=1",
+        std::fs::read_to_string(g.join("cmdline")).unwrap().trim()
+    );
+    for node in [&a, &b] {
+        let (s, op) = node.api.post(
+            "/api/v1/images",
+            &json!({
+                "name": "disky",
+                "disk": g.join("disk.qcow2"),
+                "kernel": g.join("vmlinux"),
+                "initrd": g.join("initrd.img"),
+                "cmdline": cmdline,
+            }),
+        );
+        assert_eq!(s, 202, "{op}");
+        assert_eq!(node.api.wait(&op)["status"], "succeeded");
+    }
+    let (s, vm) = a.api.post(
+        "/api/v1/vms",
+        &json!({"name": "disky", "vcpus": 1, "memory": "128M", "image": "disky"}),
+    );
+    assert_eq!(s, 201, "{vm}");
+    a.api.act_ok("disky", "start");
+    let written_on_a = wait_disk_write(&a.api, "disky", 3);
+
+    let done = a
+        .api
+        .wait(&migrate(&a.api, "disky", &json!({"target": "b"})));
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let written = wait_disk_write(&b.api, "disky", written_on_a + 2);
+    b.api.act_ok("disky", "stop");
+
+    // Every record the guest reported, on the source and then here, is on b's disk.
+    let (_, vm) = b.api.get("/api/v1/vms/disky");
+    let overlay = vm["disks"][0]["path"].as_str().unwrap();
+    let raw = dir.path().join("disky.raw");
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-O", "raw", overlay])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disk = std::fs::read(&raw).unwrap();
+    for seq in 0..=written {
+        let at = usize::try_from(seq * 16).unwrap();
+        let record = String::from_utf8_lossy(&disk[at..at + 16]);
+        assert_eq!(
+            record,
+            format!("NCDISK {seq:08}\n"),
+            "record {seq} of {written}"
+        );
+    }
+}

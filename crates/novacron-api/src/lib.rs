@@ -18,4 +18,6 @@ pub mod types;
 
 pub use error::ApiError;
 pub use server::{AppState, app, openapi};
-pub use service::{BoxFuture, Caller, NodeMetrics, NodeService, ProcessMetrics, ServiceError};
+pub use service::{
+    BoxFuture, Caller, MigrationMetrics, NodeMetrics, NodeService, ProcessMetrics, ServiceError,
+};

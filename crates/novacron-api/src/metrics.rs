@@ -7,6 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -46,6 +47,130 @@ struct VmLabels {
     tenant: String,
 }
 
+/// Labels of one migration under way.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MigrationLabels {
+    vm: String,
+    name: String,
+    tenant: String,
+    target: String,
+}
+
+/// Labels of ended migrations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndedLabels {
+    direction: &'static str,
+    result: &'static str,
+}
+
+/// Gauges of the migrations under way, by what they measure.
+struct MigrationFamilies {
+    bytes_sent: Family<MigrationLabels, Gauge>,
+    bytes_remaining: Family<MigrationLabels, Gauge>,
+    wire_rate: Family<MigrationLabels, Gauge>,
+    dirty_rate: Family<MigrationLabels, Gauge>,
+    pass: Family<MigrationLabels, Gauge>,
+    eta: Family<MigrationLabels, Gauge>,
+    ended: Family<EndedLabels, Counter>,
+}
+
+impl MigrationFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let f = Self {
+            bytes_sent: Family::default(),
+            bytes_remaining: Family::default(),
+            wire_rate: Family::default(),
+            dirty_rate: Family::default(),
+            pass: Family::default(),
+            eta: Family::default(),
+            ended: Family::default(),
+        };
+        registry.register(
+            "migration_sent_bytes",
+            "Bytes of guest memory a migration leaving this node has sent",
+            f.bytes_sent.clone(),
+        );
+        registry.register(
+            "migration_remaining_bytes",
+            "Bytes a migration leaving this node still has to send (QEMU's estimate)",
+            f.bytes_remaining.clone(),
+        );
+        registry.register(
+            "migration_wire_rate_bytes",
+            "Bytes per second a migration's DWCP session delivers",
+            f.wire_rate.clone(),
+        );
+        registry.register(
+            "migration_dirty_rate_bytes",
+            "Bytes per second the migrating guest dirties",
+            f.dirty_rate.clone(),
+        );
+        registry.register(
+            "migration_pass",
+            "Memory pass a migration is in",
+            f.pass.clone(),
+        );
+        registry.register(
+            "migration_eta_seconds",
+            "Estimated seconds to the end of a migration (absent when unknown)",
+            f.eta.clone(),
+        );
+        registry.register(
+            "migrations_ended",
+            "Migrations ended since the daemon started, by direction and result",
+            f.ended.clone(),
+        );
+        f
+    }
+
+    fn update(&self, node: &NodeMetrics) {
+        for family in [
+            &self.bytes_sent,
+            &self.bytes_remaining,
+            &self.wire_rate,
+            &self.dirty_rate,
+            &self.pass,
+            &self.eta,
+        ] {
+            family.clear();
+        }
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for m in &node.migrations {
+            let labels = MigrationLabels {
+                vm: m.vm.clone(),
+                name: m.name.clone(),
+                tenant: m.tenant.clone(),
+                target: m.target.clone(),
+            };
+            let p = &m.progress;
+            self.bytes_sent
+                .get_or_create(&labels)
+                .set(gauge(p.bytes_sent));
+            self.bytes_remaining
+                .get_or_create(&labels)
+                .set(gauge(p.bytes_remaining));
+            self.wire_rate
+                .get_or_create(&labels)
+                .set(gauge(p.wire_rate));
+            self.dirty_rate
+                .get_or_create(&labels)
+                .set(gauge(p.dirty_rate));
+            self.pass.get_or_create(&labels).set(gauge(p.pass));
+            if let Some(eta) = p.eta_secs {
+                self.eta.get_or_create(&labels).set(gauge(eta));
+            }
+        }
+        for (direction, result, count) in &node.migrations_ended {
+            let counter = self.ended.get_or_create(&EndedLabels { direction, result });
+            // The node counts; the counter catches up with it.
+            let seen = counter.get();
+            if *count > seen {
+                counter.inc_by(count - seen);
+            }
+        }
+    }
+}
+
 /// Labels of a VM state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -59,6 +184,7 @@ pub struct ApiMetrics {
     vms: Family<StateLabels, Gauge>,
     qemu_cpu: Family<VmLabels, Gauge<f64, AtomicU64>>,
     qemu_rss: Family<VmLabels, Gauge>,
+    migrations: MigrationFamilies,
     /// Serializes refresh + encode so two scrapes do not interleave.
     scrape: Mutex<()>,
 }
@@ -100,12 +226,14 @@ impl ApiMetrics {
             "Resident memory of a VM's QEMU process",
             qemu_rss.clone(),
         );
+        let migrations = MigrationFamilies::register(&mut registry);
         Self {
             registry,
             latency,
             vms,
             qemu_cpu,
             qemu_rss,
+            migrations,
             scrape: Mutex::new(()),
         }
     }
@@ -149,6 +277,7 @@ impl ApiMetrics {
                 .get_or_create(&labels)
                 .set(i64::try_from(p.rss_bytes).unwrap_or(i64::MAX));
         }
+        self.migrations.update(node);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "could not encode metrics");

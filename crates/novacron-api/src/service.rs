@@ -241,6 +241,26 @@ pub struct NodeMetrics {
     pub vms_by_state: Vec<(novacron_model::VmState, u64)>,
     /// One entry per running QEMU process.
     pub processes: Vec<ProcessMetrics>,
+    /// One entry per migration leaving the node now.
+    pub migrations: Vec<MigrationMetrics>,
+    /// Migrations ended since the daemon started: `(direction, result, count)` with direction
+    /// `out` or `in` and result `succeeded` or `failed`.
+    pub migrations_ended: Vec<(&'static str, &'static str, u64)>,
+}
+
+/// A migration under way, as Prometheus sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationMetrics {
+    /// VM id.
+    pub vm: String,
+    /// VM name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Node it moves to.
+    pub target: String,
+    /// Where it is.
+    pub progress: novacron_model::MigrationProgress,
 }
 
 /// Resource use of one VM's QEMU process.

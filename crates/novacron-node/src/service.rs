@@ -227,6 +227,8 @@ impl NodeService for Node {
         NodeMetrics {
             vms_by_state: count_states(vms.iter()),
             processes,
+            migrations: self.migration_metrics(),
+            migrations_ended: self.migrations_ended(),
         }
     }
 }

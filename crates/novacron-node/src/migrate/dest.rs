@@ -277,6 +277,7 @@ impl Node {
             Ok(Ok(vm)) => {
                 *busy = true;
                 cluster.incoming().remove(&id);
+                cluster.count_ended(super::Direction::In, true);
                 tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
                 Ok(vm)
             }
@@ -373,6 +374,7 @@ impl Node {
         }
         *busy = true;
         cluster.incoming().remove(&id);
+        cluster.count_ended(super::Direction::In, false);
         tracing::warn!(migration = %id, vm = %incoming.vm, reason, "incoming migration dropped");
         self.drop_incoming_vm(incoming.vm, Some(&incoming.process))
             .await;

@@ -30,6 +30,7 @@ use novacron_api::client::{Client, TlsClientOptions};
 use novacron_model::OperationId;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// How this node takes part in migrations.
@@ -61,6 +62,17 @@ pub(crate) struct Cluster {
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
     pub(crate) outgoing: Mutex<HashMap<OperationId, Arc<Outgoing>>>,
+    /// Migrations ended since start: out succeeded, out failed, in succeeded, in failed.
+    ended: [AtomicU64; 4],
+}
+
+/// Which way a migration went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// From this node.
+    Out,
+    /// To this node.
+    In,
 }
 
 /// Why the cluster side of a node could not start.
@@ -111,6 +123,7 @@ impl Cluster {
             streams,
             incoming: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
+            ended: Default::default(),
         })
     }
 
@@ -145,16 +158,68 @@ impl Cluster {
         })
     }
 
+    /// Counts a migration that ended.
+    pub(crate) fn count_ended(&self, direction: Direction, succeeded: bool) {
+        let slot = match (direction, succeeded) {
+            (Direction::Out, true) => &self.ended[0],
+            (Direction::Out, false) => &self.ended[1],
+            (Direction::In, true) => &self.ended[2],
+            (Direction::In, false) => &self.ended[3],
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(direction, result, count)` of the migrations ended since start.
+    pub(crate) fn ended(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let [out_ok, out_failed, in_ok, in_failed] = &self.ended;
+        vec![
+            ("out", "succeeded", out_ok.load(Ordering::Relaxed)),
+            ("out", "failed", out_failed.load(Ordering::Relaxed)),
+            ("in", "succeeded", in_ok.load(Ordering::Relaxed)),
+            ("in", "failed", in_failed.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Migrations arriving, by id.
     pub(crate) fn incoming(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Incoming>>> {
         self.incoming.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Migrations leaving, by operation id.
     pub(crate) fn outgoing(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Outgoing>>> {
         self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl crate::node::Node {
+    /// Prometheus figures of the migrations leaving this node now.
+    pub(crate) fn migration_metrics(&self) -> Vec<novacron_api::MigrationMetrics> {
+        let Ok(cluster) = self.cluster() else {
+            return Vec::new();
+        };
+        cluster
+            .outgoing()
+            .values()
+            .map(|o| {
+                let progress = o.progress();
+                novacron_api::MigrationMetrics {
+                    vm: o.vm.id.to_string(),
+                    name: o.vm.spec.name.to_string(),
+                    tenant: o.vm.tenant.to_string(),
+                    target: progress.target.clone(),
+                    progress,
+                }
+            })
+            .collect()
+    }
+
+    /// Migrations ended since the daemon started.
+    pub(crate) fn migrations_ended(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.cluster().map(Cluster::ended).unwrap_or_default()
     }
 }
 

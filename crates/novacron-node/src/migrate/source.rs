@@ -32,6 +32,8 @@ const UNCAPPED: u64 = 1 << 40;
 pub(crate) struct Outgoing {
     cancel: watch::Sender<bool>,
     progress: Mutex<MigrationProgress>,
+    /// The VM, as it was when the migration began.
+    pub(crate) vm: Vm,
 }
 
 impl Outgoing {
@@ -149,6 +151,7 @@ impl Node {
         let outgoing = Arc::new(Outgoing {
             cancel,
             progress: Mutex::new(progress),
+            vm: vm.clone(),
         });
         cluster.outgoing().insert(op.id, Arc::clone(&outgoing));
         let run = Run {
@@ -219,6 +222,7 @@ impl Node {
         progress.elapsed_ms = u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if let Ok(cluster) = self.cluster() {
             cluster.outgoing().remove(&run.op.id);
+            cluster.count_ended(super::Direction::Out, result.is_ok());
         }
         self.publish_progress(&run, progress.clone());
         let mut op = run.op.clone();

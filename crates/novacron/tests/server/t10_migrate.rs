@@ -36,6 +36,13 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
         a.daemon.qemu_pids().is_empty(),
         "the source QEMU is still running"
     );
+    for (node, direction) in [(&a, "out"), (&b, "in")] {
+        let metrics = node.api.get_text("/metrics");
+        let line = format!(
+            "novacron_migrations_ended_total{{direction=\"{direction}\",result=\"succeeded\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
     let (s, vm) = b.api.get("/api/v1/vms/mover");
     assert_eq!(s, 200, "{vm}");
     assert_eq!(vm["state"], "running", "{vm}");

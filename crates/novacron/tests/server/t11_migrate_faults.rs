@@ -152,6 +152,13 @@ fn a_cancelled_migration_leaves_the_guest_on_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, op, _proxy) = stalled_migration(dir.path());
     let id = op["operation"]["id"].as_str().unwrap();
+    // While it runs, Prometheus sees it.
+    let metrics = a.api.get_text("/metrics");
+    let sent = metrics
+        .lines()
+        .find(|l| l.starts_with("novacron_migration_sent_bytes{") && l.contains("target=\"b\""))
+        .unwrap_or_else(|| panic!("no migration gauge:\n{metrics}"));
+    assert!(sent.contains("name=\"stay\""), "{sent}");
     let (s, v) = a.api.post_empty(&format!("/api/v1/operations/{id}/cancel"));
     assert_eq!(s, 202, "{v}");
     let done = a.api.wait(&op);
@@ -170,6 +177,15 @@ fn a_cancelled_migration_leaves_the_guest_on_the_source() {
     // A finished operation cannot be cancelled.
     let (s, v) = a.api.post_empty(&format!("/api/v1/operations/{id}/cancel"));
     assert_eq!(s, 409, "{v}");
+    let metrics = a.api.get_text("/metrics");
+    assert!(
+        metrics.contains("novacron_migrations_ended_total{direction=\"out\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("novacron_migration_sent_bytes{"),
+        "{metrics}"
+    );
 }
 
 #[test]

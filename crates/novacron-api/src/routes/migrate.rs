@@ -49,6 +49,7 @@ pub async fn cancel_operation(
 
 /// Between nodes: prepare to receive a VM (record, disks, QEMU waiting for the stream).
 #[utoipa::path(post, path = "/peer/migrations", tag = "peer", request_body = PeerPrepareRequest,
+    security(()),
     responses((status = 201, body = PeerPrepareResponse), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn peer_prepare(
@@ -61,7 +62,7 @@ pub async fn peer_prepare(
 }
 
 /// Between nodes: the source has sent everything; run the guest here.
-#[utoipa::path(post, path = "/peer/migrations/{id}/commit", tag = "peer",
+#[utoipa::path(post, path = "/peer/migrations/{id}/commit", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
     responses((status = 200, body = Vm), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -74,7 +75,7 @@ pub async fn peer_commit(
 }
 
 /// Between nodes: drop a prepared migration and all it created here.
-#[utoipa::path(delete, path = "/peer/migrations/{id}", tag = "peer",
+#[utoipa::path(delete, path = "/peer/migrations/{id}", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
     responses((status = 204), (status = 403, body = ErrorBody)))]
 pub async fn peer_abort(

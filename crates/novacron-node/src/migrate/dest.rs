@@ -56,6 +56,9 @@ impl Node {
                 key: id.to_string(),
             });
         }
+        let _reserved = cluster.reserve(req.vm.id).ok_or_else(|| {
+            ServiceError::Conflict(format!("vm {} is already being prepared here", req.vm.id))
+        })?;
         let vm = self.admit_incoming(&req.vm).await?;
         tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "preparing an incoming migration");
         match self.start_incoming(peer, id, &vm).await {
@@ -112,7 +115,7 @@ impl Node {
         let base = PathBuf::from(&image.disk);
         let size = from.disks.first().map(|d| d.virtual_size.bytes());
         if let Err(e) = img::create_overlay(&base, &root, size).await {
-            self.drop_incoming_vm(from.id, None).await;
+            self.remove_vm_dir(from.id).await;
             return Err(ServiceError::Unavailable(format!(
                 "could not create the root disk: {}",
                 chain(&e)
@@ -139,7 +142,9 @@ impl Node {
             updated_at: now,
         };
         if let Err(e) = self.apply(Command::CreateVm(vm.clone())).await {
-            self.drop_incoming_vm(vm.id, None).await;
+            // No record was stored (a VM of that id or name exists, or the quota is full):
+            // only the directory made above goes.
+            self.remove_vm_dir(vm.id).await;
             return Err(e);
         }
         self.inner.events.publish(
@@ -400,12 +405,7 @@ impl Node {
             }
         }
         self.set_process(vm, None);
-        let dir = self.layout().vm(vm);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove");
-            }
-        }
+        self.remove_vm_dir(vm).await;
         if let Some(v) = record {
             self.inner.events.publish(
                 Some(v.tenant.clone()),
@@ -414,6 +414,18 @@ impl Node {
                     name: v.spec.name.clone(),
                 },
             );
+        }
+    }
+}
+
+impl Node {
+    /// Removes the directory of a VM that is not (or no longer) recorded here.
+    async fn remove_vm_dir(&self, vm: VmId) {
+        let dir = self.layout().vm(vm);
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove");
+            }
         }
     }
 }

@@ -64,6 +64,24 @@ pub(crate) struct Cluster {
     pub(crate) outgoing: Mutex<HashMap<OperationId, Arc<Outgoing>>>,
     /// Migrations ended since start: out succeeded, out failed, in succeeded, in failed.
     ended: [AtomicU64; 4],
+    /// VMs being prepared to arrive: one prepare per VM at a time.
+    preparing: Mutex<std::collections::HashSet<novacron_model::VmId>>,
+}
+
+/// A VM reserved for one prepare; released when dropped.
+pub(crate) struct Preparing<'a> {
+    cluster: &'a Cluster,
+    vm: novacron_model::VmId,
+}
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        self.cluster
+            .preparing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.vm);
+    }
 }
 
 /// Which way a migration went.
@@ -124,6 +142,7 @@ impl Cluster {
             incoming: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             ended: Default::default(),
+            preparing: Mutex::default(),
         })
     }
 
@@ -156,6 +175,15 @@ impl Cluster {
         Client::with_tls(url, "", &self.api_tls).map_err(|e| {
             ServiceError::Unavailable(format!("cannot reach peer {name} at {url}: {e}"))
         })
+    }
+
+    /// Reserves `vm` for one prepare, or `None` when another is under way.
+    pub(crate) fn reserve(&self, vm: novacron_model::VmId) -> Option<Preparing<'_>> {
+        self.preparing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(vm)
+            .then_some(Preparing { cluster: self, vm })
     }
 
     /// Counts a migration that ended.

@@ -96,6 +96,9 @@ pub enum Verdict {
         downtime_limit_ms: u64,
         /// `avail-switchover-bandwidth` to set, when known.
         switchover_bandwidth: Option<u64>,
+        /// Bytes DWCP may hold in flight from now on, once the switch-over is near; `None`
+        /// keeps the full window.
+        window: Option<u64>,
     },
     /// Cancel the migration, for this reason.
     Cancel(String),
@@ -107,7 +110,16 @@ pub struct Convergence {
     policy: Policy,
     /// Fewest bytes left seen so far, and when.
     best_remaining: Option<(u64, Duration)>,
+    /// Fastest delivery seen, bytes per second.
+    best_rate: u64,
+    /// The narrowed window, once the switch-over came near.
+    window: Option<u64>,
 }
+
+/// Least window a migration stream is narrowed to: one DWCP chunk.
+pub const MIN_WINDOW: u64 = 512 << 10;
+/// Most a migration stream holds in flight (its window before narrowing).
+pub const MAX_WINDOW: u64 = 8 << 20;
 
 const MB: f64 = 1_000_000.0;
 
@@ -127,6 +139,8 @@ impl Convergence {
         Self {
             policy,
             best_remaining: None,
+            best_rate: 0,
+            window: None,
         }
     }
 
@@ -169,9 +183,24 @@ impl Convergence {
                 return Verdict::Cancel(format!("cannot converge: {}", why()));
             }
         }
+        self.best_rate = self.best_rate.max(s.wire_rate);
+        if self.window.is_none()
+            && s.pass >= 2
+            && self.best_rate > 0
+            && s.remaining <= self.best_rate
+        {
+            // Within about a second of the switch-over: from now on DWCP holds no more than
+            // half the downtime's worth of the link, which crosses it in time once the guest
+            // has stopped.
+            let half_downtime_ms =
+                u64::try_from(self.policy.max_downtime.as_millis() / 2).unwrap_or(u64::MAX);
+            let bytes = self.best_rate.saturating_mul(half_downtime_ms) / 1000;
+            self.window = Some(bytes.clamp(MIN_WINDOW, MAX_WINDOW));
+        }
         Verdict::Continue {
             downtime_limit_ms: self.downtime_limit_ms(s),
             switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
+            window: self.window,
         }
     }
 

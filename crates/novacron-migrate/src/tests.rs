@@ -26,7 +26,8 @@ fn a_converging_migration_continues_with_the_operators_downtime() {
             c.observe(&sample(t, pass, rem)),
             Verdict::Continue {
                 downtime_limit_ms: 300,
-                switchover_bandwidth: Some(12_000_000)
+                switchover_bandwidth: Some(12_000_000),
+                window: (pass >= 2 && rem <= 12_000_000).then_some(1_800_000),
             }
         );
     }
@@ -92,7 +93,9 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
         c.observe(&s),
         Verdict::Continue {
             downtime_limit_ms: 200,
-            switchover_bandwidth: Some(12_000_000)
+            switchover_bandwidth: Some(12_000_000),
+            // 10 MiB left at 12 MB/s: a second from the switch-over, so the window narrows.
+            window: Some(1_800_000),
         }
     );
     // A backlog longer than the whole downtime leaves a quarter of it.
@@ -123,4 +126,27 @@ fn progress_carries_rates_and_an_eta_only_while_copying_memory() {
     assert_eq!(progress("b", MigrationPhase::SwitchOver, &s).eta_secs, None);
     s.wire_rate = 0;
     assert_eq!(progress("b", MigrationPhase::Memory, &s).eta_secs, None);
+}
+
+#[test]
+fn the_window_narrows_near_the_switch_over_to_half_the_downtime_and_stays_narrow() {
+    let mut c = Convergence::new(Policy::default());
+    let window = |v: Verdict| match v {
+        Verdict::Continue { window, .. } => window,
+        Verdict::Cancel(why) => panic!("cancelled: {why}"),
+    };
+    // First pass, or far from the end: the full window.
+    assert_eq!(window(c.observe(&sample(1, 1, 2 * MIB))), None);
+    assert_eq!(window(c.observe(&sample(2, 2, 100 * MIB))), None);
+    // 150 ms of a 12 MB/s link.
+    assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(1_800_000));
+    assert_eq!(window(c.observe(&sample(4, 4, 100 * MIB))), Some(1_800_000));
+    // A slow link narrows to one chunk at least; a fast one to the stream's window at most.
+    let mut slow = Convergence::new(Policy::default());
+    let mut s = sample(3, 3, 1000);
+    s.wire_rate = 100_000;
+    assert_eq!(window(slow.observe(&s)), Some(MIN_WINDOW));
+    let mut fast = Convergence::new(Policy::default());
+    s.wire_rate = 10_000_000_000;
+    assert_eq!(window(fast.observe(&s)), Some(MAX_WINDOW));
 }

@@ -48,6 +48,7 @@ mod sink;
 mod sink_test;
 mod source;
 pub mod tuner;
+mod window;
 
 pub use names::{NameError, validate_name};
 pub use progress::{Phase, Progress, TransferSummary};

@@ -66,6 +66,9 @@ pub struct SendOptions {
     pub reconnect_timeout: Duration,
     /// Cap on the total sending rate in bytes per second, split over the connections.
     pub rate_limit: Option<u64>,
+    /// A window the caller changes while the transfer runs (clamped to one chunk ..=
+    /// `window`); `None` keeps `window` throughout.
+    pub window_limit: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl SendOptions {
@@ -80,6 +83,7 @@ impl SendOptions {
             resume: false,
             reconnect_timeout: Duration::from_secs(30),
             rate_limit: None,
+            window_limit: None,
         }
     }
 }
@@ -208,6 +212,16 @@ pub async fn send(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(window).unwrap_or(usize::MAX >> 4),
     ));
+    if let Some(limit) = opts.window_limit.clone() {
+        let floor = u64::from(opts.chunk_size);
+        tokio::spawn(super::window::follow(
+            limit,
+            Arc::clone(&permits),
+            window,
+            floor,
+            window,
+        ));
+    }
     let shared = Arc::new(Shared {
         session,
         inflight: InFlight::new(start, charge),

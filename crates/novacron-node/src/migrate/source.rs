@@ -280,7 +280,24 @@ impl Node {
         .map_err(|e| qemu("QEMU refused the migration parameters", &e))?;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| qemu("could not create the migration socket", &e))?;
-        let sending = streams::send_stream(cluster, &addr, &run.target, &ready.memory_stream, ours);
+        let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
+        let sending = streams::send_stream(
+            cluster,
+            &addr,
+            &run.target,
+            &ready.memory_stream,
+            ours,
+            Some(window_rx),
+        );
+        // The disks' sessions open now (handshakes, connections), so that the switch-over
+        // only moves their bytes; each gets its overlay through a local socket.
+        let mut disk_streams = Vec::new();
+        for stream in &ready.disk_streams {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| qemu("could not create a disk socket", &e))?;
+            let sending = streams::send_stream(cluster, &addr, &run.target, stream, theirs, None);
+            disk_streams.push((ours, sending));
+        }
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
             .await
             .map_err(|e| qemu("could not pass the migration socket to QEMU", &e))?;
@@ -290,7 +307,7 @@ impl Node {
             .map_err(|e| qemu("QEMU refused to migrate", &e))?;
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
-        let completed = self.follow(run, &sending).await?;
+        let completed = self.follow(run, &sending, &window_tx).await?;
         // The guest is stopped here from now on.
         let stopped_at = completed;
         self.set_phase(run, MigrationPhase::SwitchOver);
@@ -298,11 +315,27 @@ impl Node {
             .finished(DRAIN_WAIT)
             .await
             .map_err(|e| format!("the memory stream did not arrive over DWCP: {e}"))?;
-        for (disk, stream) in run.vm.disks.iter().zip(&ready.disk_streams) {
-            streams::send_file(cluster, &addr, &run.target, stream, disk.path.as_ref())
+        // QEMU has flushed and released the disks: their overlays go through the sessions
+        // opened beforehand, all at once.
+        let copies: Vec<_> = disk_streams
+            .into_iter()
+            .zip(&run.vm.disks)
+            .map(|((socket, sending), disk)| {
+                let path = std::path::PathBuf::from(&disk.path);
+                let copy = tokio::task::spawn_blocking(move || streams::copy_file(&path, socket));
+                (copy, sending, disk.name.clone())
+            })
+            .collect();
+        for (copy, sending, name) in copies {
+            let copied = copy
+                .await
+                .map_err(|e| format!("disk {name}: copy task failed: {e}"))
+                .and_then(|r| r.map_err(|e| format!("could not read disk {name}: {e}")));
+            copied?;
+            sending
                 .finished(DRAIN_WAIT)
                 .await
-                .map_err(|e| format!("disk {} did not arrive over DWCP: {e}", disk.name))?;
+                .map_err(|e| format!("disk {name} did not arrive over DWCP: {e}"))?;
         }
         // Recorded before the commit goes out: a daemon restarted from here on cannot know
         // whether the guest runs on the destination (see `recover`).
@@ -338,7 +371,12 @@ impl Node {
 
     /// Samples the migration until QEMU reports `completed`; returns when the guest stopped
     /// (approximately: the moment of `completed` less QEMU's own downtime).
-    async fn follow(&self, run: &Run, sending: &Sending) -> Result<Instant, Failed> {
+    async fn follow(
+        &self,
+        run: &Run,
+        sending: &Sending,
+        window: &watch::Sender<u64>,
+    ) -> Result<Instant, Failed> {
         let qmp = run.process.qmp();
         let mut convergence = Convergence::new(run.policy);
         let mut cancel = run.outgoing.cancel.subscribe();
@@ -404,7 +442,11 @@ impl Node {
                 Verdict::Continue {
                     downtime_limit_ms,
                     switchover_bandwidth,
+                    window: narrowed,
                 } => {
+                    if let Some(bytes) = narrowed {
+                        window.send_if_modified(|w| std::mem::replace(w, bytes) != bytes);
+                    }
                     if (downtime_limit_ms, switchover_bandwidth) != set {
                         let params = MigrationParameters {
                             downtime_limit_ms: Some(downtime_limit_ms),

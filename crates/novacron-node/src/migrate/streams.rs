@@ -22,8 +22,8 @@ const LINK_LOST: Duration = Duration::from_secs(15);
 /// Unacknowledged bytes a migration stream may have in flight. Enough for the bandwidth-delay
 /// product of the standard links (100 Mbit/s × 150 ms is 1.9 MB), and small, because QEMU
 /// counts what DWCP holds as sent: at switch-over all of it must still cross the link while
-/// the guest is stopped.
-const WINDOW: u64 = 8 << 20;
+/// the guest is stopped. The policy narrows it further near the switch-over.
+const WINDOW: u64 = novacron_migrate::MAX_WINDOW;
 
 /// The receiving side: the sinks of the node's DWCP receiver.
 pub(crate) struct Inbox {
@@ -180,7 +180,14 @@ impl Sending {
     }
 }
 
-fn start(cluster: &Cluster, addr: &str, peer: &str, name: &str, source: Source) -> Sending {
+fn start(
+    cluster: &Cluster,
+    addr: &str,
+    peer: &str,
+    name: &str,
+    source: Source,
+    window_limit: Option<watch::Receiver<u64>>,
+) -> Sending {
     let (progress_tx, progress) = watch::channel(Progress::starting());
     let (result_tx, result) = watch::channel(None);
     let security = match dwcp::tls::server_name(peer) {
@@ -199,6 +206,7 @@ fn start(cluster: &Cluster, addr: &str, peer: &str, name: &str, source: Source) 
     let mut opts = SendOptions::new(name);
     opts.reconnect_timeout = LINK_LOST;
     opts.window = WINDOW;
+    opts.window_limit = window_limit;
     let task = tokio::spawn(async move {
         let outcome = match dialer {
             Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)
@@ -215,25 +223,32 @@ fn start(cluster: &Cluster, addr: &str, peer: &str, name: &str, source: Source) 
     }
 }
 
-/// Sends what arrives on `socket` (QEMU's migration stream) as session `name` to the peer's
-/// receiver at `addr`, whose certificate must name `peer`.
+/// Sends what arrives on `socket` (QEMU's migration stream, or a disk) as session `name` to
+/// the peer's receiver at `addr`, whose certificate must name `peer`; `window_limit`, when
+/// given, narrows the bytes in flight while it runs.
 pub(crate) fn send_stream(
     cluster: &Cluster,
     addr: &str,
     peer: &str,
     name: &str,
     socket: UnixStream,
+    window_limit: Option<watch::Receiver<u64>>,
 ) -> Sending {
-    start(cluster, addr, peer, name, Source::Stream(socket))
+    start(
+        cluster,
+        addr,
+        peer,
+        name,
+        Source::Stream(socket),
+        window_limit,
+    )
 }
 
-/// Sends the file at `path` as session `name`.
-pub(crate) fn send_file(
-    cluster: &Cluster,
-    addr: &str,
-    peer: &str,
-    name: &str,
-    path: &Path,
-) -> Sending {
-    start(cluster, addr, peer, name, Source::File(path.to_owned()))
+/// Writes the file at `path` into `socket` (the local end of a stream being sent), then
+/// closes it, which ends the stream. Blocking.
+pub(crate) fn copy_file(path: &Path, mut socket: UnixStream) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let n = std::io::copy(&mut file, &mut socket)?;
+    socket.shutdown(std::net::Shutdown::Write)?;
+    Ok(n)
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the API (requests and their latency by route) and of the node (VMs by
 //! state, QEMU CPU and memory per VM), encoded at `/metrics`.
 
+use crate::latency::LatencyHistograms;
 use crate::server::AppState;
 use crate::service::NodeMetrics;
 use axum::extract::{MatchedPath, Request, State};
@@ -9,19 +10,10 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
-
-/// Labels of one API route.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: &'static str,
-    route: String,
-    status: u16,
-}
 
 /// The method's name without an allocation (`OTHER` for the rare ones).
 fn method_label(m: &axum::http::Method) -> &'static str {
@@ -55,7 +47,7 @@ struct StateLabels {
 /// The registry and the families in it.
 pub struct ApiMetrics {
     registry: Registry,
-    latency: Family<RouteLabels, Histogram>,
+    latency: LatencyHistograms,
     vms: Family<StateLabels, Gauge>,
     qemu_cpu: Family<VmLabels, Gauge<f64, AtomicU64>>,
     qemu_rss: Family<VmLabels, Gauge>,
@@ -74,13 +66,7 @@ impl ApiMetrics {
     #[must_use]
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("novacron");
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            // 100 µs to ~3.3 s.
-            Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 3.3,
-            ])
-        });
+        let latency = LatencyHistograms::new();
         let vms = Family::<StateLabels, Gauge>::default();
         let qemu_cpu = Family::<VmLabels, Gauge<f64, AtomicU64>>::default();
         let qemu_rss = Family::<VmLabels, Gauge>::default();
@@ -108,15 +94,6 @@ impl ApiMetrics {
             qemu_rss,
             scrape: Mutex::new(()),
         }
-    }
-
-    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
-        let labels = RouteLabels {
-            method,
-            route,
-            status,
-        };
-        self.latency.get_or_create(&labels).observe(seconds);
     }
 
     /// Replaces the node figures with `node` and encodes everything in the Prometheus text
@@ -160,18 +137,16 @@ impl ApiMetrics {
 /// Middleware: counts each request and its latency under its route template (never the raw
 /// path, so ids do not explode the label space).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The matched path is shared with the router (an `Arc<str>`): no copy per request.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(
+    state.metrics.latency.observe(
         method,
-        route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
+        start.elapsed(),
     );
     resp
 }

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod latency;
 pub mod metrics;
 pub mod migration;
 pub mod routes;

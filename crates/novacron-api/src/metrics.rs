@@ -1,28 +1,21 @@
 //! Prometheus metrics of the API (requests and their latency by route) and of the node (VMs by
 //! state, QEMU CPU and memory per VM), encoded at `/metrics`.
 
-use crate::server::AppState;
+use crate::latency::LatencyHistograms;
 use crate::service::NodeMetrics;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
 use std::time::Instant;
-
-/// Labels of one API route.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: &'static str,
-    route: String,
-    status: u16,
-}
+use tower::{Layer, Service};
 
 /// The method's name without an allocation (`OTHER` for the rare ones).
 fn method_label(m: &axum::http::Method) -> &'static str {
@@ -180,7 +173,7 @@ struct StateLabels {
 /// The registry and the families in it.
 pub struct ApiMetrics {
     registry: Registry,
-    latency: Family<RouteLabels, Histogram>,
+    latency: LatencyHistograms,
     vms: Family<StateLabels, Gauge>,
     qemu_cpu: Family<VmLabels, Gauge<f64, AtomicU64>>,
     qemu_rss: Family<VmLabels, Gauge>,
@@ -200,13 +193,7 @@ impl ApiMetrics {
     #[must_use]
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("novacron");
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            // 100 µs to ~3.3 s.
-            Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 3.3,
-            ])
-        });
+        let latency = LatencyHistograms::new();
         let vms = Family::<StateLabels, Gauge>::default();
         let qemu_cpu = Family::<VmLabels, Gauge<f64, AtomicU64>>::default();
         let qemu_rss = Family::<VmLabels, Gauge>::default();
@@ -236,15 +223,6 @@ impl ApiMetrics {
             migrations,
             scrape: Mutex::new(()),
         }
-    }
-
-    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
-        let labels = RouteLabels {
-            method,
-            route,
-            status,
-        };
-        self.latency.get_or_create(&labels).observe(seconds);
     }
 
     /// Replaces the node figures with `node` and encodes everything in the Prometheus text
@@ -286,21 +264,99 @@ impl ApiMetrics {
     }
 }
 
-/// Middleware: counts each request and its latency under its route template (never the raw
-/// path, so ids do not explode the label space).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    state.metrics.observe(
-        method,
-        route,
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    resp
+/// Layer of every route: counts each request and its latency under its route template
+/// (never the raw path, so ids do not explode the label space).
+///
+/// A plain tower layer rather than `axum::middleware::from_fn`: it calls the route it wraps
+/// directly, where `from_fn` clones and boxes the route and boxes its own future on every
+/// request.
+#[derive(Clone, Debug)]
+pub struct TrackLayer {
+    latency: LatencyHistograms,
+}
+
+impl TrackLayer {
+    /// Records into `metrics`.
+    #[must_use]
+    pub fn new(metrics: &ApiMetrics) -> Self {
+        Self {
+            latency: metrics.latency.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Track {
+            inner,
+            latency: self.latency.clone(),
+        }
+    }
+}
+
+/// The service [`TrackLayer`] wraps a route in.
+#[derive(Clone, Debug)]
+pub struct Track<S> {
+    inner: S,
+    latency: LatencyHistograms,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The matched path is shared with the router (an `Arc<str>`): no copy per request.
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(req.method());
+        TrackFuture {
+            start: Instant::now(),
+            inner: self.inner.call(req),
+            latency: self.latency.clone(),
+            method,
+            route,
+        }
+    }
+}
+
+/// The answer of a [`Track`]ed route, recorded when it is ready.
+#[derive(Debug)]
+pub struct TrackFuture<F> {
+    inner: F,
+    latency: LatencyHistograms,
+    method: &'static str,
+    route: Option<MatchedPath>,
+    start: Instant,
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let out = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
+        if let Ok(resp) = &out {
+            this.latency.observe(
+                this.method,
+                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                resp.status().as_u16(),
+                this.start.elapsed(),
+            );
+        }
+        Poll::Ready(out)
+    }
 }

@@ -100,10 +100,7 @@ pub fn app(svc: Arc<dyn NodeService>) -> Router {
     .route("/healthz", axum::routing::get(node::healthz))
     .route("/metrics", axum::routing::get(node::metrics))
     .fallback(node::not_found)
-    .layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::metrics::track,
-    ))
+    .layer(crate::metrics::TrackLayer::new(&state.metrics))
     .layer(DefaultBodyLimit::max(MAX_BODY))
     .with_state(state)
 }

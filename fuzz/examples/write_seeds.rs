@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use dwcp::hde::{Codec, Encoded, codec, encode_item};
 use dwcp::wire::{
-    ErrorCode, ErrorMessage, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind,
-    SessionId,
+    ErrorCode, ErrorMessage, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck, HelloMode,
+    PayloadKind, SessionId,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,7 +72,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(Bytes::from(out))
     };
     let hde = |seq: u64, payload: Bytes| {
-        Frame::new(FrameKind::Data, PayloadKind::Hde, session, seq, seq * 64, payload)
+        Frame::new(
+            FrameKind::Data,
+            PayloadKind::Hde,
+            session,
+            seq,
+            seq * 64,
+            payload,
+        )
     };
     let compressed = Encoded::Compressed {
         codec: Codec::Lz4,

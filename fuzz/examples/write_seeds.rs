@@ -7,8 +7,10 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use dwcp::hde::{Codec, Encoded, codec, encode_item};
 use dwcp::wire::{
-    ErrorCode, ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId,
+    ErrorCode, ErrorMessage, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck, HelloMode,
+    PayloadKind, SessionId,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         total_len: Some(stream.len() as u64),
         chunk_size: 64,
         name: "vm-disk.raw".to_owned(),
+        features: FEATURE_HDE,
     };
     let control = |kind, offset, payload: Bytes| Frame::control(kind, session, offset, payload);
     let data = |seq: u64, chunk: &[u8]| {
@@ -44,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         start_offset: 0,
         window: 1 << 20,
         max_streams: 4,
+        features: FEATURE_HDE,
     };
     let error = ErrorMessage {
         code: ErrorCode::Integrity,
@@ -61,6 +65,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (seq, chunk) in (0u64..).zip(stream.chunks(64)) {
         session_frames.push(data(seq, chunk)?);
     }
+    // The same stream once more as HDE items: a zero run, a compressed chunk, a raw item.
+    let item = |e: &Encoded| -> Result<Bytes, Box<dyn std::error::Error>> {
+        let mut out = Vec::new();
+        encode_item(e, &mut out)?;
+        Ok(Bytes::from(out))
+    };
+    let hde = |seq: u64, payload: Bytes| {
+        Frame::new(
+            FrameKind::Data,
+            PayloadKind::Hde,
+            session,
+            seq,
+            seq * 64,
+            payload,
+        )
+    };
+    let compressed = Encoded::Compressed {
+        codec: Codec::Lz4,
+        level: 0,
+        bytes: codec::compress(Codec::Lz4, 0, &stream[..64])?,
+    };
+    session_frames.extend([
+        hde(10, item(&Encoded::Zero { len: 64 })?)?,
+        hde(11, item(&compressed)?)?,
+        hde(12, item(&Encoded::Raw(stream[64..128].to_vec()))?)?,
+    ]);
     let total = stream.len() as u64;
     session_frames.extend([
         control(FrameKind::Ack, total, Bytes::new())?,

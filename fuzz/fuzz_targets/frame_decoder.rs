@@ -3,7 +3,8 @@
 //! The input is read three ways, and the ways must agree:
 //! - `Frame::decode` in a loop, consuming each decoded frame, as a buffering reader would;
 //! - `read_frame` on an in-memory reader, as a connection would;
-//! - each control payload through its control decoder.
+//! - each control payload through its control decoder, and each `Hde` payload through the HDE
+//!   item parser and decompressor with the receiver's bounds.
 //!
 //! Random bytes almost never carry valid CRC32Cs, which would keep the fuzzer at the header
 //! checksum. So when the first byte is odd, the rest is "sealed" first: each header's and
@@ -14,6 +15,7 @@
 
 use std::sync::LazyLock;
 
+use dwcp::hde::{Encoded, codec, decode_item, encode_item};
 use dwcp::wire::{
     ErrorMessage, Frame, FrameKind, HEADER_LEN, Hello, HelloAck, PayloadKind, WireError, read_frame,
 };
@@ -103,10 +105,37 @@ fn read_all(input: &[u8]) -> (Vec<Frame>, Stop) {
     })
 }
 
+/// Limits an `Hde` item is parsed with: a page and a 1 MiB chunk.
+const ITEM_LIMITS: [usize; 2] = [4096, 1 << 20];
+
+/// Parses an `Hde` payload as the receiver does (one item, bounded by the chunk size), and
+/// decompresses it: nothing may panic or produce more than the limit, and a whole valid item
+/// re-encodes to the same bytes.
+fn check_hde(payload: &[u8]) {
+    for limit in ITEM_LIMITS {
+        let Ok((item, used)) = decode_item(payload, limit) else {
+            continue;
+        };
+        assert!(used <= payload.len());
+        let mut again = Vec::new();
+        encode_item(&item, &mut again).expect("a decoded item re-encodes");
+        assert_eq!(again, payload[..used], "HDE item is not canonical");
+        if let Encoded::Compressed { codec, bytes, .. } = &item {
+            if let Ok(out) = codec::decompress(*codec, bytes, limit) {
+                assert!(out.len() <= limit, "decompressed past the limit");
+            }
+        }
+    }
+}
+
 /// Checks a decoded frame, and its control payload when it carries one.
 fn check_frame(frame: &Frame) {
     assert_eq!(frame.payload.len(), frame.header.length as usize);
     assert!(frame.header.length <= frame.header.kind.max_payload());
+    if frame.header.payload_kind == PayloadKind::Hde {
+        check_hde(&frame.payload);
+        return;
+    }
     if frame.header.payload_kind != PayloadKind::Control {
         return;
     }

@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
         let Ok((item, used)) = decode_item(rest, LIMIT) else {
             break;
         };
-        assert!(used > 0 && used <= rest.len(), "used {used} of {}", rest.len());
+        assert!(
+            used > 0 && used <= rest.len(),
+            "used {used} of {}",
+            rest.len()
+        );
         let mut again = Vec::new();
         encode_item(&item, &mut again).expect("a decoded item encodes");
         assert_eq!(again.as_slice(), &rest[..used], "item does not round-trip");

@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use dwcp::amst::{
-    self, ReceivedFile, Receiver, ReceiverConfig, SendError, SendOptions, Source, StreamCount,
+    self, ReceivedFile, Receiver, ReceiverConfig, Reduction, SendError, SendOptions, Source,
+    StreamCount,
 };
+use dwcp::flags::Flags;
 use dwcp::tls::TlsFiles;
 use dwcp::transport::{Acceptor, Dialer, Security, TcpTuning};
 
@@ -149,6 +151,18 @@ pub struct SendArgs {
     /// Name the receiver's certificate must carry (default: the host in ADDR).
     #[arg(long)]
     server_name: Option<String>,
+    /// Data reduction: `auto` (zero chunks elided, codec chosen from the measured link and
+    /// compressor), `off` (raw frames), `none` (zero elision only), `lz4`, `zstd` or `zstd:N`
+    /// (N from -7 to 22).
+    #[arg(long, default_value = "auto", value_parser = parse_compress)]
+    compress: Reduction,
+    /// Feature flags document (JSON, as `dwcp::flags` reads it): with `hde` off for this node,
+    /// or the kill switch on, the transfer uses raw frames; with `pba` off, `auto` is lz4.
+    #[arg(long)]
+    flags: Option<PathBuf>,
+    /// This node's id for the flags' percentage rollout (default: `--node`).
+    #[arg(long)]
+    node_id: Option<String>,
     /// Print a JSON summary on standard output when done.
     #[arg(long)]
     json: bool,
@@ -245,6 +259,32 @@ fn report_received(file: &ReceivedFile, json: bool) {
     }
 }
 
+fn parse_compress(s: &str) -> Result<Reduction, String> {
+    s.parse()
+        .map_err(|e: amst::ParseReductionError| e.to_string())
+}
+
+/// The reduction the flags allow for this node, decided once for the transfer.
+fn gated_reduction(args: &SendArgs) -> anyhow::Result<Reduction> {
+    let Some(path) = &args.flags else {
+        return Ok(args.compress);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the flags file {}", path.display()))?;
+    let flags = Flags::from_json(&text)
+        .with_context(|| format!("invalid flags file {}", path.display()))?;
+    let node = args
+        .node_id
+        .clone()
+        .or_else(|| args.tls.node.clone())
+        .context("--flags needs the node's id: give --node-id (or --node)")?;
+    let reduce = args.compress.gated(&flags, &node);
+    if reduce != args.compress {
+        tracing::info!(asked = %args.compress, using = %reduce, node, "compression set by the feature flags");
+    }
+    Ok(reduce)
+}
+
 fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(StreamCount::default());
@@ -260,6 +300,7 @@ fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let streams = parse_streams(&args.streams)?;
+    let reduce = gated_reduction(&args)?;
     let (source, default_name) = if args.path == "-" {
         (Source::Reader(Box::new(std::io::stdin())), None)
     } else {
@@ -312,6 +353,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.resume = args.resume;
     opts.rate_limit = args.rate_limit;
     opts.reconnect_timeout = Duration::from_secs(args.reconnect_timeout);
+    opts.reduce = reduce;
 
     let (tx, rx) = tokio::sync::watch::channel(amst::Progress::starting());
     let view = (!args.quiet).then(|| ProgressView::spawn(rx));
@@ -323,12 +365,24 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
+        let reduction = if summary.hde {
+            format!(
+                "codec {}, reduction {:.2}x ({} on the wire)",
+                summary.codec,
+                summary.reduction_ratio,
+                crate::units::human_bytes(summary.wire_bytes)
+            )
+        } else {
+            "no reduction".to_owned()
+        };
         eprintln!(
-            "sent {} in {:.2} s: {:.1} Mbit/s over up to {} connections, blake3 {}",
+            "sent {} in {:.2} s: {:.1} Mbit/s over up to {} connections, {} link, {}, blake3 {}",
             crate::units::human_bytes(summary.bytes_sent),
             summary.seconds,
             summary.goodput_mbit,
             summary.streams_max,
+            summary.mode,
+            reduction,
             summary.blake3
         );
     }
@@ -370,6 +424,13 @@ mod tests {
         assert_eq!(host_of("node-a:7070"), "node-a");
         assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
         assert_eq!(host_of("[::1]:7070"), "::1");
+    }
+
+    #[test]
+    fn compress_values_parse_or_explain() {
+        assert_eq!(parse_compress("auto").unwrap(), Reduction::Auto);
+        assert_eq!(parse_compress("off").unwrap(), Reduction::Off);
+        assert!(parse_compress("zstd:30").unwrap_err().contains("zstd:N"));
     }
 
     #[test]

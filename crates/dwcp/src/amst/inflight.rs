@@ -40,9 +40,30 @@ impl Charge {
     }
 }
 
+/// A frame queued for a connection, with the stream bytes it carries: its payload length
+/// for a `Raw` frame, the decoded length of its item for an `Hde` frame, 0 for control frames.
+/// The window and acknowledgements count stream bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) frame: Frame,
+    pub(crate) stream_len: u64,
+}
+
+impl Outgoing {
+    /// A frame whose payload is stream bytes as they are (or a control frame).
+    pub(crate) fn plain(frame: Frame) -> Self {
+        let stream_len = if frame.header.kind == FrameKind::Data {
+            u64::from(frame.header.length)
+        } else {
+            0
+        };
+        Self { frame, stream_len }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
-    frame: Frame,
+    out: Outgoing,
     conn: ConnId,
 }
 
@@ -91,17 +112,18 @@ impl InFlight {
 
     /// Records that `frame` was written on `conn`. Returns false for a data frame that the
     /// receiver already acknowledged (nothing to track).
-    pub(crate) fn written(&self, frame: &Frame, conn: ConnId) -> bool {
+    pub(crate) fn written(&self, out: &Outgoing, conn: ConnId) -> bool {
         let mut st = self.lock();
+        let frame = &out.frame;
         let entry = Entry {
-            frame: frame.clone(),
+            out: out.clone(),
             conn,
         };
         if frame.header.kind == FrameKind::End {
             st.end = Some(entry);
             return true;
         }
-        let end = frame.header.offset + u64::from(frame.header.length);
+        let end = frame.header.offset + out.stream_len;
         if end <= st.acked {
             return false;
         }
@@ -119,7 +141,7 @@ impl InFlight {
         st.acked = offset;
         let mut released = 0;
         while let Some(entry) = st.data.first_entry() {
-            let len = u64::from(entry.get().frame.header.length);
+            let len = entry.get().out.stream_len;
             if *entry.key() + len > offset {
                 break;
             }
@@ -136,7 +158,7 @@ impl InFlight {
 
     /// Removes and returns every frame that was written on `conn` and is not yet acknowledged,
     /// oldest first, so that they can be sent again.
-    pub(crate) fn take_conn(&self, conn: ConnId) -> Vec<Frame> {
+    pub(crate) fn take_conn(&self, conn: ConnId) -> Vec<Outgoing> {
         let mut st = self.lock();
         let offsets: Vec<u64> = st
             .data
@@ -144,13 +166,13 @@ impl InFlight {
             .filter(|(_, e)| e.conn == conn)
             .map(|(off, _)| *off)
             .collect();
-        let mut out: Vec<Frame> = offsets
+        let mut out: Vec<Outgoing> = offsets
             .into_iter()
-            .filter_map(|off| st.data.remove(&off).map(|e| e.frame))
+            .filter_map(|off| st.data.remove(&off).map(|e| e.out))
             .collect();
         if st.end.as_ref().is_some_and(|e| e.conn == conn) {
             if let Some(e) = st.end.take() {
-                out.push(e.frame);
+                out.push(e.out);
             }
         }
         out
@@ -177,7 +199,11 @@ mod tests {
     use super::*;
     use crate::wire::{PayloadKind, SessionId};
 
-    fn data(offset: u64, len: usize) -> Frame {
+    fn data(offset: u64, len: usize) -> Outgoing {
+        Outgoing::plain(data_frame(offset, len))
+    }
+
+    fn data_frame(offset: u64, len: usize) -> Frame {
         Frame::new(
             FrameKind::Data,
             PayloadKind::Raw,
@@ -226,7 +252,11 @@ mod tests {
         f.written(&data(0, 10), 1);
         f.written(&data(10, 10), 2);
         f.written(&data(20, 10), 1);
-        let again: Vec<u64> = f.take_conn(1).iter().map(|fr| fr.header.offset).collect();
+        let again: Vec<u64> = f
+            .take_conn(1)
+            .iter()
+            .map(|o| o.frame.header.offset)
+            .collect();
         assert_eq!(again, vec![0, 20]);
         assert_eq!(f.pending_on(2), 1);
         assert!(f.take_conn(1).is_empty());
@@ -267,10 +297,22 @@ mod tests {
     fn end_frame_follows_its_connection() {
         let f = InFlight::new(0, Charge::default());
         let end = Frame::control(FrameKind::End, SessionId::default(), 0, Bytes::new()).unwrap();
-        f.written(&end, 3);
+        f.written(&Outgoing::plain(end), 3);
         assert!(f.take_conn(2).is_empty());
         let again = f.take_conn(3);
         assert_eq!(again.len(), 1);
-        assert_eq!(again[0].header.kind, FrameKind::End);
+        assert_eq!(again[0].frame.header.kind, FrameKind::End);
+    }
+
+    #[test]
+    fn an_encoded_frame_counts_its_stream_bytes_not_its_payload() {
+        let f = InFlight::new(0, Charge::default());
+        // A 5-byte Zero item standing for 1000 stream bytes.
+        let mut zero = data(0, 5);
+        zero.stream_len = 1000;
+        assert!(f.written(&zero, 1));
+        assert_eq!(f.ack(5), 0, "5 stream bytes do not cover it");
+        assert_eq!(f.ack(1000), 1000);
+        assert!(!f.written(&zero, 2), "acknowledged already");
     }
 }

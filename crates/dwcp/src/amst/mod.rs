@@ -30,17 +30,34 @@
 //! resumed; dropping the handle before a session arrives withdraws the name (later senders are
 //! refused). Sink sessions are not reported on [`Receiver::run`]'s `done` channel.
 //!
+//! # Data reduction
+//!
+//! With [`SendOptions::reduce`] other than [`Reduction::Off`], the sender asks for HDE in its
+//! `Hello`; when the receiver confirms, the producer thread encodes each chunk as one HDE item
+//! (a zero chunk in 5 bytes, a compressed chunk when that is smaller) in a frame of payload
+//! kind `Hde`, and sends the rest raw. Under [`Reduction::Auto`], PBA picks the codec about
+//! once a second from the measured link and compressor. The window, acknowledgements and the
+//! final BLAKE3 count stream bytes. The receiver decodes each item as it arrives, bounded by
+//! the session's chunk size, and stores the stream as usual.
+//!
 //! On the sender, [`Source::Stream`] reads a local socket and sends whatever each read returns
 //! at once, so a small write reaches the receiver without waiting for a full chunk.
 
+mod hde_frame;
+#[cfg(test)]
+mod hde_test;
 mod inflight;
 mod names;
 mod progress;
+mod rate;
 mod receiver;
+mod reduce;
+mod reduce_ctl;
 mod rx_session;
 #[cfg(test)]
 mod rx_session_test;
 mod rx_writer;
+mod send_opts;
 mod sender;
 mod sender_conn;
 mod sink;
@@ -53,7 +70,9 @@ mod window;
 pub use names::{NameError, validate_name};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};
-pub use sender::{SendError, SendOptions, Source, StreamCount, send};
+pub use reduce::{ParseReductionError, Reduction};
+pub use send_opts::{SendError, SendOptions, StreamCount};
+pub use sender::{Source, send};
 pub use sink::{
     ExpectError, MAX_SINKS, MAX_WITHDRAWN, SinkError, SinkHandle, SinkRegistry, SinkState,
 };

@@ -109,6 +109,24 @@ pub struct TransferSummary {
     pub blake3: String,
     /// Whether the connections were TLS.
     pub tls: bool,
+    /// The data reduction asked for: `off`, `auto`, `none`, `lz4`, `zstd:N`.
+    pub compression: String,
+    /// Whether the receiver confirmed HDE; without it every frame went raw.
+    pub hde: bool,
+    /// The link's mode: measured (see `mode_measured`), else guessed from the first RTT.
+    pub mode: crate::mode::Mode,
+    /// Whether `mode` comes from measurements of this session.
+    pub mode_measured: bool,
+    /// The codec in force at the end: `none`, `lz4` or `zstd-N`.
+    pub codec: String,
+    /// How often PBA changed the codec.
+    pub codec_changes: u32,
+    /// Stream bytes this session framed (first transmissions; equals `bytes_sent`).
+    pub stream_bytes: u64,
+    /// Payload bytes framed for them (first transmissions, without frame headers).
+    pub wire_bytes: u64,
+    /// `stream_bytes / wire_bytes` (1 without reduction; 1 for an empty stream).
+    pub reduction_ratio: f64,
 }
 
 mod secs {

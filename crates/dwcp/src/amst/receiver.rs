@@ -18,8 +18,8 @@ use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::transport::{Acceptor, BoxStream, Connection};
 use crate::wire::{
-    ErrorCode, ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, read_frame,
-    write_frame,
+    ErrorCode, ErrorMessage, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck, HelloMode,
+    PayloadKind, SessionId, read_frame, write_frame,
 };
 
 /// Settings of a receiver.
@@ -37,6 +37,9 @@ pub struct ReceiverConfig {
     pub idle_timeout: Duration,
     /// Accept only sessions for registered sinks; refuse any that would store a file.
     pub sinks_only: bool,
+    /// Confirm HDE to senders that ask for it (data frames of payload kind `Hde`). Off, the
+    /// receiver answers as one that does not know the feature, and senders send raw.
+    pub hde: bool,
 }
 
 impl ReceiverConfig {
@@ -50,6 +53,7 @@ impl ReceiverConfig {
             max_sessions: 8,
             idle_timeout: Duration::from_secs(60),
             sinks_only: false,
+            hde: true,
         }
     }
 }
@@ -226,7 +230,7 @@ async fn serve_conn(
         }
     };
     let id = first.header.session;
-    let session = match admit(&first, &sessions, &cfg, &sinks).await {
+    let (session, features) = match admit(&first, &sessions, &cfg, &sinks).await {
         Ok(s) => s,
         Err(err) => {
             tracing::warn!(%peer, session = %id, reason = %err.message, "session refused");
@@ -239,6 +243,7 @@ async fn serve_conn(
         start_offset: session.status().written,
         window: cfg.window,
         max_streams: cfg.max_streams,
+        features,
     };
     let result = match Frame::control(FrameKind::HelloAck, id, 0, ack.encode()) {
         Ok(frame) => {
@@ -260,13 +265,14 @@ async fn serve_conn(
     session.conns.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// Decides what a `Hello` opens or joins.
+/// Decides what a `Hello` opens or joins, and which of the features it asks for the session
+/// has (a subset of those asked for: an old sender, asking for none, gets the old `HelloAck`).
 async fn admit(
     first: &Frame,
     sessions: &Sessions,
     cfg: &Arc<ReceiverConfig>,
     sinks: &SinkRegistry,
-) -> Result<Arc<RxSession>, ErrorMessage> {
+) -> Result<(Arc<RxSession>, u32), ErrorMessage> {
     let protocol = |m: String| ErrorMessage {
         code: ErrorCode::Protocol,
         message: m,
@@ -290,8 +296,10 @@ async fn admit(
                 message: format!("session already has {} connections", cfg.max_streams),
             });
         }
-        return Ok(session);
+        let features = if session.hde { FEATURE_HDE } else { 0 };
+        return Ok((session, hello.features & features));
     }
+    let features = hello.features & if cfg.hde { FEATURE_HDE } else { 0 };
     validate_name(&hello.name).map_err(|e| ErrorMessage {
         code: ErrorCode::BadName,
         message: e.to_string(),
@@ -347,8 +355,13 @@ async fn admit(
             message: format!("could not open the session: {e}"),
         })??,
     };
+    let session = if features & FEATURE_HDE != 0 {
+        session.with_hde(hello.chunk_size)
+    } else {
+        session
+    };
     let session = Arc::new(session);
-    tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, "session open");
+    tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, hde = session.hde, "session open");
     let mut map = lock(sessions);
     if !session.sink && files_open(&map) >= cfg.max_sessions {
         session.stop_writer();
@@ -358,7 +371,7 @@ async fn admit(
         });
     }
     map.insert(id, Arc::clone(&session));
-    Ok(session)
+    Ok((session, features))
 }
 
 /// Reads frames into the session and writes acknowledgements until the connection ends.
@@ -392,7 +405,16 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 });
                 return Err("frame for another session".into());
             }
-            if let Err(msg) = session.on_frame(frame) {
+            let h = frame.header;
+            let taken = if h.kind == FrameKind::Data && h.payload_kind == PayloadKind::Hde {
+                match session.decode_hde(frame).await {
+                    Ok(bytes) => session.on_data(h.offset, bytes),
+                    Err(msg) => Err(msg),
+                }
+            } else {
+                session.on_frame(frame)
+            };
+            if let Err(msg) = taken {
                 let text = msg.message.clone();
                 session.abort(msg);
                 return Err(text);

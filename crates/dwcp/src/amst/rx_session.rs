@@ -13,6 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::hde_frame::{HdeFrameError, decode_payload, is_heavy};
 use super::rx_writer::{FileOut, Output, WriteCmd};
 use super::sink::SinkOut;
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
@@ -55,6 +56,10 @@ pub(crate) struct RxSession {
     status: watch::Sender<RxStatus>,
     /// Connections attached now.
     pub(crate) conns: AtomicUsize,
+    /// Whether `Hde` data frames were negotiated.
+    pub(crate) hde: bool,
+    /// Most stream bytes one `Hde` item may decode to: the session's chunk size.
+    item_limit: usize,
 }
 
 pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
@@ -186,7 +191,17 @@ impl RxSession {
             writer: Mutex::new(Some(tx)),
             status,
             conns: AtomicUsize::new(0),
+            hde: false,
+            item_limit: 0,
         })
+    }
+
+    /// This session, accepting `Hde` data frames whose items decode to at most `chunk_size`
+    /// bytes.
+    pub(crate) fn with_hde(mut self, chunk_size: u32) -> Self {
+        self.hde = true;
+        self.item_limit = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        self
     }
 
     /// Connections attached.
@@ -248,21 +263,10 @@ impl RxSession {
                 if h.payload_kind != PayloadKind::Raw {
                     return Err(fail(
                         ErrorCode::Protocol,
-                        "data frame with a non-raw payload",
+                        "data frame with a payload that is neither raw nor a decoded HDE item",
                     ));
                 }
-                let end = h.offset.saturating_add(u64::from(h.length));
-                if self.total_len.is_some_and(|t| end > t) {
-                    return Err(fail(
-                        ErrorCode::Protocol,
-                        "data beyond the announced length",
-                    ));
-                }
-                let written = self.status.borrow().written;
-                if end > written.saturating_add(self.window) {
-                    return Err(fail(ErrorCode::Protocol, "sender exceeded the window"));
-                }
-                self.accept_data(h.offset, frame.payload)
+                self.on_data(h.offset, frame.payload)
             }
             FrameKind::End => {
                 let hash: [u8; 32] =
@@ -297,6 +301,66 @@ impl RxSession {
                 format!("unexpected {other:?} frame from the sender"),
             )),
         }
+    }
+
+    /// Takes the stream bytes at `offset` of a data frame (as sent, or decoded from its item).
+    ///
+    /// # Errors
+    /// An [`ErrorMessage`] when they lie beyond the announced length or the window.
+    pub(crate) fn on_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {
+        let end = offset.saturating_add(payload.len() as u64);
+        if self.total_len.is_some_and(|t| end > t) {
+            return Err(fail(
+                ErrorCode::Protocol,
+                "data beyond the announced length",
+            ));
+        }
+        let written = self.status.borrow().written;
+        if end > written.saturating_add(self.window) {
+            return Err(fail(ErrorCode::Protocol, "sender exceeded the window"));
+        }
+        self.accept_data(offset, payload)
+    }
+
+    /// Decodes the item of an `Hde` data frame into its stream bytes, at most the session's
+    /// chunk size.
+    ///
+    /// Decoding happens here, in the connection's task, before the frame reaches the reorder
+    /// buffer: a `Zero` or `Raw` item is a length check and one allocation or copy, done in
+    /// place; a `Compressed` one costs up to tens of milliseconds of CPU for a large chunk, so
+    /// it runs on the blocking pool, keeping the reactor free for the other connections. Each
+    /// connection waits for its frame's decoding before it reads the next one, so decoding is
+    /// parallel across connections, at most one frame per connection at a time, and a slow
+    /// decoder pushes back on its connection like a slow disk would.
+    ///
+    /// # Errors
+    /// An [`ErrorMessage`] (`Protocol`) naming the frame and what is wrong with its item, or
+    /// saying the session did not negotiate HDE.
+    pub(crate) async fn decode_hde(&self, frame: Frame) -> Result<Bytes, ErrorMessage> {
+        let h = frame.header;
+        if !self.hde {
+            return Err(fail(
+                ErrorCode::Protocol,
+                "HDE data frame on a session that did not negotiate HDE",
+            ));
+        }
+        let describe = |e: HdeFrameError| {
+            fail(
+                ErrorCode::Protocol,
+                format!(
+                    "bad HDE item in data frame seq {} at offset {}: {e}",
+                    h.seq, h.offset
+                ),
+            )
+        };
+        let limit = self.item_limit;
+        if !is_heavy(&frame.payload) {
+            return decode_payload(&frame.payload, limit).map_err(describe);
+        }
+        tokio::task::spawn_blocking(move || decode_payload(&frame.payload, limit))
+            .await
+            .map_err(|e| fail(ErrorCode::Other, format!("HDE decoding failed: {e}")))?
+            .map_err(describe)
     }
 
     fn accept_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {

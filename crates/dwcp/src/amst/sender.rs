@@ -3,7 +3,6 @@
 //! receiver confirms the stream.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,144 +10,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::MAX_STREAMS;
 use super::inflight::{Charge, ConnId, InFlight};
 use super::progress::{Phase, Progress, TransferSummary};
+use super::rate::RateMeter;
+pub use super::rate::error_chain;
+use super::reduce::Reduction;
+use super::reduce_ctl::SessionReduce;
+use super::send_opts::{SendError, SendOptions, StreamCount};
 use super::sender_conn::{
     ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
 };
 pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
 use super::tuner::StreamTuner;
-use super::{DEFAULT_CHUNK_SIZE, DEFAULT_WINDOW, MAX_STREAMS};
-use crate::transport::{Dialer, Security, TransportError};
-use crate::wire::{ErrorCode, ErrorMessage, HelloAck, HelloMode, MAX_PAYLOAD, SessionId};
-
-/// How many connections to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamCount {
-    /// Exactly this many (1 to [`MAX_STREAMS`]).
-    Fixed(u16),
-    /// Probe: start at `initial` and grow while goodput rises, within `min..=max`.
-    Auto {
-        /// Fewest connections.
-        min: u16,
-        /// Most connections.
-        max: u16,
-        /// Where to start.
-        initial: u16,
-    },
-}
-
-impl Default for StreamCount {
-    fn default() -> Self {
-        Self::Auto {
-            min: 1,
-            max: MAX_STREAMS,
-            initial: 8,
-        }
-    }
-}
-
-/// Settings of one transfer.
-#[derive(Debug, Clone)]
-pub struct SendOptions {
-    /// Name the receiver stores the stream under.
-    pub name: String,
-    /// Connection count.
-    pub streams: StreamCount,
-    /// Payload bytes per data frame.
-    pub chunk_size: u32,
-    /// Most unacknowledged bytes.
-    pub window: u64,
-    /// Continue after what the receiver already holds in `NAME.partial`.
-    pub resume: bool,
-    /// Give up when no connection could be re-established for this long.
-    pub reconnect_timeout: Duration,
-    /// Cap on the total sending rate in bytes per second, split over the connections.
-    pub rate_limit: Option<u64>,
-    /// A window the caller changes while the transfer runs (clamped to one chunk ..=
-    /// `window`); `None` keeps `window` throughout.
-    pub window_limit: Option<tokio::sync::watch::Receiver<u64>>,
-}
-
-impl SendOptions {
-    /// Defaults for sending under `name`.
-    #[must_use]
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            streams: StreamCount::default(),
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            window: DEFAULT_WINDOW,
-            resume: false,
-            reconnect_timeout: Duration::from_secs(30),
-            rate_limit: None,
-            window_limit: None,
-        }
-    }
-}
-
-/// Why a transfer failed. The receiver never stores a failed transfer under its final name.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The options are out of range.
-    #[error("invalid option: {0}")]
-    InvalidOption(String),
-    /// The source file could not be opened.
-    #[error("could not open {path}")]
-    OpenSource {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Reading the source failed, or it is shorter than the resume point.
-    #[error("reading the source failed")]
-    Source(#[source] ProduceSourceError),
-    /// A pipe cannot be resumed: its beginning is gone.
-    #[error("--resume needs a file source; a pipe cannot be rewound")]
-    ResumeNeedsFile,
-    /// The first connection could not be made.
-    #[error("could not reach the receiver")]
-    Connect(#[source] TransportError),
-    /// The first connection was made but the session could not be opened on it.
-    #[error("could not open a session with the receiver: {0}")]
-    Opening(String),
-    /// The receiver refused or aborted the session.
-    #[error("receiver refused: {}", .0.message)]
-    Rejected(ErrorMessage),
-    /// The receiver broke the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// Every connection dropped and none could be re-established in time.
-    #[error(
-        "lost the connection to the receiver ({reason}); {acked} bytes are stored, run again with --resume to continue"
-    )]
-    Lost {
-        /// Bytes the receiver had acknowledged.
-        acked: u64,
-        /// The last failure seen.
-        reason: String,
-    },
-    /// The receiver confirmed a different checksum than the sender computed.
-    #[error("end-to-end checksum mismatch: sent {sent}, receiver stored {stored}")]
-    Integrity {
-        /// Ours.
-        sent: String,
-        /// Theirs.
-        stored: String,
-    },
-}
-
-/// The producer's failure, kept as a source of [`SendError::Source`].
-pub type ProduceSourceError = Box<dyn std::error::Error + Send + Sync>;
-
-impl From<ProduceError> for SendError {
-    fn from(e: ProduceError) -> Self {
-        Self::Source(Box::new(e))
-    }
-}
+use crate::transport::{Dialer, Security, tcp_stats};
+use crate::wire::{ErrorCode, FEATURE_HDE, HelloAck, HelloMode, MAX_PAYLOAD, SessionId};
 
 fn rejected_or_lost(f: HelloFailure) -> SendError {
     match f {
@@ -190,11 +67,43 @@ pub async fn send(
     } else {
         HelloMode::Open
     };
+    let mut features = if opts.reduce == Reduction::Off {
+        0
+    } else {
+        FEATURE_HDE
+    };
     let mut first = dialer.dial().await.map_err(SendError::Connect)?;
-    let first_hello = hello_for(mode, 0, total_len, opts.chunk_size, &opts.name);
-    let ack: HelloAck = hello(&mut first.stream, session, &first_hello)
-        .await
-        .map_err(rejected_or_lost)?;
+    let asked = Instant::now();
+    let first_hello = hello_for(mode, 0, total_len, opts.chunk_size, &opts.name, features);
+    let mut answer = hello(&mut first.stream, session, &first_hello).await;
+    if features != 0
+        && matches!(&answer, Err(HelloFailure::Rejected(m)) if m.code == ErrorCode::Protocol)
+    {
+        // A receiver older than the features field refuses the longer Hello (before it opens
+        // anything): ask again without it, and send raw.
+        tracing::info!("receiver does not take the Hello features field; sending raw frames");
+        features = 0;
+        first = dialer.dial().await.map_err(SendError::Connect)?;
+        let plain = hello_for(mode, 0, total_len, opts.chunk_size, &opts.name, 0);
+        answer = hello(&mut first.stream, session, &plain).await;
+    }
+    let ack: HelloAck = answer.map_err(rejected_or_lost)?;
+    if ack.features & !features != 0 {
+        return Err(SendError::Protocol(format!(
+            "receiver confirmed features {:#x} that were not asked for",
+            ack.features & !features
+        )));
+    }
+    features = ack.features;
+    let rtt = tcp_stats(first.fd)
+        .and_then(|s| s.rtt)
+        .unwrap_or_else(|| asked.elapsed());
+    let reduce = SessionReduce::new(
+        opts.reduce,
+        features & FEATURE_HDE != 0,
+        rtt,
+        opts.rate_limit,
+    );
     let start = ack.start_offset;
     if total_len.is_some_and(|len| start > len) {
         return Err(SendError::Protocol(format!(
@@ -204,7 +113,7 @@ pub async fn send(
     }
     let window = opts.window.min(ack.window).max(u64::from(opts.chunk_size));
     let max_streams = usize::from(ack.max_streams.min(MAX_STREAMS));
-    tracing::info!(%session, start, window, max_streams, "session open");
+    tracing::info!(%session, start, window, max_streams, hde = reduce.hde, "session open");
 
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -244,6 +153,8 @@ pub async fn send(
         permits: Arc::clone(&permits),
         queue: queue_tx,
         runtime: tokio::runtime::Handle::current(),
+        encoder: reduce.encoder(),
+        reduce: Arc::clone(&reduce.shared),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 
@@ -267,6 +178,8 @@ pub async fn send(
         last_failure: String::new(),
         progress,
         started,
+        features,
+        reduce,
     };
     let result = sup.run(first, producer, events).await;
     // Whatever happened, stop the connections and the producer.
@@ -299,6 +212,9 @@ struct Supervisor {
     last_failure: String,
     progress: watch::Sender<Progress>,
     started: Instant,
+    /// Features the receiver confirmed; joining connections ask for the same.
+    features: u32,
+    reduce: SessionReduce,
 }
 
 /// Where the stream stood still, for [`Supervisor::unblock`].
@@ -431,6 +347,10 @@ impl Supervisor {
                         self.failures_in_row = 0;
                     }
                     self.unblock(acked, rate.peak(), &mut blocked);
+                    self.reduce.tick(
+                        self.shared.tcp_acked.load(Ordering::Relaxed),
+                        self.shared.srtt_us.load(Ordering::Relaxed),
+                    );
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
                         return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
                     }
@@ -486,7 +406,10 @@ impl Supervisor {
             return;
         };
         let frames = self.shared.inflight.take_conn(conn);
-        let bytes: u64 = frames.iter().map(|f| u64::from(f.header.length)).sum();
+        let bytes: u64 = frames
+            .iter()
+            .map(|f| u64::from(f.frame.header.length))
+            .sum();
         tracing::debug!(
             conn,
             frames = frames.len(),
@@ -571,6 +494,7 @@ impl Supervisor {
             self.total_len,
             self.opts.chunk_size,
             &self.opts.name,
+            self.features,
         );
         let session = self.shared.session;
         let events = self.shared.events.clone();
@@ -623,7 +547,7 @@ impl Supervisor {
         self.live = self.live.saturating_sub(1);
         let stopped = self.stops.remove(&id).is_some_and(|s| *s.borrow());
         let again = self.shared.inflight.take_conn(id);
-        let bytes: u64 = again.iter().map(|f| u64::from(f.header.length)).sum();
+        let bytes: u64 = again.iter().map(|f| u64::from(f.frame.header.length)).sum();
         for frame in again {
             // The queue lives as long as `shared`, which we hold.
             let _ = self.shared.queue_tx.send(frame);
@@ -679,8 +603,12 @@ impl Supervisor {
         }
     }
 
-    fn summary(&self, done: Produced) -> TransferSummary {
+    fn summary(&mut self, done: Produced) -> TransferSummary {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        let r = self.reduce.report(
+            self.shared.tcp_acked.load(Ordering::Relaxed),
+            self.shared.srtt_us.load(Ordering::Relaxed),
+        );
         let bytes_sent = done.len - self.start;
         let goodput = bytes_sent as f64 / seconds;
         TransferSummary {
@@ -697,59 +625,19 @@ impl Supervisor {
             reconnects: self.reconnects,
             blake3: done.hash.to_hex().to_string(),
             tls: matches!(self.dialer.security, Security::Tls { .. }),
-        }
-    }
-}
-
-/// Formats an error and its sources on one line.
-#[must_use]
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
-
-/// Goodput over the last second from acknowledged-offset samples taken every [`TICK`].
-struct RateMeter {
-    samples: VecDeque<(Instant, u64)>,
-    peak: f64,
-}
-
-impl RateMeter {
-    fn new(start: u64) -> Self {
-        Self {
-            samples: VecDeque::from([(Instant::now(), start)]),
-            peak: 0.0,
-        }
-    }
-
-    fn sample(&mut self, acked: u64) {
-        self.samples.push_back((Instant::now(), acked));
-        while self.samples.len() > 11 {
-            self.samples.pop_front();
-        }
-        if self.samples.len() == 11 {
-            self.peak = self.peak.max(self.rate());
-        }
-    }
-
-    /// The highest one-second rate seen so far: the link's demonstrated capacity, which a
-    /// stall does not lower.
-    fn peak(&self) -> f64 {
-        self.peak
-    }
-
-    fn rate(&self) -> f64 {
-        match (self.samples.front(), self.samples.back()) {
-            (Some((t0, a0)), Some((t1, a1))) if t1 > t0 => {
-                a1.saturating_sub(*a0) as f64 / (*t1 - *t0).as_secs_f64()
-            }
-            _ => 0.0,
+            compression: self.reduce.requested.to_string(),
+            hde: self.reduce.hde,
+            mode: r.mode,
+            mode_measured: r.mode_measured,
+            codec: r.codec,
+            codec_changes: r.codec_changes,
+            reduction_ratio: if r.wire_bytes == 0 {
+                1.0
+            } else {
+                r.stream_bytes as f64 / r.wire_bytes as f64
+            },
+            stream_bytes: r.stream_bytes,
+            wire_bytes: r.wire_bytes,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
-use super::inflight::{ConnId, InFlight};
+use super::inflight::{ConnId, InFlight, Outgoing};
 use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
     ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, WireError, read_frame,
@@ -36,8 +36,8 @@ pub(crate) struct Shared {
     pub(crate) session: SessionId,
     pub(crate) inflight: InFlight,
     pub(crate) permits: Arc<Semaphore>,
-    pub(crate) queue_tx: mpsc::UnboundedSender<Frame>,
-    pub(crate) queue_rx: Mutex<mpsc::UnboundedReceiver<Frame>>,
+    pub(crate) queue_tx: mpsc::UnboundedSender<Outgoing>,
+    pub(crate) queue_rx: Mutex<mpsc::UnboundedReceiver<Outgoing>>,
     pub(crate) acked: Notify,
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
     /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
@@ -155,14 +155,14 @@ impl SenderConn {
                 }
                 f = async { self.shared.queue_rx.lock().await.recv().await } => f,
             };
-            let Some(frame) = frame else {
+            let Some(out) = frame else {
                 // The queue closed: the session is over.
                 return Ok(());
             };
-            if !self.shared.inflight.written(&frame, self.id) {
+            if !self.shared.inflight.written(&out, self.id) {
                 // Already acknowledged (a re-queued frame the receiver had after all).
                 let charge = self.shared.inflight.charge();
-                let permits = charge.of(u64::from(frame.header.length));
+                let permits = charge.of(out.stream_len);
                 self.shared
                     .permits
                     .add_permits(usize::try_from(permits).unwrap_or(usize::MAX));
@@ -173,7 +173,7 @@ impl SenderConn {
                 set_max_pacing_rate(fd, if pacing == 0 { u64::MAX } else { pacing });
                 paced = pacing;
             }
-            if let Err(err) = write_frame(wr, &frame).await {
+            if let Err(err) = write_frame(wr, &out.frame).await {
                 return Err(err.to_string());
             }
             wr.flush().await.map_err(|e| e.to_string())?;
@@ -293,6 +293,7 @@ pub(crate) fn hello_for(
     total_len: Option<u64>,
     chunk_size: u32,
     name: &str,
+    features: u32,
 ) -> Hello {
     Hello {
         mode,
@@ -300,5 +301,6 @@ pub(crate) fn hello_for(
         total_len,
         chunk_size,
         name: name.to_owned(),
+        features,
     }
 }

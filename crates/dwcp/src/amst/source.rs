@@ -1,5 +1,7 @@
-//! The producer: reads the source on a blocking thread, hashes it, cuts it into framed chunks
-//! and queues them for the connections, never holding more than the window unacknowledged.
+//! The producer: reads the source on a blocking thread, hashes it, cuts it into chunks,
+//! encodes them as HDE items when the session negotiated it (compression runs here, never on
+//! the reactor), frames them and queues them for the connections, never holding more than the
+//! window (in stream bytes) unacknowledged.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -10,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::inflight::Charge;
-use super::sender::SendError;
+use super::inflight::{Charge, Outgoing};
+use super::reduce::{ChunkEncoder, ReduceShared};
+use super::send_opts::SendError;
 use crate::wire::{Frame, FrameKind, PayloadKind, SessionId, WireError};
 
 /// Where the stream comes from.
@@ -125,6 +128,9 @@ pub(crate) enum ProduceError {
     /// A frame could not be built.
     #[error("could not frame a chunk")]
     Frame(#[source] WireError),
+    /// A chunk could not be compressed.
+    #[error("could not compress a chunk")]
+    Compress(#[source] crate::hde::CodecError),
     /// The session ended while the producer was still reading.
     #[error("the session ended before the source was read")]
     Cancelled,
@@ -142,8 +148,12 @@ pub(crate) struct Producer {
     pub(crate) charge: Charge,
     pub(crate) start: u64,
     pub(crate) permits: Arc<Semaphore>,
-    pub(crate) queue: mpsc::UnboundedSender<Frame>,
+    pub(crate) queue: mpsc::UnboundedSender<Outgoing>,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// Set when the session negotiated HDE: chunks are encoded as items.
+    pub(crate) encoder: Option<ChunkEncoder>,
+    /// Byte counters and compression measurements, shared with the session.
+    pub(crate) reduce: Arc<ReduceShared>,
 }
 
 /// Stream length and BLAKE3 once the whole source was read and queued.
@@ -174,7 +184,10 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<Bytes> {
 
 impl Producer {
     /// Runs to the end of the source. Blocking: call from `spawn_blocking`.
-    pub(crate) fn run(self, mut reader: Box<dyn Read + Send>) -> Result<Produced, ProduceError> {
+    pub(crate) fn run(
+        mut self,
+        mut reader: Box<dyn Read + Send>,
+    ) -> Result<Produced, ProduceError> {
         let mut hasher = blake3::Hasher::new();
         // Hash what the receiver already holds, so the final BLAKE3 covers the whole stream.
         let mut scratch = Vec::with_capacity(self.chunk_size);
@@ -218,22 +231,33 @@ impl Producer {
                 break;
             }
             hasher.update(&chunk);
+            // Encoded before waiting for the window, so compression overlaps the wait.
+            let (kind, payload) = match self.encoder.as_mut() {
+                Some(enc) => {
+                    let out = enc
+                        .encode(chunk, &self.reduce)
+                        .map_err(ProduceError::Compress)?;
+                    (out.kind, out.payload)
+                }
+                None => (PayloadKind::Raw, chunk),
+            };
+            // The window counts stream bytes, whatever the frame's payload is.
             let permits = u32::try_from(self.charge.of(n as u64)).unwrap_or(u32::MAX);
+            let waiting = std::time::Instant::now();
             match self.runtime.block_on(self.permits.acquire_many(permits)) {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(ProduceError::Cancelled),
             }
-            let frame = Frame::new(
-                FrameKind::Data,
-                PayloadKind::Raw,
-                self.session,
-                seq,
-                offset,
-                chunk,
-            )
-            .map_err(ProduceError::Frame)?;
+            let waited = u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.reduce.blocked_ns.fetch_add(waited, Ordering::Relaxed);
+            self.reduce.count(n as u64, payload.len() as u64);
+            let frame = Frame::new(FrameKind::Data, kind, self.session, seq, offset, payload)
+                .map_err(ProduceError::Frame)?;
             self.queue
-                .send(frame)
+                .send(Outgoing {
+                    frame,
+                    stream_len: n as u64,
+                })
                 .map_err(|_| ProduceError::Cancelled)?;
             seq += 1;
             offset += n as u64;
@@ -246,7 +270,9 @@ impl Producer {
             Bytes::copy_from_slice(hash.as_bytes()),
         )
         .map_err(ProduceError::Frame)?;
-        self.queue.send(end).map_err(|_| ProduceError::Cancelled)?;
+        self.queue
+            .send(Outgoing::plain(end))
+            .map_err(|_| ProduceError::Cancelled)?;
         Ok(Produced { len: offset, hash })
     }
 }

@@ -33,10 +33,10 @@ pub const COMPRESSED_HEADER_LEN: usize = 7;
 /// Serialized size of a Raw item before its bytes.
 pub const RAW_HEADER_LEN: usize = 5;
 
-const KIND_ZERO: u8 = 1;
+pub(crate) const KIND_ZERO: u8 = 1;
 const KIND_REF: u8 = 2;
 const KIND_DELTA: u8 = 3;
-const KIND_COMPRESSED: u8 = 4;
+pub(crate) const KIND_COMPRESSED: u8 = 4;
 const KIND_RAW: u8 = 5;
 
 /// What is wrong with a serialized item.

@@ -12,14 +12,18 @@
 //! - [`estimator`]: [`LinkEstimator`], online bandwidth (EWMA + Holt prediction), RTT and loss.
 //! - [`choose`]: [`CompressionChooser`] picks the codec that maximises original bytes delivered
 //!   per second, with hysteresis; [`suggest_streams`] sizes the connection count.
+//! - [`auto`]: [`ReductionController`], the per-session loop that feeds the estimator and the
+//!   chooser from a sender's counters and picks the codec about once a second.
 //! - [`share`]: [`fair_share`] splits a link among sessions by weight, honouring caps.
 //!
 //! Nothing here reads a clock, a socket or a file: time and measurements are inputs.
 
+pub mod auto;
 pub mod choose;
 pub mod estimator;
 pub mod share;
 
+pub use auto::{AutoConfig, ReductionController, SenderSample, initial_codec};
 pub use choose::{
     Codec, CodecProfile, CodecTable, CompressionChooser, StreamParams, best_codec, suggest_streams,
 };

@@ -128,7 +128,11 @@ fn frame_kind() -> impl Strategy<Value = FrameKind> {
 }
 
 fn payload_kind() -> impl Strategy<Value = PayloadKind> {
-    prop_oneof![Just(PayloadKind::Control), Just(PayloadKind::Raw)]
+    prop_oneof![
+        Just(PayloadKind::Control),
+        Just(PayloadKind::Raw),
+        Just(PayloadKind::Hde)
+    ]
 }
 
 /// Any frame a correct peer could send: every kind and field, payloads up to 4 KiB.
@@ -340,7 +344,7 @@ fn unknown_frame_kind_is_rejected() {
 
 #[test]
 fn unknown_payload_kind_is_rejected() {
-    for kind in [0, 3, u16::MAX] {
+    for kind in [0, 4, u16::MAX] {
         assert!(
             matches!(
                 FrameHeader::decode(&header_with_u16(8, kind)),

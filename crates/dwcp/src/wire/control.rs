@@ -9,6 +9,10 @@ use super::WireError;
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest error message an `Error` frame may carry, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Feature bit: data frames may carry [`super::PayloadKind::Hde`] items.
+pub const FEATURE_HDE: u32 = 1;
+/// Every feature bit this build knows.
+pub const KNOWN_FEATURES: u32 = FEATURE_HDE;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {
@@ -58,6 +62,19 @@ impl<'a> Reader<'a> {
         }
         let raw = self.take(len)?;
         String::from_utf8(raw.to_vec()).map_err(|_| self.malformed("string is not UTF-8"))
+    }
+
+    /// An optional trailing `features: u32`: absent is 0; present, it must not be 0, so that
+    /// every record has exactly one encoding.
+    fn features(&mut self) -> Result<u32, WireError> {
+        if self.buf.is_empty() {
+            return Ok(0);
+        }
+        let features = self.u32()?;
+        if features == 0 {
+            return Err(self.malformed("features field present but zero"));
+        }
+        Ok(features)
     }
 
     fn finish(&self) -> Result<(), WireError> {
@@ -112,6 +129,9 @@ pub struct Hello {
     pub chunk_size: u32,
     /// File name to store the stream under on the receiver.
     pub name: String,
+    /// Features the sender asks for (bits such as [`FEATURE_HDE`]); 0 sends the original
+    /// 17-byte-plus-name record, which every receiver understands.
+    pub features: u32,
 }
 
 impl Hello {
@@ -124,6 +144,9 @@ impl Hello {
         out.put_u64(self.total_len.unwrap_or(u64::MAX));
         out.put_u32(self.chunk_size);
         put_string(&mut out, &self.name, MAX_NAME_LEN);
+        if self.features != 0 {
+            out.put_u32(self.features);
+        }
         out.freeze()
     }
 
@@ -146,6 +169,7 @@ impl Hello {
             return Err(r.malformed("chunk size out of range"));
         }
         let name = r.string(MAX_NAME_LEN)?;
+        let features = r.features()?;
         r.finish()?;
         Ok(Self {
             mode,
@@ -153,6 +177,7 @@ impl Hello {
             total_len,
             chunk_size,
             name,
+            features,
         })
     }
 }
@@ -168,16 +193,22 @@ pub struct HelloAck {
     pub window: u64,
     /// Most connections the receiver accepts for one session.
     pub max_streams: u16,
+    /// Features the receiver confirms: a subset of those the `Hello` asked for. 0 sends the
+    /// original 18-byte record, which is what an old sender expects.
+    pub features: u32,
 }
 
 impl HelloAck {
     /// Encodes the payload.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(18);
+        let mut out = BytesMut::with_capacity(22);
         out.put_u64(self.start_offset);
         out.put_u64(self.window);
         out.put_u16(self.max_streams);
+        if self.features != 0 {
+            out.put_u32(self.features);
+        }
         out.freeze()
     }
 
@@ -194,6 +225,7 @@ impl HelloAck {
             start_offset: r.u64()?,
             window: r.u64()?,
             max_streams: r.u16()?,
+            features: r.features()?,
         };
         r.finish()?;
         if ack.window == 0 || ack.max_streams == 0 {

@@ -14,6 +14,7 @@ fn hello() -> Hello {
         total_len: Some(1 << 30),
         chunk_size: 1 << 20,
         name: "disk.qcow2".to_owned(),
+        features: 0,
     }
 }
 
@@ -22,6 +23,7 @@ fn hello_ack() -> HelloAck {
         start_offset: 0,
         window: 64 << 20,
         max_streams: 8,
+        features: 0,
     }
 }
 
@@ -115,24 +117,29 @@ fn any_hello() -> impl Strategy<Value = Hello> {
         proptest::option::of(0..u64::MAX),
         1..=MAX_PAYLOAD,
         string_within(MAX_NAME_LEN),
+        any::<u32>(),
     )
-        .prop_map(|(mode, conn_index, total_len, chunk_size, name)| Hello {
-            mode,
-            conn_index,
-            total_len,
-            chunk_size,
-            name,
-        })
+        .prop_map(
+            |(mode, conn_index, total_len, chunk_size, name, features)| Hello {
+                mode,
+                conn_index,
+                total_len,
+                chunk_size,
+                name,
+                features,
+            },
+        )
 }
 
 fn any_hello_ack() -> impl Strategy<Value = HelloAck> {
-    (any::<u64>(), 1..=u64::MAX, 1..=u16::MAX).prop_map(|(start_offset, window, max_streams)| {
-        HelloAck {
+    (any::<u64>(), 1..=u64::MAX, 1..=u16::MAX, any::<u32>()).prop_map(
+        |(start_offset, window, max_streams, features)| HelloAck {
             start_offset,
             window,
             max_streams,
-        }
-    })
+            features,
+        },
+    )
 }
 
 fn any_error_message() -> impl Strategy<Value = ErrorMessage> {
@@ -162,6 +169,51 @@ fn hello_ack_and_error_layouts_are_big_endian() {
     let mut expected = vec![0, 3, 0, 23];
     expected.extend_from_slice(b"no space left on device");
     assert_eq!(&error_message().encode()[..], &expected[..]);
+}
+
+#[test]
+fn features_are_an_optional_trailing_field() {
+    // Absent: the original record, what an old peer sends and expects.
+    assert_eq!(Hello::decode(&hello().encode()).unwrap().features, 0);
+    assert_eq!(hello_ack().encode().len(), 18);
+    let asked = Hello {
+        features: FEATURE_HDE,
+        ..hello()
+    };
+    let bytes = asked.encode();
+    assert_eq!(bytes.len(), hello().encode().len() + 4);
+    assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 1]);
+    assert_eq!(Hello::decode(&bytes).unwrap(), asked);
+    let confirmed = HelloAck {
+        features: FEATURE_HDE,
+        ..hello_ack()
+    };
+    let bytes = confirmed.encode();
+    assert_eq!(bytes.len(), 22);
+    assert_eq!(HelloAck::decode(&bytes).unwrap(), confirmed);
+    // Unknown bits decode (the receiver confirms only what it knows).
+    let mut bytes = hello().encode().to_vec();
+    bytes.extend_from_slice(&0x8000_0001u32.to_be_bytes());
+    assert_eq!(Hello::decode(&bytes).unwrap().features, 0x8000_0001);
+}
+
+#[test]
+fn a_present_but_zero_or_short_features_field_is_rejected() {
+    let mut bytes = hello().encode().to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(
+        malformed(Hello::decode(&bytes)),
+        ("Hello", "features field present but zero")
+    );
+    let mut bytes = hello_ack().encode().to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(
+        malformed(HelloAck::decode(&bytes)),
+        ("HelloAck", "features field present but zero")
+    );
+    let mut bytes = hello().encode().to_vec();
+    bytes.push(1);
+    assert_eq!(malformed(Hello::decode(&bytes)), ("Hello", "too short"));
 }
 
 #[test]
@@ -251,15 +303,16 @@ fn unknown_hello_mode_is_rejected() {
 
 #[test]
 fn trailing_bytes_are_rejected_in_every_control_payload() {
+    // After the optional features field, nothing may follow.
     let mut bytes = hello().encode().to_vec();
-    bytes.push(0);
+    bytes.extend_from_slice(&[0, 0, 0, 1, 0]);
     assert_eq!(
         malformed(Hello::decode(&bytes)),
         ("Hello", "trailing bytes")
     );
 
     let mut bytes = hello_ack().encode().to_vec();
-    bytes.push(0);
+    bytes.extend_from_slice(&[0, 0, 0, 1, 0]);
     assert_eq!(
         malformed(HelloAck::decode(&bytes)),
         ("HelloAck", "trailing bytes")
@@ -421,7 +474,7 @@ proptest! {
         chunk_size in prop_oneof![0..=MAX_PAYLOAD + 1, any::<u32>()],
         name in proptest::collection::vec(any::<u8>(), 0..300),
         name_len in prop_oneof![0u16..300, any::<u16>()],
-        trailing in proptest::collection::vec(any::<u8>(), 0..3),
+        trailing in proptest::collection::vec(any::<u8>(), 0..6),
     ) {
         let mut bytes = raw_hello(mode, chunk_size, &name, name_len);
         bytes.extend_from_slice(&trailing);

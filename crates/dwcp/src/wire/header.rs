@@ -104,6 +104,9 @@ pub enum PayloadKind {
     Control = 1,
     /// Stream bytes as they are.
     Raw = 2,
+    /// One HDE item (`Zero`, `Compressed` or `Raw`) that decodes to the stream bytes at the
+    /// frame's offset; only on sessions whose `HelloAck` confirmed [`super::FEATURE_HDE`].
+    Hde = 3,
 }
 
 impl TryFrom<u16> for PayloadKind {
@@ -113,6 +116,7 @@ impl TryFrom<u16> for PayloadKind {
         match value {
             1 => Ok(Self::Control),
             2 => Ok(Self::Raw),
+            3 => Ok(Self::Hde),
             other => Err(WireError::UnknownPayloadKind(other)),
         }
     }

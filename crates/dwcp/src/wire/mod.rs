@@ -26,7 +26,9 @@ mod codec_test;
 mod control_test;
 
 pub use codec::{read_frame, write_frame};
-pub use control::{ErrorCode, ErrorMessage, Hello, HelloAck, HelloMode};
+pub use control::{
+    ErrorCode, ErrorMessage, FEATURE_HDE, Hello, HelloAck, HelloMode, KNOWN_FEATURES,
+};
 pub use header::{
     FrameHeader, FrameKind, HEADER_LEN, MAGIC, MAX_CONTROL_PAYLOAD, MAX_PAYLOAD, PayloadKind,
     SessionId, VERSION,

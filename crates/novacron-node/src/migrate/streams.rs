@@ -207,6 +207,8 @@ fn start(
     opts.reconnect_timeout = LINK_LOST;
     opts.window = WINDOW;
     opts.window_limit = window_limit;
+    // Zero chunks elided, the rest compressed as PBA decides for the link.
+    opts.reduce = dwcp::amst::Reduction::Auto;
     let task = tokio::spawn(async move {
         let outcome = match dialer {
             Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)

@@ -304,6 +304,7 @@ fn t08_names_that_leave_the_directory_are_refused_by_sender_and_receiver() {
             total_len: Some(10),
             chunk_size: 1024,
             name: name.into(),
+            features: 0,
         };
         let frame =
             Frame::control(FrameKind::Hello, SessionId::random(), 0, hello.encode()).unwrap();
@@ -384,4 +385,112 @@ fn t10_a_full_disk_is_reported_and_leaves_only_the_partial_file() {
     );
     assert!(!mnt.path().join("huge").exists());
     assert!(mnt.path().join("huge.partial").exists());
+}
+
+/// Log-like text: compresses several times over.
+fn log_file(dir: &std::path::Path, name: &str, len: usize) -> std::path::PathBuf {
+    let mut text = String::with_capacity(len + 128);
+    let mut i = 0u64;
+    while text.len() < len {
+        text.push_str(&format!(
+            "2026-11-25T12:{:02}:{:02} INFO node-{} migrated page range {}..{} in {} us\n",
+            (i / 60) % 60,
+            i % 60,
+            i % 7,
+            i * 4096,
+            i * 4096 + 4095,
+            (i * 37) % 1000
+        ));
+        i += 1;
+    }
+    text.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn t11_compression_settings_reduce_the_wire_bytes_and_report_it() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let server = Server::start(dst.path(), &["--insecure"]);
+    let text = log_file(src.path(), "app.log", 6 * MIB + 3);
+    for (compress, codec) in [("zstd:3", "zstd-3"), ("lz4", "lz4")] {
+        let out = send(&text, server.addr, &["--insecure", "--compress", compress]);
+        let s = out.summary();
+        assert_eq!(s["hde"], true, "{s}");
+        assert_eq!(s["compression"], compress);
+        assert_eq!(s["codec"], codec);
+        assert_eq!(s["stream_bytes"], 6 * MIB as u64 + 3);
+        let wire = s["wire_bytes"].as_u64().unwrap();
+        assert!(wire < 3 * MIB as u64, "{s}");
+        assert!(s["reduction_ratio"].as_f64().unwrap() > 2.0, "{s}");
+        assert!(s["mode"].is_string(), "{s}");
+        assert_eq!(file_hash(&dst.path().join("app.log")), file_hash(&text));
+    }
+    let out = send(&text, server.addr, &["--insecure", "--compress", "off"]);
+    let s = out.summary();
+    assert_eq!(s["hde"], false, "{s}");
+    assert_eq!(s["wire_bytes"], s["stream_bytes"]);
+
+    // Random data with the default (auto): raw, within 0.5 %.
+    let noise = write_file(src.path(), "noise", 8 * MIB, 12);
+    let s = send(&noise, server.addr, &["--insecure"]).summary();
+    assert_eq!(s["compression"], "auto");
+    let (wire, stream) = (
+        s["wire_bytes"].as_f64().unwrap(),
+        s["stream_bytes"].as_f64().unwrap(),
+    );
+    assert!(wire <= stream * 1.005, "{s}");
+    assert_eq!(file_hash(&dst.path().join("noise")), file_hash(&noise));
+
+    // The human line names the mode and the reduction.
+    let out = novacron()
+        .args(["dwcp", "send"])
+        .arg(&text)
+        .arg(server.addr.to_string())
+        .args(["--insecure", "--quiet", "--compress", "lz4"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(" link, codec lz4, reduction "), "{stderr}");
+}
+
+#[test]
+fn t12_feature_flags_switch_compression_off_per_node() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let server = Server::start(dst.path(), &["--insecure"]);
+    let text = log_file(src.path(), "flagged.log", 2 * MIB);
+    let flags = src.path().join("flags.json");
+    let run = |doc: &str| {
+        std::fs::write(&flags, doc).unwrap();
+        let flags = flags.display().to_string();
+        send(
+            &text,
+            server.addr,
+            &[
+                "--insecure",
+                "--compress",
+                "lz4",
+                "--flags",
+                &flags,
+                "--node-id",
+                "n1",
+            ],
+        )
+    };
+    assert_eq!(
+        run(r#"{"hde": {"enabled": false}}"#).summary()["hde"],
+        false
+    );
+    assert_eq!(run(r#"{"kill_switch": true}"#).summary()["hde"], false);
+    assert_eq!(
+        run(r#"{"hde": {"rollout_percent": 100}}"#).summary()["hde"],
+        true
+    );
+    let bad = run(r#"{"hde": {"enabled": "yes"}}"#);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("hde.enabled"), "{}", bad.stderr);
 }

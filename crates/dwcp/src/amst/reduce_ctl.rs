@@ -1,0 +1,150 @@
+//! A sending session's data reduction as the supervisor sees it: what was negotiated, the PBA
+//! loop that sets the producer's codec under `Auto`, and the figures for the summary.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::hde_frame::choice_name;
+use super::reduce::{ChunkEncoder, ReduceShared, Reduction, choice_of};
+use crate::hde::CodecChoice;
+use crate::mode::Mode;
+use crate::pba::{AutoConfig, Codec, ReductionController, SenderSample, initial_codec};
+
+/// What the summary reports of data reduction.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReduceReport {
+    pub(crate) mode: Mode,
+    pub(crate) mode_measured: bool,
+    pub(crate) codec: String,
+    pub(crate) codec_changes: u32,
+    pub(crate) stream_bytes: u64,
+    pub(crate) wire_bytes: u64,
+}
+
+/// Data reduction of one sending session.
+pub(crate) struct SessionReduce {
+    /// What the caller asked for.
+    pub(crate) requested: Reduction,
+    /// Whether the receiver confirmed HDE (without it every frame is `Raw`).
+    pub(crate) hde: bool,
+    pub(crate) shared: Arc<ReduceShared>,
+    /// The PBA loop, under `Auto` with HDE confirmed.
+    auto: Option<ReductionController>,
+    /// Counters when the session started, for a session shorter than one PBA period.
+    first: SenderSample,
+    /// The mode the first RTT suggested.
+    guessed: Mode,
+}
+
+impl SessionReduce {
+    /// The reduction of a session that asked for `requested`, whose receiver did (`hde`) or
+    /// did not confirm HDE, whose first connection measured `rtt`, limited to `rate_limit`.
+    pub(crate) fn new(
+        requested: Reduction,
+        hde: bool,
+        rtt: Duration,
+        rate_limit: Option<u64>,
+    ) -> Self {
+        let cap = rate_limit.map(|r| r as f64);
+        let (initial, guessed) = initial_codec(rtt, cap);
+        let guess = match guessed {
+            Mode::Datacenter => 1.25e9,
+            Mode::Hybrid => 1.25e8,
+            Mode::Internet => 1.25e7,
+        };
+        let auto = (hde && requested == Reduction::Auto)
+            .then(|| ReductionController::new(AutoConfig::default(), initial, guess, cap));
+        let now = Instant::now();
+        Self {
+            requested,
+            hde,
+            shared: Arc::new(ReduceShared::new(initial)),
+            auto,
+            first: SenderSample {
+                at: now,
+                wire_acked: 0,
+                blocked: Duration::ZERO,
+                rtt: Some(rtt),
+            },
+            guessed,
+        }
+    }
+
+    /// The producer's encoder, when HDE was confirmed.
+    pub(crate) fn encoder(&self) -> Option<ChunkEncoder> {
+        if !self.hde {
+            return None;
+        }
+        let fixed = match self.requested {
+            Reduction::Off => return None,
+            Reduction::Auto => None,
+            Reduction::Fixed(choice) => Some(choice),
+        };
+        Some(ChunkEncoder {
+            fixed,
+            since_probe: 0,
+        })
+    }
+
+    fn sample(&self, wire_acked: u64, srtt_us: u64) -> SenderSample {
+        SenderSample {
+            at: Instant::now(),
+            wire_acked,
+            blocked: Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed)),
+            rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
+        }
+    }
+
+    /// Called on every supervisor tick: feeds the PBA loop and applies its decisions.
+    pub(crate) fn tick(&mut self, wire_acked: u64, srtt_us: u64) {
+        let sample = self.sample(wire_acked, srtt_us);
+        let Some(ctl) = self.auto.as_mut() else {
+            return;
+        };
+        for (codec, sums) in self.shared.take_observed() {
+            ctl.observe(codec, sums.original, sums.compressed, sums.cpu);
+        }
+        if let Some(codec) = ctl.on_sample(sample) {
+            tracing::debug!(%codec, bandwidth = ctl.link_bandwidth(), mode = %ctl.mode(), "codec changed");
+            self.shared.set_codec(codec);
+        }
+    }
+
+    /// The figures for the summary, at the end of the session.
+    pub(crate) fn report(&mut self, wire_acked: u64, srtt_us: u64) -> ReduceReport {
+        let end = self.sample(wire_acked, srtt_us);
+        let stream_bytes = self.shared.stream_bytes.load(Ordering::Relaxed);
+        let wire_bytes = self.shared.wire_bytes.load(Ordering::Relaxed);
+        let (codec, changes, mode, measured) = match self.auto.as_mut() {
+            Some(ctl) => {
+                ctl.finish(self.first, end);
+                let (_, changes) = ctl.decisions();
+                let codec = choice_name(choice_of(ctl.codec()));
+                let measured = ctl.mode_measured();
+                let mode = if measured { ctl.mode() } else { self.guessed };
+                (codec, changes, mode, measured)
+            }
+            None => {
+                let choice = match (self.hde, self.requested) {
+                    (true, Reduction::Fixed(choice)) => choice,
+                    _ => CodecChoice::None,
+                };
+                let mut probe =
+                    ReductionController::new(AutoConfig::default(), Codec::None, 0.0, None);
+                probe.finish(self.first, end);
+                let measured = probe.mode_measured();
+                let mode = if measured { probe.mode() } else { self.guessed };
+                (choice_name(choice), 0, mode, measured)
+            }
+        };
+        ReduceReport {
+            mode,
+            mode_measured: measured,
+            codec,
+            codec_changes: changes,
+            stream_bytes,
+            wire_bytes,
+        }
+    }
+}

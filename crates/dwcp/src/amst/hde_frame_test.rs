@@ -73,15 +73,7 @@ fn a_zero_chunk_is_five_bytes() {
 
 #[test]
 fn incompressible_chunks_go_raw_and_report_the_attempt() {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..65_536)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect();
+    let noise = super::super::test_support::pseudo_random(65_536, 0x9e37_79b9_7f4a_7c15);
     let out = encode_chunk(Bytes::from(noise.clone()), CodecChoice::Zstd(3)).unwrap();
     assert_eq!(out.kind, PayloadKind::Raw);
     assert_eq!(&out.payload[..], &noise[..]);

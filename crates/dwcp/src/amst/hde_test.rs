@@ -8,6 +8,7 @@
     reason = "test data generators truncate on purpose"
 )]
 
+use super::test_support::{loopback_tls, pseudo_random};
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,32 +88,6 @@ async fn send_to(addr: &str, security: &Security, data: &[u8], o: SendOptions) -
         .expect("send failed")
 }
 
-fn tls(root: &Path) -> Security {
-    let ca = root.join("ca");
-    crate::pki::init_ca(&ca, "cluster").unwrap();
-    let files: crate::tls::TlsFiles =
-        crate::pki::issue_node(&ca, "node-a", &["127.0.0.1".to_owned()], &root.join("node"))
-            .unwrap()
-            .into();
-    Security::Tls {
-        client: Some(crate::tls::client_config(&files).unwrap()),
-        server: Some(crate::tls::server_config(&files).unwrap()),
-        server_name: Some(crate::tls::server_name("127.0.0.1").unwrap()),
-    }
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Log lines: timestamps, levels, a few words and numbers, as a service writes them.
 fn log_text(len: usize) -> Vec<u8> {
     let words = [
@@ -149,7 +124,7 @@ fn mixed(len: usize) -> Vec<u8> {
         match k % 3 {
             0 => out.extend(std::iter::repeat_n(0u8, piece)),
             1 => out.extend_from_slice(&log_text(piece)),
-            _ => out.extend_from_slice(&random(piece, k)),
+            _ => out.extend_from_slice(&pseudo_random(piece, k)),
         }
         k += 1;
     }
@@ -173,7 +148,7 @@ async fn round_trips(security: Security, dir: &Path) {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("text", log_text(len)),
         ("zero", vec![0u8; len]),
-        ("random", random(len, 9)),
+        ("random", pseudo_random(len, 9)),
         ("mixed", mixed(len)),
     ];
     for (kind, data) in &cases {
@@ -216,14 +191,14 @@ async fn every_setting_round_trips_every_kind_of_data_in_plaintext() {
 async fn every_setting_round_trips_every_kind_of_data_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = tempfile::tempdir().unwrap();
-    round_trips(tls(pki.path()), dir.path()).await;
+    round_trips(loopback_tls(pki.path()), dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_on_loopback_sends_random_data_raw() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Rx::start(dir.path(), Security::Insecure, true).await;
-    let data = random(8 * MIB, 3);
+    let data = pseudo_random(8 * MIB, 3);
     let s = send_to(
         &rx.addr,
         &Security::Insecure,

@@ -64,6 +64,8 @@ mod sink;
 #[cfg(test)]
 mod sink_test;
 mod source;
+#[cfg(test)]
+mod test_support;
 pub mod tuner;
 mod window;
 

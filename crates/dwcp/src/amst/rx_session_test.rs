@@ -6,6 +6,7 @@
     reason = "test data generators truncate on purpose"
 )]
 
+use super::test_support::pseudo_random;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,18 +52,6 @@ fn outcome(s: &RxSession) -> Result<[u8; 32], crate::wire::ErrorMessage> {
     }
 }
 
-fn stream(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -78,7 +67,7 @@ proptest! {
         // held out of order, which `a_flood_of_tiny_out_of_order_frames_is_refused` tests.
         let chunk = chunk.max(len / 30_000 + 1);
         let dir = tempfile::tempdir().unwrap();
-        let input = stream(len, seed);
+        let input = pseudo_random(len, seed);
         let s = RxSession::open(SID, dir.path(), "f", Some(len as u64), 1 << 30, false).unwrap();
         let mut frames: Vec<Frame> = input
             .chunks(chunk)
@@ -107,7 +96,7 @@ proptest! {
 #[test]
 fn overlapping_retransmission_is_trimmed() {
     let dir = tempfile::tempdir().unwrap();
-    let input = stream(100, 1);
+    let input = pseudo_random(100, 1);
     let s = RxSession::open(SID, dir.path(), "f", Some(100), 1 << 20, false).unwrap();
     s.on_frame(data(0, &input[..60])).unwrap();
     s.on_frame(data(40, &input[40..])).unwrap();
@@ -150,7 +139,7 @@ fn end_with_a_different_length_is_refused() {
 #[test]
 fn resume_continues_after_the_partial_and_hashes_the_whole_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let input = stream(5000, 7);
+    let input = pseudo_random(5000, 7);
     std::fs::write(dir.path().join("f.partial"), &input[..1234]).unwrap();
     let s = RxSession::open(SID, dir.path(), "f", Some(5000), 1 << 20, true).unwrap();
     assert_eq!(s.start, 1234);

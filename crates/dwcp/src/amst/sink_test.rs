@@ -6,6 +6,7 @@
     reason = "test data generators truncate on purpose"
 )]
 
+use super::test_support::{loopback_tls, pseudo_random};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -99,33 +100,6 @@ fn opts(name: &str) -> SendOptions {
     o
 }
 
-/// Mutual TLS with one node certificate (SAN 127.0.0.1) used by both ends.
-fn tls(root: &Path) -> Security {
-    let ca = root.join("ca");
-    crate::pki::init_ca(&ca, "cluster").unwrap();
-    let files: crate::tls::TlsFiles =
-        crate::pki::issue_node(&ca, "node-a", &["127.0.0.1".to_owned()], &root.join("node"))
-            .unwrap()
-            .into();
-    Security::Tls {
-        client: Some(crate::tls::client_config(&files).unwrap()),
-        server: Some(crate::tls::server_config(&files).unwrap()),
-        server_name: Some(crate::tls::server_name("127.0.0.1").unwrap()),
-    }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A sink socket pair: the writing end for the registry, and a thread reading the other end
 /// to EOF that returns the BLAKE3 and length of what it read.
 fn sink_pair() -> (
@@ -195,7 +169,7 @@ async fn a_sink_receives_a_multi_mib_stream_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_receives_a_multi_mib_stream_byte_identical_over_tls() {
-    multi_mib_stream_arrives_byte_identical(tls).await;
+    multi_mib_stream_arrives_byte_identical(loopback_tls).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +377,7 @@ async fn a_prompt_source_delivers_a_small_write_while_the_socket_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_source_delivers_a_small_write_while_the_socket_stays_open_over_tls() {
-    a_small_write_arrives_while_the_source_stays_open(tls).await;
+    a_small_write_arrives_while_the_source_stays_open(loopback_tls).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,37 +98,10 @@ stop_children() {
     PIDS=()
 }
 
-# SIGINT lets the emulator delete its namespaces; `down` removes whatever a killed one left.
-stop_link() {
-    stop_children
-    if [ -n "$EMU_PID" ]; then
-        stop_pid "$EMU_PID" INT
-        EMU_PID=
-    fi
-    if [ "$EMU_STARTED" -eq 1 ] && [ -x "$WANEM" ]; then
-        timeout 30 "$WANEM" down --ns-a "$NS_A" --ns-b "$NS_B" >/dev/null 2>&1 || true
-    fi
-}
+stop_link() { wan_stop_link; }
 
 wan_install_cleanup
 
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-
-# Run a command in the background and wait for it, so that a signal reaches the trap at once.
-run() {
-    "$@" &
-    local pid=$! rc=0
-    PIDS+=("$pid")
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    return "$rc"
-}
 
 if [ "${DWCP_BENCH_NO_BUILD:-0}" != 1 ]; then
     log "building novacron and novacron-wanem (release)"
@@ -335,10 +308,6 @@ done
 
 # ---- report ----------------------------------------------------------------------------------
 
-fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
-# ratio a/b with $3 decimals, "-" when either is not a number
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {
-    if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN {
     if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b > 0) printf "%.1f", a / b * 100; else printf "-" }'; }
 # is a >= b (numbers)?
@@ -368,7 +337,6 @@ table() {
     done
 }
 
-verdict() { if "$@"; then echo met; else echo MISSED; fi; }
 
 targets() {
     local link t r v

@@ -134,36 +134,10 @@ stop_children() {
     done
 }
 
-stop_link() {
-    stop_children
-    if [ -n "$EMU_PID" ]; then
-        stop_pid "$EMU_PID" INT
-        EMU_PID=
-    fi
-    if [ "$EMU_STARTED" -eq 1 ] && [ -x "$WANEM" ]; then
-        timeout 30 "$WANEM" down --ns-a "$NS_A" --ns-b "$NS_B" >/dev/null 2>&1 || true
-    fi
-}
+stop_link() { wan_stop_link; }
 
 wan_install_cleanup
 
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    PIDS=("${keep[@]}")
-}
-
-# Runs a command in the background and waits for it, so that a signal reaches the trap at once.
-run() {
-    "$@" &
-    local pid=$! rc=0
-    PIDS+=("$pid")
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    return "$rc"
-}
 
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     log "building novacron and novacron-wanem (release)"
@@ -288,9 +262,6 @@ nc_console() { cli "$VM_NODE" vm console "$VM_NAME" --lines 10000 >"$1.tmp" 2>/d
 # shellcheck disable=SC2317 # called through wait_guest
 file_console() { [ -f "$1" ]; }
 
-fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {
-    if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
 # is a <= b (numbers)?
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 <= b + 0) }'; }
 num() { [[ $1 =~ ^[0-9.]+$ ]]; }
@@ -562,7 +533,6 @@ qemu_best() {
     echo "$best"
 }
 
-verdict() { if "$@"; then echo met; else echo MISSED; fi; }
 
 link_report() {
     local link=$1 r bs bm ns nm

@@ -52,3 +52,45 @@ wan_cleanup() {
     rm -rf "$WORK"
     exit "$rc"
 }
+
+# Stops a link whose emulator the caller started: the caller's `stop_children` first, then the
+# emulator (SIGINT lets it delete its namespaces; EMU_PID), then `down` for whatever a killed one
+# left (when EMU_STARTED is 1; WANEM, NS_A, NS_B).
+wan_stop_link() {
+    stop_children
+    if [ -n "$EMU_PID" ]; then
+        stop_pid "$EMU_PID" INT
+        EMU_PID=
+    fi
+    if [ "$EMU_STARTED" -eq 1 ] && [ -x "$WANEM" ]; then
+        timeout 30 "$WANEM" down --ns-a "$NS_A" --ns-b "$NS_B" >/dev/null 2>&1 || true
+    fi
+}
+
+# Removes pid $1 from the caller's PIDS.
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# Runs a command in the background (its pid in PIDS meanwhile) and waits for it, so that a
+# signal reaches the trap at once.
+run() {
+    "$@" &
+    local pid=$! rc=0
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+# $1 with $2 decimals (default 1), or $1 as it is when it is not a number.
+fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
+# ratio a/b with $3 decimals, "-" when either is not a number
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {
+    if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
+# "met" when the command succeeds, else "MISSED".
+verdict() { if "$@"; then echo met; else echo MISSED; fi; }

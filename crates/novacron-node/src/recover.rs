@@ -118,22 +118,11 @@ impl Node {
 
     /// Removes a VM that was arriving when the daemon stopped: its QEMU, record and files.
     async fn discard_incoming(&self, vm: &Vm) {
-        let run = self.layout().vm_run(vm.id);
-        if let Ok(p) = QemuProcess::attach(&run).await {
-            if let Err(e) = p.kill().await {
-                tracing::warn!(vm = %vm.id, error = %chain(&e), "could not kill the QEMU of an interrupted incoming migration");
-            }
-        }
-        if let Err(e) = self
-            .apply(novacron_store::Command::DeleteVm {
-                id: vm.id,
-                expect_state: Some(VmState::Incoming),
-            })
+        let process = QemuProcess::attach(&self.layout().vm_run(vm.id))
             .await
-        {
-            tracing::warn!(vm = %vm.id, error = %e, "could not remove an interrupted incoming VM");
-            return;
-        }
+            .ok()
+            .map(Arc::new);
+        self.drop_incoming_vm(vm.id, process.as_ref()).await;
         tracing::info!(vm = %vm.id, name = %vm.spec.name, "removed a VM whose incoming migration a restart interrupted");
     }
 

@@ -386,7 +386,7 @@ impl Node {
     }
 
     /// Kills the QEMU of an incoming VM and removes its record and directory.
-    async fn drop_incoming_vm(&self, vm: VmId, process: Option<&Arc<QemuProcess>>) {
+    pub(crate) async fn drop_incoming_vm(&self, vm: VmId, process: Option<&Arc<QemuProcess>>) {
         let record = self.store().vm(vm);
         if let Err(e) = self
             .apply(Command::DeleteVm {

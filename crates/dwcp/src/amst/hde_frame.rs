@@ -38,6 +38,11 @@ pub(crate) struct EncodedChunk {
     pub(crate) payload: Bytes,
     /// Set when the chunk was compressed (kept or not).
     pub(crate) observed: Option<Observation>,
+    /// The chunk itself, kept while the frame is in flight when it holds references, so that
+    /// it can be sent again as literals if the receiver lacks one (`Need`).
+    pub(crate) original: Option<Bytes>,
+    /// Stream bytes sent as references.
+    pub(crate) ref_bytes: u64,
 }
 
 /// Encodes a non-empty chunk of at most 16 MiB for a session that negotiated HDE.
@@ -55,6 +60,8 @@ pub(crate) fn encode_chunk(chunk: Bytes, choice: CodecChoice) -> Result<EncodedC
                     kind: PayloadKind::Hde,
                     payload: Bytes::from(item),
                     observed: None,
+                    original: None,
+                    ref_bytes: 0,
                 });
             }
         }
@@ -87,6 +94,8 @@ pub(crate) fn encode_chunk(chunk: Bytes, choice: CodecChoice) -> Result<EncodedC
         kind: PayloadKind::Hde,
         payload: Bytes::from(item),
         observed,
+        original: None,
+        ref_bytes: 0,
     })
 }
 
@@ -95,6 +104,8 @@ fn raw(chunk: Bytes, observed: Option<Observation>) -> EncodedChunk {
         kind: PayloadKind::Raw,
         payload: chunk,
         observed,
+        original: None,
+        ref_bytes: 0,
     }
 }
 

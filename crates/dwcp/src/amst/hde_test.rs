@@ -30,11 +30,11 @@ use crate::wire::{
     PayloadKind, SessionId, read_frame, write_frame,
 };
 
-const STEP: Duration = Duration::from_secs(60);
-const MIB: usize = 1 << 20;
+pub(super) const STEP: Duration = Duration::from_secs(60);
+pub(super) const MIB: usize = 1 << 20;
 
-struct Rx {
-    addr: String,
+pub(super) struct Rx {
+    pub(super) addr: String,
     done: mpsc::UnboundedReceiver<ReceivedFile>,
     task: JoinHandle<()>,
 }
@@ -47,11 +47,16 @@ impl Drop for Rx {
 
 impl Rx {
     async fn start(dir: &Path, security: Security, hde: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let acceptor = Acceptor::new(listener, &security, TcpTuning::default()).unwrap();
         let mut cfg = ReceiverConfig::new(dir);
         cfg.hde = hde;
-        // Finished sessions linger for a while; the round trips open many.
+        Self::with_config(cfg, security).await
+    }
+
+    /// A receiver with `cfg` (its session limit raised: finished sessions linger for a while,
+    /// and the round trips open many).
+    pub(super) async fn with_config(mut cfg: ReceiverConfig, security: Security) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let acceptor = Acceptor::new(listener, &security, TcpTuning::default()).unwrap();
         cfg.max_sessions = 64;
         let rx = Receiver::new(acceptor, cfg).unwrap();
         let addr = rx.local_addr().unwrap().to_string();
@@ -63,7 +68,7 @@ impl Rx {
     }
 }
 
-fn dialer(addr: &str, security: &Security) -> Dialer {
+pub(super) fn dialer(addr: &str, security: &Security) -> Dialer {
     Dialer {
         addr: addr.to_owned(),
         security: security.clone(),
@@ -71,7 +76,7 @@ fn dialer(addr: &str, security: &Security) -> Dialer {
     }
 }
 
-fn opts(name: &str, reduce: Reduction) -> SendOptions {
+pub(super) fn opts(name: &str, reduce: Reduction) -> SendOptions {
     let mut o = SendOptions::new(name);
     o.streams = StreamCount::Fixed(3);
     o.chunk_size = 256 << 10;
@@ -79,7 +84,12 @@ fn opts(name: &str, reduce: Reduction) -> SendOptions {
     o
 }
 
-async fn send_to(addr: &str, security: &Security, data: &[u8], o: SendOptions) -> TransferSummary {
+pub(super) async fn send_to(
+    addr: &str,
+    security: &Security,
+    data: &[u8],
+    o: SendOptions,
+) -> TransferSummary {
     let (progress, _) = watch::channel(Progress::starting());
     let source = Source::Reader(Box::new(std::io::Cursor::new(data.to_vec())));
     timeout(STEP, send(source, dialer(addr, security), o, progress))
@@ -89,7 +99,7 @@ async fn send_to(addr: &str, security: &Security, data: &[u8], o: SendOptions) -
 }
 
 /// Log lines: timestamps, levels, a few words and numbers, as a service writes them.
-fn log_text(len: usize) -> Vec<u8> {
+pub(super) fn log_text(len: usize) -> Vec<u8> {
     let words = [
         "session", "open", "frame", "acked", "window", "bytes", "stream", "done",
     ];
@@ -116,7 +126,7 @@ fn log_text(len: usize) -> Vec<u8> {
 }
 
 /// Zero runs, text and noise in turn, in pieces that straddle chunk boundaries.
-fn mixed(len: usize) -> Vec<u8> {
+pub(super) fn mixed(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     let mut k = 0u64;
     while out.len() < len {
@@ -304,7 +314,7 @@ async fn open_by_hand(addr: &str, name: &str, features: u32) -> (TcpStream, Sess
     hello_by_hand(addr, SessionId::random(), HelloMode::Open, name, features).await
 }
 
-async fn hello_by_hand(
+pub(super) async fn hello_by_hand(
     addr: &str,
     session: SessionId,
     mode: HelloMode,

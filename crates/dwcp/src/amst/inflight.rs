@@ -47,6 +47,9 @@ impl Charge {
 pub(crate) struct Outgoing {
     pub(crate) frame: Frame,
     pub(crate) stream_len: u64,
+    /// The stream bytes of a frame that references content in the receiver's store, to send
+    /// as literals if the receiver asks (`Need`); `None` for every other frame.
+    pub(crate) original: Option<bytes::Bytes>,
 }
 
 impl Outgoing {
@@ -57,7 +60,11 @@ impl Outgoing {
         } else {
             0
         };
-        Self { frame, stream_len }
+        Self {
+            frame,
+            stream_len,
+            original: None,
+        }
     }
 }
 
@@ -176,6 +183,11 @@ impl InFlight {
             }
         }
         out
+    }
+
+    /// Removes and returns the unacknowledged data frame at `offset`, to be sent again.
+    pub(crate) fn take_offset(&self, offset: u64) -> Option<Outgoing> {
+        self.lock().data.remove(&offset).map(|e| e.out)
     }
 
     /// The connection holding the oldest unacknowledged frame: the stream cannot advance

@@ -43,6 +43,9 @@
 //! On the sender, [`Source::Stream`] reads a local socket and sends whatever each read returns
 //! at once, so a small write reaches the receiver without waiting for a full chunk.
 
+mod dedup;
+#[cfg(test)]
+mod dedup_test;
 mod hde_frame;
 #[cfg(test)]
 mod hde_test;
@@ -57,6 +60,7 @@ mod rx_session;
 #[cfg(test)]
 mod rx_session_test;
 mod rx_writer;
+mod segments;
 mod send_opts;
 mod sender;
 mod sender_conn;

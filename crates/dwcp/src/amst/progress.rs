@@ -127,6 +127,12 @@ pub struct TransferSummary {
     pub wire_bytes: u64,
     /// `stream_bytes / wire_bytes` (1 without reduction; 1 for an empty stream).
     pub reduction_ratio: f64,
+    /// Whether the receiver confirmed deduplication against its content store.
+    pub dedup: bool,
+    /// Stream bytes sent as references to content the receiver held.
+    pub ref_bytes: u64,
+    /// Frames sent again as literals because the receiver lacked a referenced segment.
+    pub content_requests: u64,
 }
 
 mod secs {

@@ -16,10 +16,11 @@ use super::rx_session::{RxSession, RxStatus};
 use super::sender_conn::HELLO_TIMEOUT;
 use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
+use crate::hde::{ContentIndex, DiskStore};
 use crate::transport::{Acceptor, BoxStream, Connection};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck, HelloMode,
-    PayloadKind, SessionId, read_frame, write_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck,
+    HelloMode, PayloadKind, SessionId, read_frame, write_frame,
 };
 
 /// Settings of a receiver.
@@ -40,6 +41,10 @@ pub struct ReceiverConfig {
     /// Confirm HDE to senders that ask for it (data frames of payload kind `Hde`). Off, the
     /// receiver answers as one that does not know the feature, and senders send raw.
     pub hde: bool,
+    /// The content store: with HDE on, senders that ask get deduplication against it (an
+    /// index of it when the session opens, references resolved from it, every literal
+    /// segment received stored in it). `None` declines deduplication.
+    pub store: Option<Arc<std::sync::Mutex<DiskStore>>>,
 }
 
 impl ReceiverConfig {
@@ -54,6 +59,7 @@ impl ReceiverConfig {
             idle_timeout: Duration::from_secs(60),
             sinks_only: false,
             hde: true,
+            store: None,
         }
     }
 }
@@ -230,7 +236,7 @@ async fn serve_conn(
         }
     };
     let id = first.header.session;
-    let (session, features) = match admit(&first, &sessions, &cfg, &sinks).await {
+    let (session, features, opened) = match admit(&first, &sessions, &cfg, &sinks).await {
         Ok(s) => s,
         Err(err) => {
             tracing::warn!(%peer, session = %id, reason = %err.message, "session refused");
@@ -247,8 +253,16 @@ async fn serve_conn(
     };
     let result = match Frame::control(FrameKind::HelloAck, id, 0, ack.encode()) {
         Ok(frame) => {
+            let index = if opened && features & FEATURE_DEDUP != 0 {
+                index_frame(id, cfg.store.clone()).await
+            } else {
+                None
+            };
             let sent = async {
                 write_frame(&mut conn.stream, &frame).await?;
+                if let Some(index) = &index {
+                    write_frame(&mut conn.stream, index).await?;
+                }
                 conn.stream.flush().await?;
                 Ok::<_, crate::wire::WireError>(())
             };
@@ -265,14 +279,43 @@ async fn serve_conn(
     session.conns.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// The `Index` frame of what `store` holds, built on the blocking pool (the store may hold
+/// millions of entries). `None` when it cannot be built: the sender then fails the session,
+/// which is better than a receiver that pretends to hold nothing.
+async fn index_frame(
+    id: SessionId,
+    store: Option<Arc<std::sync::Mutex<DiskStore>>>,
+) -> Option<Frame> {
+    let store = store?;
+    let index = tokio::task::spawn_blocking(move || {
+        let store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ContentIndex::build(store.len(), store.hashes())
+    })
+    .await
+    .ok()?;
+    Frame::control(FrameKind::Index, id, 0, index.encode()).ok()
+}
+
+/// The features a receiver with `cfg` offers a new session.
+fn offered(cfg: &ReceiverConfig) -> u32 {
+    match (cfg.hde, cfg.store.is_some()) {
+        (false, _) => 0,
+        (true, false) => FEATURE_HDE,
+        (true, true) => FEATURE_HDE | FEATURE_DEDUP,
+    }
+}
+
 /// Decides what a `Hello` opens or joins, and which of the features it asks for the session
-/// has (a subset of those asked for: an old sender, asking for none, gets the old `HelloAck`).
+/// has (a subset of those asked for: an old sender, asking for none, gets the old `HelloAck`);
+/// the flag says whether it opened (or resumed) a session rather than joined one.
 async fn admit(
     first: &Frame,
     sessions: &Sessions,
     cfg: &Arc<ReceiverConfig>,
     sinks: &SinkRegistry,
-) -> Result<(Arc<RxSession>, u32), ErrorMessage> {
+) -> Result<(Arc<RxSession>, u32, bool), ErrorMessage> {
     let protocol = |m: String| ErrorMessage {
         code: ErrorCode::Protocol,
         message: m,
@@ -296,10 +339,18 @@ async fn admit(
                 message: format!("session already has {} connections", cfg.max_streams),
             });
         }
-        let features = if session.hde { FEATURE_HDE } else { 0 };
-        return Ok((session, hello.features & features));
+        let features = if session.hde { FEATURE_HDE } else { 0 }
+            | if session.dedup.is_some() {
+                FEATURE_DEDUP
+            } else {
+                0
+            };
+        return Ok((session, hello.features & features, false));
     }
-    let features = hello.features & if cfg.hde { FEATURE_HDE } else { 0 };
+    let mut features = hello.features & offered(cfg);
+    if features & FEATURE_HDE == 0 {
+        features &= !FEATURE_DEDUP;
+    }
     validate_name(&hello.name).map_err(|e| ErrorMessage {
         code: ErrorCode::BadName,
         message: e.to_string(),
@@ -360,6 +411,10 @@ async fn admit(
     } else {
         session
     };
+    let session = match &cfg.store {
+        Some(store) if features & FEATURE_DEDUP != 0 => session.with_dedup(Arc::clone(store)),
+        _ => session,
+    };
     let session = Arc::new(session);
     tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, hde = session.hde, "session open");
     let mut map = lock(sessions);
@@ -371,13 +426,15 @@ async fn admit(
         });
     }
     map.insert(id, Arc::clone(&session));
-    Ok((session, features))
+    Ok((session, features, true))
 }
 
 /// Reads frames into the session and writes acknowledgements until the connection ends.
 async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), String> {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut status = session.subscribe();
+    // At most one per frame read, and the writer takes them as they come.
+    let (need_tx, mut need_rx) = mpsc::unbounded_channel::<u64>();
     let id = session.id;
     let reader = async {
         loop {
@@ -406,13 +463,23 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 return Err("frame for another session".into());
             }
             let h = frame.header;
-            let taken = if h.kind == FrameKind::Data && h.payload_kind == PayloadKind::Hde {
-                match session.decode_hde(frame).await {
+            let taken = match (h.kind, h.payload_kind) {
+                (FrameKind::Data, PayloadKind::Hde) => match session.decode_hde(frame).await {
                     Ok(bytes) => session.on_data(h.offset, bytes),
                     Err(msg) => Err(msg),
+                },
+                (FrameKind::Data, PayloadKind::Segments) => {
+                    match session.decode_segments(frame).await {
+                        Ok(Some(bytes)) => session.on_data(h.offset, bytes),
+                        Ok(None) => {
+                            // Content it referenced is missing: ask for the frame's literals.
+                            let _ = need_tx.send(h.offset);
+                            Ok(())
+                        }
+                        Err(msg) => Err(msg),
+                    }
                 }
-            } else {
-                session.on_frame(frame)
+                _ => session.on_frame(frame),
             };
             if let Err(msg) = taken {
                 let text = msg.message.clone();
@@ -424,7 +491,16 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
     let writer = async {
         let mut sent = session.start;
         let mut sent_at = Instant::now();
+        let mut need = None;
         loop {
+            while let Some(offset) = need.take().or_else(|| need_rx.try_recv().ok()) {
+                let frame = Frame::control(FrameKind::Need, id, offset, bytes::Bytes::new())
+                    .map_err(|e| e.to_string())?;
+                write_frame(&mut wr, &frame)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wr.flush().await.map_err(|e| e.to_string())?;
+            }
             let st: RxStatus = status.borrow_and_update().clone();
             let due = st.written.saturating_sub(sent) >= ACK_EVERY_BYTES
                 || sent_at.elapsed() >= ACK_EVERY
@@ -458,14 +534,19 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 tokio::time::sleep(FINISHED_LINGER).await;
                 return Ok(());
             }
-            if st.written != sent {
-                // Progress not yet acknowledged: wait for more, but no longer than ACK_EVERY.
-                let wait = ACK_EVERY.saturating_sub(sent_at.elapsed());
-                if let Ok(Err(_)) = tokio::time::timeout(wait, status.changed()).await {
-                    return Ok(());
+            // Progress not yet acknowledged: wait for more, but no longer than ACK_EVERY.
+            let wait = if st.written != sent {
+                ACK_EVERY.saturating_sub(sent_at.elapsed())
+            } else {
+                Duration::MAX
+            };
+            tokio::select! {
+                changed = tokio::time::timeout(wait, status.changed()) => {
+                    if let Ok(Err(_)) = changed {
+                        return Ok(());
+                    }
                 }
-            } else if status.changed().await.is_err() {
-                return Ok(());
+                Some(offset) = need_rx.recv() => need = Some(offset),
             }
         }
     };

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::dedup::Dedup;
 use super::hde_frame::{EncodedChunk, Observation, encode_chunk};
 use crate::flags::{Component, Flags};
 use crate::hde::codec::{ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL};
@@ -133,6 +134,8 @@ pub(crate) struct ReduceShared {
     pub(crate) stream_bytes: AtomicU64,
     /// Payload bytes framed for them.
     pub(crate) wire_bytes: AtomicU64,
+    /// Stream bytes sent as references to content the receiver holds.
+    pub(crate) ref_bytes: AtomicU64,
     /// Time the producer waited for window permits, in nanoseconds: a sender that waits is
     /// held by the link (or the receiver), one that does not is held by itself.
     pub(crate) blocked_ns: AtomicU64,
@@ -204,16 +207,31 @@ pub(crate) struct ChunkEncoder {
     /// `None` under `Auto`: the codec comes from the shared state.
     pub(crate) fixed: Option<CodecChoice>,
     pub(crate) since_probe: u32,
+    /// Set when the session also negotiated deduplication.
+    pub(crate) dedup: Option<Dedup>,
 }
 
 impl ChunkEncoder {
-    /// Encodes one chunk, recording what compression measured in `shared`.
+    /// How much of `data` (read from the source, more to follow) to frame now: with
+    /// deduplication, up to its last segment boundary (all of it when it is one segment);
+    /// otherwise all of it.
+    pub(crate) fn frame_len(&self, data: &[u8]) -> usize {
+        match &self.dedup {
+            Some(dedup) => dedup.cutter().last_boundary(data),
+            None => data.len(),
+        }
+    }
+
+    /// Encodes one chunk, whose frame ends at stream offset `end` (`acked`: the receiver's
+    /// acknowledged offset), recording what compression measured in `shared`.
     ///
     /// # Errors
     /// [`CodecError`] when the compressor fails.
     pub(crate) fn encode(
         &mut self,
         chunk: Bytes,
+        end: u64,
+        acked: u64,
         shared: &ReduceShared,
     ) -> Result<EncodedChunk, CodecError> {
         let choice = match self.fixed {
@@ -233,10 +251,17 @@ impl ChunkEncoder {
                 }
             }
         };
-        let out = encode_chunk(chunk, choice)?;
+        let out = match self.dedup.as_mut() {
+            // An all-zero chunk is one 5-byte item either way.
+            Some(dedup) if !crate::hde::is_zero(&chunk) => {
+                dedup.encode(chunk, end, acked, choice)?
+            }
+            _ => encode_chunk(chunk, choice)?,
+        };
         if let Some(o) = out.observed {
             shared.observe(o);
         }
+        shared.ref_bytes.fetch_add(out.ref_bytes, Ordering::Relaxed);
         Ok(out)
     }
 }
@@ -297,11 +322,12 @@ mod tests {
         let mut enc = ChunkEncoder {
             fixed: None,
             since_probe: 0,
+            dedup: None,
         };
         let text = Bytes::from("a line of a log file, again and again\n".repeat(2000));
         let mut compressed = 0;
         for _ in 0..PROBE_EVERY * 2 {
-            let out = enc.encode(text.clone(), &shared).unwrap();
+            let out = enc.encode(text.clone(), 0, 0, &shared).unwrap();
             if out.kind == crate::wire::PayloadKind::Hde {
                 compressed += 1;
             }

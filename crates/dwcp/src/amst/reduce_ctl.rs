@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::dedup::Dedup;
 use super::hde_frame::choice_name;
 use super::reduce::{ChunkEncoder, ReduceShared, Reduction, choice_of};
 use crate::hde::CodecChoice;
@@ -71,8 +72,8 @@ impl SessionReduce {
         }
     }
 
-    /// The producer's encoder, when HDE was confirmed.
-    pub(crate) fn encoder(&self) -> Option<ChunkEncoder> {
+    /// The producer's encoder, when HDE was confirmed; `dedup` when deduplication was too.
+    pub(crate) fn encoder(&self, dedup: Option<Dedup>) -> Option<ChunkEncoder> {
         if !self.hde {
             return None;
         }
@@ -84,6 +85,7 @@ impl SessionReduce {
         Some(ChunkEncoder {
             fixed,
             since_probe: 0,
+            dedup,
         })
     }
 

@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,7 +15,9 @@ use tokio::sync::watch;
 
 use super::hde_frame::{HdeFrameError, decode_payload, is_heavy};
 use super::rx_writer::{FileOut, Output, WriteCmd};
+use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
+use crate::hde::DiskStore;
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
 
 /// Where a session's data stands, published to its connections.
@@ -60,6 +62,8 @@ pub(crate) struct RxSession {
     pub(crate) hde: bool,
     /// Most stream bytes one `Hde` item may decode to: the session's chunk size.
     item_limit: usize,
+    /// The content store, when deduplication was negotiated (`Segments` data frames).
+    pub(crate) dedup: Option<Arc<Mutex<DiskStore>>>,
 }
 
 pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
@@ -193,6 +197,7 @@ impl RxSession {
             conns: AtomicUsize::new(0),
             hde: false,
             item_limit: 0,
+            dedup: None,
         })
     }
 
@@ -201,6 +206,12 @@ impl RxSession {
     pub(crate) fn with_hde(mut self, chunk_size: u32) -> Self {
         self.hde = true;
         self.item_limit = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        self
+    }
+
+    /// This session, accepting `Segments` data frames resolved against and stored in `store`.
+    pub(crate) fn with_dedup(mut self, store: Arc<Mutex<DiskStore>>) -> Self {
+        self.dedup = Some(store);
         self
     }
 
@@ -361,6 +372,46 @@ impl RxSession {
             .await
             .map_err(|e| fail(ErrorCode::Other, format!("HDE decoding failed: {e}")))?
             .map_err(describe)
+    }
+
+    /// Decodes a `Segments` data frame into its stream bytes, on the blocking pool (it reads
+    /// and writes the content store). `Ok(None)` when a reference names content the store
+    /// lacks: the caller asks the sender for the frame again (`Need`), and nothing of this
+    /// copy is used.
+    ///
+    /// # Errors
+    /// An [`ErrorMessage`] (`Protocol`) naming the frame and what is wrong with it, or saying
+    /// the session did not negotiate deduplication.
+    pub(crate) async fn decode_segments(
+        &self,
+        frame: Frame,
+    ) -> Result<Option<Bytes>, ErrorMessage> {
+        let h = frame.header;
+        let Some(store) = self.dedup.clone() else {
+            return Err(fail(
+                ErrorCode::Protocol,
+                "segments data frame on a session that did not negotiate deduplication",
+            ));
+        };
+        let limit = self.item_limit;
+        let decoded =
+            tokio::task::spawn_blocking(move || segments::decode(&frame.payload, limit, &store))
+                .await
+                .map_err(|e| fail(ErrorCode::Other, format!("segment decoding failed: {e}")))?;
+        match decoded {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(SegmentsError::Missing(hash)) => {
+                tracing::debug!(session = %self.id, offset = h.offset, %hash, "referenced content missing; asking for it");
+                Ok(None)
+            }
+            Err(e) => Err(fail(
+                ErrorCode::Protocol,
+                format!(
+                    "bad segments in data frame seq {} at offset {}: {e}",
+                    h.seq, h.offset
+                ),
+            )),
+        }
     }
 
     fn accept_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {

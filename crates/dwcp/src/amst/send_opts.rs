@@ -58,6 +58,12 @@ pub struct SendOptions {
     /// A window the caller changes while the transfer runs (clamped to one chunk ..=
     /// `window`); `None` keeps `window` throughout.
     pub window_limit: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Ask the receiver for deduplication against its content store (only with `reduce`
+    /// on): segments it holds go as references. A receiver without a store declines.
+    pub dedup: bool,
+    /// This node's own content store: every segment sent is recorded in it, so that a later
+    /// stream the other way can reference it. Only used when deduplication was negotiated.
+    pub record: Option<std::sync::Arc<std::sync::Mutex<crate::hde::DiskStore>>>,
 }
 
 impl SendOptions {
@@ -74,6 +80,8 @@ impl SendOptions {
             rate_limit: None,
             reduce: Reduction::Off,
             window_limit: None,
+            dedup: false,
+            record: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::MAX_STREAMS;
+use super::dedup::Dedup;
 use super::inflight::{Charge, ConnId, InFlight};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
@@ -24,8 +25,12 @@ use super::sender_conn::{
 pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
 use super::tuner::StreamTuner;
+use crate::hde::ContentIndex;
 use crate::transport::{Dialer, Security, tcp_stats};
-use crate::wire::{ErrorCode, FEATURE_HDE, HelloAck, HelloMode, MAX_PAYLOAD, SessionId};
+use crate::wire::{
+    ErrorCode, FEATURE_DEDUP, FEATURE_HDE, FrameKind, HelloAck, HelloMode, MAX_PAYLOAD, SessionId,
+    read_frame,
+};
 
 fn rejected_or_lost(f: HelloFailure) -> SendError {
     match f {
@@ -67,10 +72,10 @@ pub async fn send(
     } else {
         HelloMode::Open
     };
-    let mut features = if opts.reduce == Reduction::Off {
-        0
-    } else {
-        FEATURE_HDE
+    let mut features = match (opts.reduce, opts.dedup) {
+        (Reduction::Off, _) => 0,
+        (_, false) => FEATURE_HDE,
+        (_, true) => FEATURE_HDE | FEATURE_DEDUP,
     };
     let mut first = dialer.dial().await.map_err(SendError::Connect)?;
     let asked = Instant::now();
@@ -95,6 +100,26 @@ pub async fn send(
         )));
     }
     features = ack.features;
+    if features & FEATURE_DEDUP != 0 && features & FEATURE_HDE == 0 {
+        return Err(SendError::Protocol(
+            "receiver confirmed deduplication without HDE".into(),
+        ));
+    }
+    let dedup = if features & FEATURE_DEDUP != 0 {
+        let index = read_index(&mut first.stream).await?;
+        tracing::info!(
+            index_bytes = index.len_bytes(),
+            "receiver holds a content store"
+        );
+        Some(Dedup::new(
+            opts.chunk_size as usize,
+            Some(index),
+            opts.record.clone(),
+        ))
+    } else {
+        None
+    };
+    let cutter = dedup.as_ref().map(Dedup::cutter);
     let rtt = tcp_stats(first.fd)
         .and_then(|s| s.rtt)
         .unwrap_or_else(|| asked.elapsed());
@@ -142,6 +167,9 @@ pub async fn send(
         srtt_us: AtomicU64::new(0),
         tcp_acked: AtomicU64::new(0),
         pacing: AtomicU64::new(0),
+        acked_hint: Arc::new(AtomicU64::new(start)),
+        cutter,
+        needs: AtomicU64::new(0),
     });
     let producer = Producer {
         session,
@@ -153,8 +181,9 @@ pub async fn send(
         permits: Arc::clone(&permits),
         queue: queue_tx,
         runtime: tokio::runtime::Handle::current(),
-        encoder: reduce.encoder(),
+        encoder: reduce.encoder(dedup),
         reduce: Arc::clone(&reduce.shared),
+        acked: Arc::clone(&shared.acked_hint),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 
@@ -189,6 +218,29 @@ pub async fn send(
         unblock.disarm();
     }
     result
+}
+
+/// Reads the receiver's `Index`, sent right after a `HelloAck` that confirmed deduplication.
+async fn read_index(stream: &mut crate::transport::BoxStream) -> Result<ContentIndex, SendError> {
+    let read = tokio::time::timeout(super::sender_conn::HELLO_TIMEOUT, read_frame(stream));
+    let frame = match read.await {
+        Err(_) => {
+            return Err(SendError::Opening(
+                "receiver sent no content index in time".into(),
+            ));
+        }
+        Ok(Err(e)) => return Err(SendError::Opening(e.to_string())),
+        Ok(Ok(None)) => return Err(SendError::Opening("receiver closed the connection".into())),
+        Ok(Ok(Some(f))) => f,
+    };
+    if frame.header.kind != FrameKind::Index {
+        return Err(SendError::Protocol(format!(
+            "expected Index after HelloAck, got {:?}",
+            frame.header.kind
+        )));
+    }
+    ContentIndex::decode(&frame.payload)
+        .map_err(|e| SendError::Protocol(format!("bad content index: {e}")))
 }
 
 struct Supervisor {
@@ -638,6 +690,9 @@ impl Supervisor {
             },
             stream_bytes: r.stream_bytes,
             wire_bytes: r.wire_bytes,
+            dedup: self.features & FEATURE_DEDUP != 0,
+            ref_bytes: self.reduce.shared.ref_bytes.load(Ordering::Relaxed),
+            content_requests: self.shared.needs.load(Ordering::Relaxed),
         }
     }
 }

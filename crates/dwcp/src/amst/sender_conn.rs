@@ -8,11 +8,12 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
+use super::dedup::{Cutter, literal_payload};
 use super::inflight::{ConnId, InFlight, Outgoing};
 use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
-    ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, SessionId, WireError, read_frame,
-    write_frame,
+    ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, WireError,
+    read_frame, write_frame,
 };
 
 /// How long the receiver may take to answer a `Hello`.
@@ -48,6 +49,12 @@ pub(crate) struct Shared {
     /// Pacing cap per connection in bytes per second (0 = none): the total rate limit divided
     /// by the connection count, re-applied by each connection when it changes.
     pub(crate) pacing: AtomicU64,
+    /// The acknowledged offset, for the producer (which decides what the receiver holds).
+    pub(crate) acked_hint: Arc<AtomicU64>,
+    /// How the producer cuts chunks into segments, when deduplication was negotiated.
+    pub(crate) cutter: Option<Cutter>,
+    /// Frames sent again as literals after a `Need`.
+    pub(crate) needs: AtomicU64,
 }
 
 /// How a connection ended.
@@ -250,12 +257,21 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
         }
         match frame.header.kind {
             FrameKind::Ack => {
+                shared
+                    .acked_hint
+                    .fetch_max(frame.header.offset, Ordering::Relaxed);
                 let released = shared.inflight.ack(frame.header.offset);
                 if released > 0 {
                     shared
                         .permits
                         .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
                     shared.acked.notify_waiters();
+                }
+            }
+            FrameKind::Need => {
+                if let Err(msg) = on_need(shared, frame.header.offset) {
+                    let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));
+                    return Err(msg);
                 }
             }
             FrameKind::Done => {
@@ -284,6 +300,49 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
             }
         }
     }
+}
+
+/// Sends the frame at `offset` again with every segment as a literal: the receiver lacked
+/// content one of its references named. A frame no longer in flight (acknowledged, or already
+/// queued again) needs nothing.
+fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
+    let Some(cutter) = shared.cutter else {
+        return Err("Need frame on a session without deduplication".into());
+    };
+    let Some(out) = shared.inflight.take_offset(offset) else {
+        tracing::debug!(offset, "Need for a frame no longer in flight");
+        return Ok(());
+    };
+    let again = match &out.original {
+        Some(chunk) => {
+            let payload = literal_payload(cutter, chunk);
+            let h = out.frame.header;
+            let frame = Frame::new(
+                FrameKind::Data,
+                PayloadKind::Segments,
+                shared.session,
+                h.seq,
+                h.offset,
+                payload,
+            )
+            .map_err(|e| e.to_string())?;
+            Outgoing {
+                frame,
+                stream_len: out.stream_len,
+                original: None,
+            }
+        }
+        // The receiver asked for a frame without references: send it as it was.
+        None => out,
+    };
+    shared.needs.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(
+        offset,
+        "receiver lacked referenced content; sending the frame's literals"
+    );
+    // The queue lives as long as `shared`.
+    let _ = shared.queue_tx.send(again);
+    Ok(())
 }
 
 /// Builds the `Hello` for connection `index`.

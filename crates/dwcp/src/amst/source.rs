@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
@@ -154,6 +154,8 @@ pub(crate) struct Producer {
     pub(crate) encoder: Option<ChunkEncoder>,
     /// Byte counters and compression measurements, shared with the session.
     pub(crate) reduce: Arc<ReduceShared>,
+    /// The receiver's acknowledged offset, as the connections last saw it.
+    pub(crate) acked: Arc<AtomicU64>,
 }
 
 /// Stream length and BLAKE3 once the whole source was read and queued.
@@ -213,33 +215,59 @@ impl Producer {
         } else {
             Vec::new()
         };
+        // With deduplication, the bytes after a chunk's last segment boundary wait for the next
+        // read, so that frames start where segments do and an insertion early in the stream does
+        // not shift every later frame's segments (see `ChunkEncoder::frame_len`).
+        let mut carry = Bytes::new();
         loop {
-            let chunk = if self.prompt {
-                read_some(&mut reader, &mut prompt_buf).map_err(ProduceError::Read)?
+            let room = self.chunk_size - carry.len();
+            let read = if self.prompt {
+                let buf = prompt_buf.get_mut(..room).unwrap_or_default();
+                read_some(&mut reader, buf).map_err(ProduceError::Read)?
             } else {
                 // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
-                let mut chunk = Vec::with_capacity(self.chunk_size);
-                let limit = self.chunk_size as u64;
-                read_chunk(&mut reader, limit, &mut chunk).map_err(ProduceError::Read)?;
+                let mut chunk = Vec::with_capacity(room);
+                read_chunk(&mut reader, room as u64, &mut chunk).map_err(ProduceError::Read)?;
                 Bytes::from(chunk)
             };
-            let n = chunk.len();
-            if n == 0 {
+            if read.is_empty() {
                 if self.cancelled.load(Ordering::SeqCst) {
                     return Err(ProduceError::Cancelled);
                 }
-                break;
-            }
-            hasher.update(&chunk);
-            // Encoded before waiting for the window, so compression overlaps the wait.
-            let (kind, payload) = match self.encoder.as_mut() {
-                Some(enc) => {
-                    let out = enc
-                        .encode(chunk, &self.reduce)
-                        .map_err(ProduceError::Compress)?;
-                    (out.kind, out.payload)
+                if carry.is_empty() {
+                    break;
                 }
-                None => (PayloadKind::Raw, chunk),
+            }
+            hasher.update(&read);
+            // A full read means more is (likely) queued: the carried bytes go with it soon. A
+            // short one or the end of the source sends everything now.
+            let more = !read.is_empty() && read.len() == room;
+            let mut data = if carry.is_empty() {
+                read
+            } else {
+                let mut joined = Vec::with_capacity(carry.len() + read.len());
+                joined.extend_from_slice(&carry);
+                joined.extend_from_slice(&read);
+                Bytes::from(joined)
+            };
+            let len = match self.encoder.as_ref() {
+                Some(enc) if more => enc.frame_len(&data),
+                _ => data.len(),
+            };
+            carry = data.split_off(len);
+            let chunk = data;
+            let n = chunk.len();
+            // Encoded before waiting for the window, so compression overlaps the wait.
+            let end = offset + n as u64;
+            let (kind, payload, original) = match self.encoder.as_mut() {
+                Some(enc) => {
+                    let acked = self.acked.load(Ordering::Relaxed);
+                    let out = enc
+                        .encode(chunk, end, acked, &self.reduce)
+                        .map_err(ProduceError::Compress)?;
+                    (out.kind, out.payload, out.original)
+                }
+                None => (PayloadKind::Raw, chunk, None),
             };
             // The window counts stream bytes, whatever the frame's payload is.
             let permits = u32::try_from(self.charge.of(n as u64)).unwrap_or(u32::MAX);
@@ -257,6 +285,7 @@ impl Producer {
                 .send(Outgoing {
                     frame,
                     stream_len: n as u64,
+                    original,
                 })
                 .map_err(|_| ProduceError::Cancelled)?;
             seq += 1;

@@ -21,11 +21,12 @@
 //!
 //! The receiver never guesses: a reference to content it lacks is a typed error
 //! (`MissingContent`) so the transport asks for the bytes, and stored content is checked
-//! against its BLAKE3 before use. This module is a pure library; the transport does not carry
-//! its items yet.
+//! against its BLAKE3 before use. [`index`] holds the filter a receiver sends of what its store
+//! holds. AMST carries these items in its data frames (`crate::amst`).
 
 pub mod chunk;
 pub mod codec;
+pub mod index;
 pub mod item;
 mod lru;
 pub mod page;
@@ -42,6 +43,7 @@ mod store_test;
 
 pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkParams};
 pub use codec::{Codec, CodecChoice, CodecError};
+pub use index::{ContentIndex, IndexError};
 pub use item::{ItemError, decode_item, encode_item};
 pub use page::{PAGE_SIZE, PageDecoder, PageEncoder, PageError};
 pub use store::{DiskStore, MemStore, StoreError};

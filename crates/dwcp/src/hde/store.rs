@@ -229,6 +229,11 @@ impl DiskStore {
         self.index.contains(hash)
     }
 
+    /// Every hash held, in no particular order (for the index a receiver sends).
+    pub fn hashes(&self) -> impl Iterator<Item = &ContentHash> {
+        self.index.keys()
+    }
+
     /// The file that holds `hash`.
     #[must_use]
     pub fn path_of(&self, hash: &ContentHash) -> PathBuf {
@@ -331,10 +336,18 @@ impl ContentStore for DiskStore {
             return Ok(());
         }
         if self.index.touch(&hash) {
-            // Best effort, as in `get`.
-            let _ =
-                fs::File::open(self.path_of(&hash)).and_then(|f| f.set_modified(SystemTime::now()));
-            return Ok(());
+            match fs::File::open(self.path_of(&hash))
+                .and_then(|f| f.set_modified(SystemTime::now()))
+            {
+                // Listed but gone (removed behind the store's back): write it again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(old) = self.index.remove(&hash) {
+                        self.total_bytes -= old;
+                    }
+                }
+                // Best effort, as in `get`.
+                _ => return Ok(()),
+            }
         }
         self.write_new(&hash, content)?;
         self.index.insert(hash, len);

@@ -124,3 +124,15 @@ fn disk_store_serves_a_page_decoder_across_sessions() {
     assert_eq!(item, Encoded::Ref(hash));
     assert_eq!(dec.decode(5, &item).unwrap().as_slice(), page.as_slice());
 }
+
+#[test]
+fn disk_store_writes_again_an_entry_whose_file_was_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    let (h, content) = entry(9, 2000);
+    store.put(h, &content).unwrap();
+    fs::remove_file(store.path_of(&h)).unwrap();
+    store.put(h, &content).unwrap();
+    assert_eq!(store.get(&h).unwrap(), Some(content));
+    assert_eq!(store.total_bytes(), 2000);
+}

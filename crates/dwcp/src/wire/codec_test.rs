@@ -331,7 +331,7 @@ fn header_encoded_with_another_version_is_rejected() {
 
 #[test]
 fn unknown_frame_kind_is_rejected() {
-    for kind in [0, 9, 0x100, u16::MAX] {
+    for kind in [0, 11, 0x100, u16::MAX] {
         assert!(
             matches!(
                 FrameHeader::decode(&header_with_u16(6, kind)),
@@ -344,7 +344,7 @@ fn unknown_frame_kind_is_rejected() {
 
 #[test]
 fn unknown_payload_kind_is_rejected() {
-    for kind in [0, 4, u16::MAX] {
+    for kind in [0, 5, u16::MAX] {
         assert!(
             matches!(
                 FrameHeader::decode(&header_with_u16(8, kind)),

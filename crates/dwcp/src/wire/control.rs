@@ -11,8 +11,12 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// Feature bit: data frames may carry [`super::PayloadKind::Hde`] items.
 pub const FEATURE_HDE: u32 = 1;
+/// Feature bit: data frames may carry [`super::PayloadKind::Segments`], whose references name
+/// content in the receiver's store; the receiver sends an `Index` and answers `Need`. Only
+/// together with [`FEATURE_HDE`].
+pub const FEATURE_DEDUP: u32 = 2;
 /// Every feature bit this build knows.
-pub const KNOWN_FEATURES: u32 = FEATURE_HDE;
+pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {

@@ -12,6 +12,8 @@ pub const HEADER_LEN: usize = 56;
 pub const MAX_PAYLOAD: u32 = 16 << 20;
 /// Largest payload a control frame may carry (64 KiB).
 pub const MAX_CONTROL_PAYLOAD: u32 = 64 << 10;
+/// Largest payload an `Index` frame may carry: a 4 MiB filter and its 5-byte header.
+pub const MAX_INDEX_PAYLOAD: u32 = (4 << 20) + 5;
 
 /// A 128-bit random session identifier chosen by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -56,6 +58,12 @@ pub enum FrameKind {
     Error = 7,
     /// Sender: this connection carries no more data and will close.
     Close = 8,
+    /// Receiver, once per session right after the first `HelloAck` that confirmed
+    /// [`super::FEATURE_DEDUP`]: what its content store holds (a [`crate::hde::ContentIndex`]).
+    Index = 9,
+    /// Receiver: the data frame at `offset` references content it does not hold; the sender
+    /// sends that frame's bytes again, as literals.
+    Need = 10,
 }
 
 impl FrameKind {
@@ -64,6 +72,7 @@ impl FrameKind {
     pub const fn max_payload(self) -> u32 {
         match self {
             Self::Data => MAX_PAYLOAD,
+            Self::Index => MAX_INDEX_PAYLOAD,
             Self::Invalid
             | Self::Hello
             | Self::HelloAck
@@ -71,7 +80,8 @@ impl FrameKind {
             | Self::End
             | Self::Done
             | Self::Error
-            | Self::Close => MAX_CONTROL_PAYLOAD,
+            | Self::Close
+            | Self::Need => MAX_CONTROL_PAYLOAD,
         }
     }
 }
@@ -89,6 +99,8 @@ impl TryFrom<u16> for FrameKind {
             6 => Self::Done,
             7 => Self::Error,
             8 => Self::Close,
+            9 => Self::Index,
+            10 => Self::Need,
             other => return Err(WireError::UnknownFrameKind(other)),
         })
     }
@@ -107,6 +119,10 @@ pub enum PayloadKind {
     /// One HDE item (`Zero`, `Compressed` or `Raw`) that decodes to the stream bytes at the
     /// frame's offset; only on sessions whose `HelloAck` confirmed [`super::FEATURE_HDE`].
     Hde = 3,
+    /// A segment list (zero runs, references to content the receiver holds, literals) and one
+    /// block of literal bytes; only on sessions whose `HelloAck` confirmed
+    /// [`super::FEATURE_DEDUP`] (docs/dwcp-wire.md section 11).
+    Segments = 4,
 }
 
 impl TryFrom<u16> for PayloadKind {
@@ -117,6 +133,7 @@ impl TryFrom<u16> for PayloadKind {
             1 => Ok(Self::Control),
             2 => Ok(Self::Raw),
             3 => Ok(Self::Hde),
+            4 => Ok(Self::Segments),
             other => Err(WireError::UnknownPayloadKind(other)),
         }
     }

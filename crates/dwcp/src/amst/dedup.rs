@@ -1,0 +1,262 @@
+//! Deduplication on the sending side of a session that negotiated it: each chunk is cut into
+//! content-defined segments (FastCDC, about 4 KiB), and a segment goes as a reference when the
+//! receiver holds it, as a zero run when it is all zeros, and as literal bytes otherwise
+//! ([`super::segments`]).
+//!
+//! The receiver holds a segment when its [`ContentIndex`] (sent once when the session opened)
+//! says so, or when this session sent it as a literal in a frame the receiver has since
+//! acknowledged: the receiver stores each literal segment before it acknowledges the frame. A
+//! segment sent in a frame still in flight goes as a literal again, since another connection
+//! may deliver the reference first. Neither source is certain (the filter has false positives,
+//! the store evicts), so the receiver answers a reference it cannot resolve with `Need` and
+//! the sender sends that frame again with every segment as a literal
+//! ([`literal_payload`]).
+//!
+//! With a local store to record into ([`super::SendOptions::record`]), a background thread
+//! also stores every segment sent, so that this node can be referenced when the stream comes
+//! back the other way (a VM migrated out and later back).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use fastcdc::v2020::FastCDC;
+
+use super::hde_frame::{EncodedChunk, Observation};
+use super::segments::{MIN_STORED, Segment, write};
+use crate::hde::{
+    CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, DiskStore, codec,
+};
+use crate::wire::PayloadKind;
+
+/// Segments this session remembers sending (about 1 GiB of content at 4 KiB each).
+const SENT_CAPACITY: usize = 1 << 18;
+/// Segments queued for the recorder before new ones are dropped.
+const RECORD_QUEUE: usize = 4096;
+
+/// FastCDC sizes for a session's chunk size: about 4 KiB segments, larger for chunks over
+/// 1 MiB so that a chunk never has more than [`super::segments::MAX_SEGMENTS`] / 2 of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cutter {
+    min: usize,
+    avg: usize,
+    max: usize,
+}
+
+impl Cutter {
+    /// Sizes for chunks of at most `chunk_size` bytes.
+    pub(crate) fn for_chunk(chunk_size: usize) -> Self {
+        let min = (chunk_size / 2048).next_power_of_two().clamp(1024, 1 << 20);
+        Self {
+            min,
+            avg: min * 4,
+            max: min * 16,
+        }
+    }
+
+    /// Where the last segment of `data` starts (`data.len()` when it has only one): the
+    /// bytes from there on may continue past `data`.
+    pub(crate) fn last_boundary(self, data: &[u8]) -> usize {
+        match self.cut(data).last() {
+            Some((start, _)) if start > 0 => start,
+            _ => data.len(),
+        }
+    }
+
+    /// The `(start, len)` of each segment of `data`.
+    fn cut(self, data: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        FastCDC::new(data, self.min, self.avg, self.max).map(|c| (c.offset, c.length))
+    }
+}
+
+/// Stores segments in the node's own store off the producer's thread.
+#[derive(Debug)]
+struct Recorder {
+    tx: SyncSender<(ContentHash, Bytes)>,
+}
+
+impl Recorder {
+    fn start(store: Arc<Mutex<DiskStore>>) -> Option<Self> {
+        let (tx, rx) = sync_channel::<(ContentHash, Bytes)>(RECORD_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("dwcp-record".into())
+            .spawn(move || {
+                while let Ok((hash, bytes)) = rx.recv() {
+                    let mut store = store
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Err(e) = store.put(hash, &bytes) {
+                        tracing::warn!(error = %super::sender::error_chain(&e), "could not record a sent segment");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Self { tx }),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the segment recorder; not recording");
+                None
+            }
+        }
+    }
+
+    /// Queues a segment; drops it when the recorder is behind (the store is a cache).
+    fn record(&self, hash: ContentHash, bytes: Bytes) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send((hash, bytes)) {
+            tracing::trace!("segment recorder behind; dropping one");
+        }
+    }
+}
+
+/// The producer's deduplication state for one session.
+#[derive(Debug)]
+pub(crate) struct Dedup {
+    cutter: Cutter,
+    index: Option<ContentIndex>,
+    /// Segments sent as literals: the stream offset at which their frame ends.
+    sent: HashMap<ContentHash, u64>,
+    order: VecDeque<ContentHash>,
+    recorder: Option<Recorder>,
+}
+
+impl Dedup {
+    /// State for chunks of at most `chunk_size` bytes, with the receiver's `index` (if it sent
+    /// one) and a local store to record sent segments into.
+    pub(crate) fn new(
+        chunk_size: usize,
+        index: Option<ContentIndex>,
+        record: Option<Arc<Mutex<DiskStore>>>,
+    ) -> Self {
+        Self {
+            cutter: Cutter::for_chunk(chunk_size),
+            index,
+            sent: HashMap::new(),
+            order: VecDeque::new(),
+            recorder: record.and_then(Recorder::start),
+        }
+    }
+
+    fn receiver_holds(&self, hash: &ContentHash, acked: u64) -> bool {
+        self.sent.get(hash).is_some_and(|end| *end <= acked)
+            || self.index.as_ref().is_some_and(|i| i.may_contain(hash))
+    }
+
+    fn remember(&mut self, hash: ContentHash, end: u64) {
+        if self.sent.contains_key(&hash) {
+            return;
+        }
+        if self.order.len() >= SENT_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+        self.sent.insert(hash, end);
+        self.order.push_back(hash);
+    }
+
+    /// Encodes `chunk`, whose frame ends at stream offset `end`, as a `Segments` payload whose
+    /// literals are compressed with `choice`; `acked` is the receiver's acknowledged offset.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the compressor fails.
+    pub(crate) fn encode(
+        &mut self,
+        chunk: Bytes,
+        end: u64,
+        acked: u64,
+        choice: CodecChoice,
+    ) -> Result<EncodedChunk, CodecError> {
+        let mut segments = Vec::new();
+        let mut literals = Vec::with_capacity(chunk.len());
+        let mut ref_bytes = 0u64;
+        let mut new = Vec::new();
+        for (start, len) in self.cutter.cut(&chunk) {
+            let bytes = chunk.slice(start..start + len);
+            let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+            if crate::hde::is_zero(&bytes) {
+                segments.push(Segment::Zero(len32));
+                continue;
+            }
+            if len < MIN_STORED {
+                segments.push(Segment::Literal(len32));
+                literals.extend_from_slice(&bytes);
+                continue;
+            }
+            let hash = ContentHash::of(&bytes);
+            if let Some(rec) = &self.recorder {
+                rec.record(hash, bytes.clone());
+            }
+            if self.receiver_holds(&hash, acked) {
+                segments.push(Segment::Ref { len: len32, hash });
+                ref_bytes += len as u64;
+            } else {
+                segments.push(Segment::Literal(len32));
+                literals.extend_from_slice(&bytes);
+                new.push(hash);
+            }
+        }
+        for hash in new {
+            self.remember(hash, end);
+        }
+        let mut observed = None;
+        let mut block_codec = None;
+        let mut block = literals;
+        if let Some((codec, level)) = choice.codec().filter(|_| !block.is_empty()) {
+            let started = Instant::now();
+            let packed = codec::compress(codec, level, &block)?;
+            observed = Some(Observation {
+                choice,
+                original: block.len() as u64,
+                compressed: packed.len() as u64,
+                cpu: started.elapsed(),
+            });
+            if packed.len() < block.len() {
+                block = packed;
+                block_codec = Some((codec, level));
+            }
+        }
+        let payload = write(&segments, block_codec, &block);
+        Ok(EncodedChunk {
+            kind: PayloadKind::Segments,
+            payload,
+            observed,
+            original: (ref_bytes > 0).then_some(chunk),
+            ref_bytes,
+        })
+    }
+
+    /// How this session cuts chunks.
+    pub(crate) fn cutter(&self) -> Cutter {
+        self.cutter
+    }
+}
+
+/// A `Segments` payload of `chunk` with every non-zero segment as a literal, uncompressed:
+/// the answer to a `Need`, which the receiver can always decode (and then stores).
+pub(crate) fn literal_payload(cutter: Cutter, chunk: &[u8]) -> Bytes {
+    let segments: Vec<Segment> = cutter
+        .cut(chunk)
+        .map(|(start, len)| {
+            let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+            if chunk
+                .get(start..start + len)
+                .is_some_and(crate::hde::is_zero)
+            {
+                Segment::Zero(len32)
+            } else {
+                Segment::Literal(len32)
+            }
+        })
+        .collect();
+    let mut block = Vec::with_capacity(chunk.len());
+    let mut at = 0usize;
+    for s in &segments {
+        let len = usize::try_from(s.len()).unwrap_or(0);
+        if let (Segment::Literal(_), Some(bytes)) = (s, chunk.get(at..at + len)) {
+            block.extend_from_slice(bytes);
+        }
+        at += len;
+    }
+    write(&segments, None, &block)
+}

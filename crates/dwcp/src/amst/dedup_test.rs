@@ -1,0 +1,247 @@
+//! Deduplication against the receiver's content store over real sockets on 127.0.0.1: a
+//! stream the receiver has seen goes as references, an edited copy sends about what changed,
+//! content missing from the store is asked for and the stream still arrives exact, a forged
+//! reference is answered with `Need` (never guessed), a receiver without a store declines, and
+//! a sender that records what it sends is referenced when the stream comes back.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+use super::hde_test::{MIB, Rx, STEP, hello_by_hand, log_text, mixed, opts, send_to};
+use super::segments::{Segment, write};
+use super::test_support::pseudo_random;
+use super::{ReceiverConfig, Reduction, SendOptions, TransferSummary};
+use crate::hde::{CodecChoice, ContentHash, ContentIndex, DiskStore};
+use crate::transport::Security;
+use crate::wire::{
+    FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloMode, PayloadKind, SessionId, read_frame,
+    write_frame,
+};
+
+type Store = Arc<Mutex<DiskStore>>;
+
+fn store(dir: &Path) -> Store {
+    Arc::new(Mutex::new(DiskStore::open(dir, 1 << 30).unwrap()))
+}
+
+async fn receiver(dir: &Path, store: Option<Store>) -> Rx {
+    let mut cfg = ReceiverConfig::new(dir);
+    cfg.store = store;
+    Rx::with_config(cfg, Security::Insecure).await
+}
+
+fn dedup_opts(name: &str) -> SendOptions {
+    let mut o = opts(name, Reduction::Fixed(CodecChoice::Lz4));
+    o.dedup = true;
+    o
+}
+
+async fn send_checked(rx: &Rx, dir: &Path, data: &[u8], o: SendOptions) -> TransferSummary {
+    let name = o.name.clone();
+    let s = send_to(&rx.addr, &Security::Insecure, data, o).await;
+    let stored = std::fs::read(dir.join(&name)).unwrap();
+    assert!(stored == data, "{name}: stored stream differs");
+    assert_eq!(s.blake3, blake3::hash(data).to_hex().to_string());
+    s
+}
+
+/// Text, zeros and noise: about a third of it incompressible.
+fn image(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = mixed(len);
+    let noise = pseudo_random(len / 4, seed);
+    data.splice(len / 2..len / 2 + noise.len(), noise);
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_receiver_has_seen_goes_as_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    let data = image(8 * MIB, 3);
+
+    let first = send_checked(&rx, dir.path(), &data, dedup_opts("first")).await;
+    assert!(first.dedup, "{first:?}");
+    assert_eq!(first.content_requests, 0);
+    let second = send_checked(&rx, dir.path(), &data, dedup_opts("second")).await;
+    assert!(second.dedup, "{second:?}");
+    // Everything but zero runs and the segments under 256 bytes goes by reference.
+    let zeros = data.iter().filter(|b| **b == 0).count() as u64;
+    assert!(
+        second.ref_bytes * 10 >= (data.len() as u64 - zeros) * 9,
+        "{second:?}"
+    );
+    assert!(
+        second.wire_bytes * 20 < first.wire_bytes,
+        "{first:?}\n{second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_copy_sends_about_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    let old = image(8 * MIB, 5);
+    send_checked(&rx, dir.path(), &old, dedup_opts("v1")).await;
+
+    // An insertion early on shifts everything after it; a rewrite later changes 64 KiB.
+    let mut new = old.clone();
+    new.splice(100_000..100_000, log_text(3_000));
+    let noise = pseudo_random(64 << 10, 77);
+    new.splice(6 * MIB..6 * MIB + noise.len(), noise);
+    let mut o = dedup_opts("v2");
+    o.reduce = Reduction::Fixed(CodecChoice::None);
+    let s = send_checked(&rx, dir.path(), &new, o).await;
+    // Changed: 3 KB + 64 KiB, plus the segments around them (16 KiB at most each side), and
+    // a whole chunk again for each reference the index wrongly promised (rare).
+    assert!(
+        s.wire_bytes < (256 << 10) + s.content_requests * (256 << 10),
+        "{s:?}"
+    );
+    assert!(s.content_requests <= 1, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_missing_from_the_store_is_asked_for_and_the_stream_is_still_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join(".store");
+    let rx = receiver(dir.path(), Some(store(&store_dir))).await;
+    let data = pseudo_random(4 * MIB, 11);
+    send_checked(&rx, dir.path(), &data, dedup_opts("first")).await;
+
+    // The files go, the receiver's index still lists them: every reference misses.
+    for fan in std::fs::read_dir(&store_dir).unwrap() {
+        std::fs::remove_dir_all(fan.unwrap().path()).unwrap();
+    }
+    let s = send_checked(&rx, dir.path(), &data, dedup_opts("again")).await;
+    assert!(s.ref_bytes > 0, "{s:?}");
+    assert!(s.content_requests > 0, "{s:?}");
+    // The literals sent again were stored: a third copy goes by reference, with no request.
+    let third = send_checked(&rx, dir.path(), &data, dedup_opts("third")).await;
+    assert_eq!(third.content_requests, 0, "{third:?}");
+    assert!(third.ref_bytes * 10 >= data.len() as u64 * 9, "{third:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_reference_is_answered_with_need_and_never_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    let (mut s, session, ack) = hello_by_hand(
+        &rx.addr,
+        SessionId::random(),
+        HelloMode::Open,
+        "forged",
+        FEATURE_HDE | FEATURE_DEDUP,
+    )
+    .await;
+    assert_eq!(ack.features, FEATURE_HDE | FEATURE_DEDUP);
+    let index = read_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!(index.header.kind, FrameKind::Index);
+    ContentIndex::decode(&index.payload).unwrap();
+
+    let content = pseudo_random(8 << 10, 21);
+    let forged = write(
+        &[Segment::Ref {
+            len: 8 << 10,
+            hash: ContentHash::of(&content),
+        }],
+        None,
+        &[],
+    );
+    let data = |payload: Bytes| {
+        Frame::new(
+            FrameKind::Data,
+            PayloadKind::Segments,
+            session,
+            0,
+            0,
+            payload,
+        )
+        .unwrap()
+    };
+    write_frame(&mut s, &data(forged)).await.unwrap();
+    s.flush().await.unwrap();
+    let need = timeout(STEP, read_frame(&mut s))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(need.header.kind, FrameKind::Need);
+    assert_eq!(need.header.offset, 0);
+
+    // Sent as a literal, it is stored and the stream completes.
+    let literal = write(&[Segment::Literal(8 << 10)], None, &content);
+    write_frame(&mut s, &data(literal)).await.unwrap();
+    let hash = blake3::hash(&content);
+    let end = Frame::control(
+        FrameKind::End,
+        session,
+        content.len() as u64,
+        Bytes::copy_from_slice(hash.as_bytes()),
+    )
+    .unwrap();
+    write_frame(&mut s, &end).await.unwrap();
+    s.flush().await.unwrap();
+    loop {
+        let f = timeout(STEP, read_frame(&mut s))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match f.header.kind {
+            FrameKind::Ack => continue,
+            FrameKind::Done => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(dir.path().join("forged")).unwrap(), content);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_without_a_store_declines_and_the_stream_goes_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), None).await;
+    let data = image(2 * MIB, 8);
+    for name in ["one", "two"] {
+        let s = send_checked(&rx, dir.path(), &data, dedup_opts(name)).await;
+        assert!(s.hde && !s.dedup, "{s:?}");
+        assert_eq!(s.ref_bytes, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_sent_is_referenced_when_the_stream_comes_back() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let store_a = store(&a.path().join(".store"));
+    let store_b = store(&b.path().join(".store"));
+    let rx_a = receiver(a.path(), Some(Arc::clone(&store_a))).await;
+    let rx_b = receiver(b.path(), Some(Arc::clone(&store_b))).await;
+    let data = image(6 * MIB, 13);
+
+    // A sends to B, recording what it sends in its own store.
+    let mut out = dedup_opts("out");
+    out.record = Some(Arc::clone(&store_a));
+    send_checked(&rx_b, b.path(), &data, out).await;
+    // The recorder runs behind the sender: wait (bounded) until it has caught up.
+    let deadline = std::time::Instant::now() + STEP;
+    while store_a.lock().unwrap().total_bytes() < store_b.lock().unwrap().total_bytes() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recorder never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // B sends it back to A: A already holds it.
+    let back = send_checked(&rx_a, a.path(), &data, dedup_opts("back")).await;
+    let zeros = data.iter().filter(|b| **b == 0).count() as u64;
+    assert!(
+        back.ref_bytes * 10 >= (data.len() as u64 - zeros) * 9,
+        "{back:?}"
+    );
+    assert!(back.wire_bytes < (data.len() / 20) as u64, "{back:?}");
+}

@@ -1,0 +1,318 @@
+//! The `Segments` payload of a data frame (docs/dwcp-wire.md section 11): the frame's stream
+//! bytes as a list of content-defined segments, each a run of zeros, a reference to content the
+//! receiver's store holds, or literal bytes, followed by one block with every literal of the
+//! frame (compressed together, so that cutting a chunk into small segments for deduplication
+//! costs no compression ratio).
+//!
+//! ```text
+//! count: u16                                         1..=MAX_SEGMENTS
+//! count × segment:
+//!   tag 1 zero     len: u32                          5 bytes
+//!   tag 2 ref      len: u32, hash: [u8; 32]          37 bytes
+//!   tag 3 literal  len: u32                          5 bytes
+//! codec: u8 (0 none, 1 lz4, 2 zstd), level: i8, block_len: u32, block[block_len]
+//! ```
+//!
+//! Every `len` is at least 1 and their sum is at most the session's chunk size; the block
+//! decodes to exactly the sum of the literal lengths (with codec 0 it is that long), and
+//! nothing follows it. The receiver checks all of this before allocating, resolves each
+//! reference in its store (verified against the hash) and stores each literal segment so that
+//! later frames and sessions can reference it.
+
+use std::sync::Mutex;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::hde::{Codec, CodecError, ContentHash, ContentStore, DiskStore, codec};
+
+/// Most segments one frame may list.
+pub(crate) const MAX_SEGMENTS: usize = 4096;
+const TAG_ZERO: u8 = 1;
+const TAG_REF: u8 = 2;
+const TAG_LITERAL: u8 = 3;
+/// Literal segments shorter than this are not stored (nor referenced by the sender): a
+/// reference would not be much smaller than they are.
+pub(crate) const MIN_STORED: usize = 256;
+
+/// One segment of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// `len` zero bytes.
+    Zero(u32),
+    /// `len` bytes the receiver holds under `hash`.
+    Ref {
+        /// Length of the content.
+        len: u32,
+        /// Its BLAKE3.
+        hash: ContentHash,
+    },
+    /// The next `len` bytes of the literal block.
+    Literal(u32),
+}
+
+impl Segment {
+    /// Stream bytes the segment stands for.
+    pub(crate) fn len(self) -> u32 {
+        match self {
+            Self::Zero(len) | Self::Literal(len) | Self::Ref { len, .. } => len,
+        }
+    }
+}
+
+/// Why a `Segments` payload was refused, or could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SegmentsError {
+    /// The payload ends early.
+    #[error("segments payload truncated")]
+    Truncated,
+    /// Zero segments, or more than [`MAX_SEGMENTS`].
+    #[error("{0} segments in one frame (1 to {MAX_SEGMENTS})")]
+    Count(usize),
+    /// An unknown segment tag.
+    #[error("unknown segment tag {0}")]
+    Tag(u8),
+    /// A segment of length 0.
+    #[error("empty segment")]
+    Empty,
+    /// The segments stand for more than the chunk size.
+    #[error("segments stand for more than {limit} bytes")]
+    TooLong {
+        /// The session's chunk size.
+        limit: usize,
+    },
+    /// An unknown codec for the literal block, or a level with lz4 or no codec.
+    #[error("bad literal block codec {codec} level {level}")]
+    BlockCodec {
+        /// The codec byte.
+        codec: u8,
+        /// The level byte.
+        level: i8,
+    },
+    /// The literal block does not decode to the literal segments' total.
+    #[error("literal block holds {got} bytes, the segments {want}")]
+    LiteralLength {
+        /// Bytes the literal segments add up to.
+        want: usize,
+        /// Bytes the block holds (at most `want + 1` for compressed blocks).
+        got: usize,
+    },
+    /// Bytes after the literal block.
+    #[error("{0} bytes after the literal block")]
+    Trailing(usize),
+    /// The literal block is malformed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The stored content of a reference has another length than the frame says.
+    #[error("reference to {hash} says {said} bytes; the content is {held}")]
+    RefLength {
+        /// The content named.
+        hash: ContentHash,
+        /// The length the frame gave.
+        said: usize,
+        /// The stored content's length.
+        held: usize,
+    },
+    /// A reference to content the store does not hold: the receiver asks for the frame again.
+    #[error("content {0} is not in the store")]
+    Missing(ContentHash),
+}
+
+/// A parsed payload: its segments and the literal block, still encoded.
+#[derive(Debug)]
+pub(crate) struct Parsed<'a> {
+    pub(crate) segments: Vec<Segment>,
+    codec: Option<Codec>,
+    block: &'a [u8],
+    literal_len: usize,
+    /// Stream bytes the frame stands for.
+    pub(crate) total: usize,
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SegmentsError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SegmentsError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+/// Parses `payload`, whose segments may stand for at most `limit` bytes. Nothing is allocated
+/// beyond the segment list (bounded by [`MAX_SEGMENTS`]).
+///
+/// # Errors
+/// [`SegmentsError`] naming the first thing wrong.
+pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, SegmentsError> {
+    let mut c = Cursor(payload);
+    let count = usize::from(u16::from_be_bytes(c.array()?));
+    if count == 0 || count > MAX_SEGMENTS {
+        return Err(SegmentsError::Count(count));
+    }
+    let mut segments = Vec::with_capacity(count);
+    let mut total = 0usize;
+    let mut literal_len = 0usize;
+    for _ in 0..count {
+        let [tag] = c.array()?;
+        let len = u32::from_be_bytes(c.array()?);
+        if len == 0 {
+            return Err(SegmentsError::Empty);
+        }
+        let n = usize::try_from(len).unwrap_or(usize::MAX);
+        total = total.saturating_add(n);
+        if total > limit {
+            return Err(SegmentsError::TooLong { limit });
+        }
+        segments.push(match tag {
+            TAG_ZERO => Segment::Zero(len),
+            TAG_REF => Segment::Ref {
+                len,
+                hash: ContentHash(c.array()?),
+            },
+            TAG_LITERAL => {
+                literal_len += n;
+                Segment::Literal(len)
+            }
+            other => return Err(SegmentsError::Tag(other)),
+        });
+    }
+    let [codec_byte] = c.array()?;
+    let level = i8::from_be_bytes(c.array()?);
+    let codec = match (codec_byte, level) {
+        (0, 0) => None,
+        (0, _) => return Err(SegmentsError::BlockCodec { codec: 0, level }),
+        (byte, level) => {
+            let codec = Codec::try_from(byte)?;
+            if codec == Codec::Lz4 && level != 0 {
+                return Err(SegmentsError::BlockCodec { codec: byte, level });
+            }
+            Some(codec)
+        }
+    };
+    let block_len = usize::try_from(u32::from_be_bytes(c.array()?)).unwrap_or(usize::MAX);
+    let block = c.take(block_len)?;
+    if !c.0.is_empty() {
+        return Err(SegmentsError::Trailing(c.0.len()));
+    }
+    if codec.is_none() && block_len != literal_len {
+        return Err(SegmentsError::LiteralLength {
+            want: literal_len,
+            got: block_len,
+        });
+    }
+    Ok(Parsed {
+        segments,
+        codec,
+        block,
+        literal_len,
+        total,
+    })
+}
+
+/// Serializes a payload whose literal block is `block`, compressed with `codec` at `level`
+/// (`None`: the literals as they are).
+pub(crate) fn write(segments: &[Segment], codec: Option<(Codec, i8)>, block: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(2 + segments.len() * 37 + 6 + block.len());
+    out.put_u16(u16::try_from(segments.len()).unwrap_or(u16::MAX));
+    for s in segments {
+        match *s {
+            Segment::Zero(len) => {
+                out.put_u8(TAG_ZERO);
+                out.put_u32(len);
+            }
+            Segment::Ref { len, hash } => {
+                out.put_u8(TAG_REF);
+                out.put_u32(len);
+                out.put_slice(&hash.0);
+            }
+            Segment::Literal(len) => {
+                out.put_u8(TAG_LITERAL);
+                out.put_u32(len);
+            }
+        }
+    }
+    let (codec, level) = codec.map_or((0, 0), |(c, l)| (c as u8, l));
+    out.put_u8(codec);
+    out.put_i8(level);
+    out.put_u32(u32::try_from(block.len()).unwrap_or(u32::MAX));
+    out.put_slice(block);
+    out.freeze()
+}
+
+/// Decodes `payload` into its stream bytes, reading references from `store` and storing every
+/// literal segment of at least [`MIN_STORED`] bytes in it. Blocking (disk and CPU).
+///
+/// A store that fails to read is logged and treated as not holding the content (the sender is
+/// asked for it); one that fails to write is logged and the frame still decodes: the store is a
+/// cache, and a later reference to what it lacks is answered with `Need`.
+///
+/// # Errors
+/// [`SegmentsError::Missing`] for content to ask for; any other variant is a malformed frame.
+pub(crate) fn decode(
+    payload: &[u8],
+    limit: usize,
+    store: &Mutex<DiskStore>,
+) -> Result<Bytes, SegmentsError> {
+    let parsed = parse(payload, limit)?;
+    let literals = match parsed.codec {
+        None => parsed.block.to_vec(),
+        Some(codec) => codec::decompress(codec, parsed.block, parsed.literal_len)?,
+    };
+    if literals.len() != parsed.literal_len {
+        return Err(SegmentsError::LiteralLength {
+            want: parsed.literal_len,
+            got: literals.len(),
+        });
+    }
+    let mut out = BytesMut::with_capacity(parsed.total);
+    let mut lit = literals.as_slice();
+    let mut store = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for s in &parsed.segments {
+        match *s {
+            Segment::Zero(len) => out.put_bytes(0, usize::try_from(len).unwrap_or(0)),
+            Segment::Literal(len) => {
+                let n = usize::try_from(len).unwrap_or(usize::MAX);
+                let (bytes, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
+                lit = rest;
+                if bytes.len() >= MIN_STORED {
+                    if let Err(e) = store.put(ContentHash::of(bytes), bytes) {
+                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
+                    }
+                }
+                out.put_slice(bytes);
+            }
+            Segment::Ref { len, hash } => {
+                let held = match store.get(&hash) {
+                    Ok(Some(content)) => content,
+                    Ok(None) => return Err(SegmentsError::Missing(hash)),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
+                        return Err(SegmentsError::Missing(hash));
+                    }
+                };
+                let said = usize::try_from(len).unwrap_or(usize::MAX);
+                if held.len() != said {
+                    return Err(SegmentsError::RefLength {
+                        hash,
+                        said,
+                        held: held.len(),
+                    });
+                }
+                out.put_slice(&held);
+            }
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+#[path = "segments_test.rs"]
+mod segments_test;

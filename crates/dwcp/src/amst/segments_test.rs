@@ -1,0 +1,152 @@
+use std::sync::Mutex;
+
+use super::*;
+use crate::hde::ContentStore;
+
+fn store() -> (tempfile::TempDir, Mutex<DiskStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    (dir, Mutex::new(store))
+}
+
+fn text(len: usize) -> Vec<u8> {
+    b"segment text, again and again; "
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+#[test]
+fn zeros_literals_and_held_references_decode_in_order_and_literals_are_stored() {
+    let (_dir, store) = store();
+    let held = text(3000);
+    let held_hash = ContentHash::of(&held);
+    store.lock().unwrap().put(held_hash, &held).unwrap();
+    let lit = b"literal bytes, more than two hundred and fifty six of them. ".repeat(8);
+    let segments = [
+        Segment::Zero(100),
+        Segment::Literal(u32::try_from(lit.len()).unwrap()),
+        Segment::Ref {
+            len: 3000,
+            hash: held_hash,
+        },
+        Segment::Literal(10),
+    ];
+    let mut block = lit.clone();
+    block.extend_from_slice(b"0123456789");
+    for codec in [None, Some((Codec::Lz4, 0)), Some((Codec::Zstd, 3))] {
+        let packed = match codec {
+            None => block.clone(),
+            Some((c, l)) => codec::compress(c, l, &block).unwrap(),
+        };
+        let payload = write(&segments, codec, &packed);
+        let out = decode(&payload, 1 << 20, &store).unwrap();
+        let mut want = vec![0u8; 100];
+        want.extend_from_slice(&lit);
+        want.extend_from_slice(&held);
+        want.extend_from_slice(b"0123456789");
+        assert_eq!(out.as_ref(), want.as_slice(), "{codec:?}");
+    }
+    let mut s = store.lock().unwrap();
+    assert!(
+        s.get(&ContentHash::of(&lit)).unwrap().is_some(),
+        "long literal stored"
+    );
+    assert!(
+        s.get(&ContentHash::of(b"0123456789")).unwrap().is_none(),
+        "short literal not stored"
+    );
+}
+
+#[test]
+fn a_reference_the_store_lacks_is_missing_never_guessed() {
+    let (_dir, store) = store();
+    let hash = ContentHash::of(b"never stored");
+    let payload = write(&[Segment::Ref { len: 12, hash }], None, &[]);
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store),
+        Err(SegmentsError::Missing(h)) if h == hash
+    ));
+}
+
+#[test]
+fn a_reference_with_the_wrong_length_is_refused() {
+    let (_dir, store) = store();
+    let held = text(500);
+    let hash = ContentHash::of(&held);
+    store.lock().unwrap().put(hash, &held).unwrap();
+    let payload = write(&[Segment::Ref { len: 400, hash }], None, &[]);
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store),
+        Err(SegmentsError::RefLength {
+            said: 400,
+            held: 500,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn malformed_payloads_are_refused_before_allocating() {
+    let ok = write(&[Segment::Literal(4)], None, b"abcd");
+    assert!(parse(&ok, 4).is_ok());
+    assert!(matches!(
+        parse(&ok, 3),
+        Err(SegmentsError::TooLong { limit: 3 })
+    ));
+    assert!(matches!(parse(&[], 10), Err(SegmentsError::Truncated)));
+    assert!(matches!(parse(&[0, 0], 10), Err(SegmentsError::Count(0))));
+    let over = u16::try_from(MAX_SEGMENTS + 1).unwrap().to_be_bytes();
+    assert!(matches!(parse(&over, 10), Err(SegmentsError::Count(_))));
+    // Tag 9, length 1.
+    assert!(matches!(
+        parse(&[0, 1, 9, 0, 0, 0, 1], 10),
+        Err(SegmentsError::Tag(9))
+    ));
+    assert!(matches!(
+        parse(&write(&[Segment::Zero(0)], None, &[]), 10),
+        Err(SegmentsError::Empty)
+    ));
+    // A zero run of 4 GiB against a 1 MiB limit: refused before anything is allocated.
+    assert!(matches!(
+        parse(&write(&[Segment::Zero(u32::MAX)], None, &[]), 1 << 20),
+        Err(SegmentsError::TooLong { .. })
+    ));
+    let mut trailing = ok.to_vec();
+    trailing.push(0);
+    assert!(matches!(
+        parse(&trailing, 10),
+        Err(SegmentsError::Trailing(1))
+    ));
+    let short = write(&[Segment::Literal(4)], None, b"abc");
+    assert!(matches!(
+        parse(&short, 10),
+        Err(SegmentsError::LiteralLength { want: 4, got: 3 })
+    ));
+    let lz4_level = write(&[Segment::Literal(4)], Some((Codec::Lz4, 3)), b"abcd");
+    assert!(matches!(
+        parse(&lz4_level, 10),
+        Err(SegmentsError::BlockCodec { codec: 1, level: 3 })
+    ));
+    let unknown = write(&[Segment::Literal(4)], None, b"abcd");
+    let mut unknown = unknown.to_vec();
+    let at = unknown.len() - 10;
+    unknown[at] = 7;
+    assert!(matches!(parse(&unknown, 10), Err(SegmentsError::Codec(_))));
+}
+
+#[test]
+fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
+    let (_dir, store) = store();
+    let big = codec::compress(Codec::Zstd, 3, &[7u8; 5000]).unwrap();
+    let payload = write(&[Segment::Literal(100)], Some((Codec::Zstd, 3)), &big);
+    assert!(decode(&payload, 1 << 20, &store).is_err());
+    let small = codec::compress(Codec::Lz4, 0, &[7u8; 50]).unwrap();
+    let payload = write(&[Segment::Literal(100)], Some((Codec::Lz4, 0)), &small);
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store),
+        Err(SegmentsError::LiteralLength { want: 100, got: 50 })
+    ));
+}

@@ -116,6 +116,13 @@ pub struct ServeArgs {
     /// Print one JSON line per finished session on standard output.
     #[arg(long)]
     json: bool,
+    /// Content store directory: senders that ask get deduplication against it (segments
+    /// already held go as references), and every segment received is kept in it.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Most bytes the content store keeps (least recently used evicted first).
+    #[arg(long, default_value = "4G", value_parser = parse_size)]
+    store_max: u64,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -163,6 +170,10 @@ pub struct SendArgs {
     /// This node's id for the flags' percentage rollout (default: `--node`).
     #[arg(long)]
     node_id: Option<String>,
+    /// Deduplication against the receiver's content store (`on` or `off`): segments it
+    /// already holds go as references. Only with compression on and a receiver with a store.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    dedup: bool,
     /// Print a JSON summary on standard output when done.
     #[arg(long)]
     json: bool,
@@ -201,6 +212,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = ReceiverConfig::new(&args.dir);
     cfg.window = args.window;
     cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
+    if let Some(dir) = &args.store {
+        let store = dwcp::hde::DiskStore::open(dir, args.store_max)
+            .with_context(|| format!("could not open the content store {}", dir.display()))?;
+        eprintln!(
+            "content store {}: {} segments, {}",
+            dir.display(),
+            store.len(),
+            crate::units::human_bytes(store.total_bytes())
+        );
+        cfg.store = Some(std::sync::Arc::new(std::sync::Mutex::new(store)));
+    }
     let receiver = Receiver::new(acceptor, cfg)?;
     let addr = receiver.local_addr()?;
     let mode = match security {
@@ -264,10 +286,19 @@ fn parse_compress(s: &str) -> Result<Reduction, String> {
         .map_err(|e: amst::ParseReductionError| e.to_string())
 }
 
-/// The reduction the flags allow for this node, decided once for the transfer.
-fn gated_reduction(args: &SendArgs) -> anyhow::Result<Reduction> {
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("expected on or off, not {other:?}")),
+    }
+}
+
+/// The reduction and deduplication the flags allow for this node, decided once for the
+/// transfer.
+fn gated_reduction(args: &SendArgs) -> anyhow::Result<(Reduction, bool)> {
     let Some(path) = &args.flags else {
-        return Ok(args.compress);
+        return Ok((args.compress, args.dedup));
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the flags file {}", path.display()))?;
@@ -282,7 +313,11 @@ fn gated_reduction(args: &SendArgs) -> anyhow::Result<Reduction> {
     if reduce != args.compress {
         tracing::info!(asked = %args.compress, using = %reduce, node, "compression set by the feature flags");
     }
-    Ok(reduce)
+    let dedup = args.dedup && flags.is_enabled(dwcp::flags::Component::DedupStore, &node);
+    if dedup != args.dedup {
+        tracing::info!(node, "deduplication off by the feature flags");
+    }
+    Ok((reduce, dedup))
 }
 
 fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
@@ -300,7 +335,7 @@ fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let streams = parse_streams(&args.streams)?;
-    let reduce = gated_reduction(&args)?;
+    let (reduce, dedup) = gated_reduction(&args)?;
     let (source, default_name) = if args.path == "-" {
         (Source::Reader(Box::new(std::io::stdin())), None)
     } else {
@@ -354,6 +389,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.rate_limit = args.rate_limit;
     opts.reconnect_timeout = Duration::from_secs(args.reconnect_timeout);
     opts.reduce = reduce;
+    opts.dedup = dedup;
 
     let (tx, rx) = tokio::sync::watch::channel(amst::Progress::starting());
     let view = (!args.quiet).then(|| ProgressView::spawn(rx));
@@ -366,8 +402,16 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let reduction = if summary.hde {
+            let dedup = if summary.dedup {
+                format!(
+                    ", {} by reference",
+                    crate::units::human_bytes(summary.ref_bytes)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "codec {}, reduction {:.2}x ({} on the wire)",
+                "codec {}, reduction {:.2}x ({} on the wire{dedup})",
                 summary.codec,
                 summary.reduction_ratio,
                 crate::units::human_bytes(summary.wire_bytes)

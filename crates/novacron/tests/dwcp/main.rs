@@ -494,3 +494,53 @@ fn t12_feature_flags_switch_compression_off_per_node() {
     assert_eq!(bad.status, 1);
     assert!(bad.stderr.contains("hde.enabled"), "{}", bad.stderr);
 }
+
+#[test]
+fn t13_a_receiver_with_a_content_store_takes_known_segments_by_reference() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let store = dst.path().join(".store");
+    let store_arg = store.display().to_string();
+    let server = Server::start(dst.path(), &["--insecure", "--store", &store_arg]);
+    let v1 = write_file(src.path(), "disk-v1.img", 12 * MIB, 31);
+    let first = send(&v1, server.addr, &["--insecure"]).summary();
+    assert_eq!(first["dedup"], true, "{first}");
+    assert_eq!(first["ref_bytes"], 0, "{first}");
+
+    // A later image: 64 KiB rewritten in the middle.
+    let mut bytes = std::fs::read(&v1).unwrap();
+    for b in &mut bytes[6 * MIB..6 * MIB + 64 * KIB] {
+        *b = b.wrapping_add(1);
+    }
+    let v2 = src.path().join("disk-v2.img");
+    std::fs::write(&v2, &bytes).unwrap();
+    let second = send(&v2, server.addr, &["--insecure"]).summary();
+    assert_eq!(file_hash(&dst.path().join("disk-v2.img")), file_hash(&v2));
+    let wire = second["wire_bytes"].as_u64().unwrap();
+    assert!(wire < 256 * KIB as u64, "{second}");
+    assert!(
+        second["ref_bytes"].as_u64().unwrap() > 11 * MIB as u64,
+        "{second}"
+    );
+
+    // Asked not to, the sender sends everything.
+    let off = send(
+        &v2,
+        server.addr,
+        &["--insecure", "--dedup", "off", "--name", "v3"],
+    )
+    .summary();
+    assert_eq!(off["dedup"], false, "{off}");
+    assert!(
+        off["wire_bytes"].as_u64().unwrap() >= 12 * MIB as u64,
+        "{off}"
+    );
+    // The store survives the server: a new one starts with what the old one held.
+    drop(server);
+    let server = Server::start(dst.path(), &["--insecure", "--store", &store_arg]);
+    let again = send(&v2, server.addr, &["--insecure", "--name", "v4"]).summary();
+    assert!(
+        again["ref_bytes"].as_u64().unwrap() > 11 * MIB as u64,
+        "{again}"
+    );
+}

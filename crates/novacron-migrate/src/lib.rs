@@ -64,6 +64,10 @@ pub struct Sample {
     pub acked_bytes: u64,
     /// DWCP's delivery rate, bytes per second (0 while unknown).
     pub wire_rate: u64,
+    /// Bytes DWCP put on the wire for the stream so far (after data reduction).
+    pub wire_bytes: u64,
+    /// Bytes of the stream DWCP sent as references to content the destination held.
+    pub ref_bytes: u64,
 }
 
 impl Sample {
@@ -233,7 +237,8 @@ pub fn progress(target: &str, phase: MigrationPhase, s: &Sample) -> MigrationPro
         bytes_remaining: s.remaining,
         memory_total: s.memory_total,
         stream_bytes: s.stream_bytes,
-        wire_bytes: s.acked_bytes,
+        wire_bytes: s.wire_bytes,
+        ref_bytes: s.ref_bytes,
         dirty_rate: s.dirty_rate(),
         wire_rate: s.wire_rate,
         eta_secs,

@@ -15,6 +15,8 @@ fn sample(secs: u64, pass: u64, remaining: u64) -> Sample {
         stream_bytes: 0,
         acked_bytes: 0,
         wire_rate: 12_000_000,
+        wire_bytes: 0,
+        ref_bytes: 0,
     }
 }
 
@@ -115,8 +117,11 @@ fn progress_carries_rates_and_an_eta_only_while_copying_memory() {
     s.dirty_pages_rate = 1000;
     s.stream_bytes = 100;
     s.acked_bytes = 100;
+    s.wire_bytes = 40;
+    s.ref_bytes = 30;
     let p = progress("b", MigrationPhase::Memory, &s);
     assert_eq!(p.dirty_rate, 4_096_000);
+    assert_eq!((p.stream_bytes, p.wire_bytes, p.ref_bytes), (100, 40, 30));
     assert_eq!(
         p.eta_secs,
         Some(24_000_000u64.div_ceil(12_000_000 - 2_048_000))

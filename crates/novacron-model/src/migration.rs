@@ -64,8 +64,13 @@ pub struct MigrationProgress {
     pub memory_total: u64,
     /// Bytes of QEMU's migration stream handed to DWCP.
     pub stream_bytes: u64,
-    /// Bytes DWCP acknowledged as delivered for them.
+    /// Bytes DWCP put on the wire for them, after zero elision, deduplication and
+    /// compression (frame payloads, first transmissions).
     pub wire_bytes: u64,
+    /// Bytes of the stream sent as references to content the destination already held (from
+    /// earlier migrations either way), included in `stream_bytes`.
+    #[serde(default)]
+    pub ref_bytes: u64,
     /// How fast the guest dirties memory.
     pub dirty_rate: u64,
     /// How fast the stream moves over the link.

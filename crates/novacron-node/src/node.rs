@@ -125,7 +125,8 @@ impl Node {
                     path: scratch.clone(),
                     source,
                 })?;
-                Some(crate::migrate::Cluster::start(c, &scratch).await?)
+                let store = layout.root().join("dwcp-store");
+                Some(crate::migrate::Cluster::start(c, &scratch, store).await?)
             }
             None => None,
         };

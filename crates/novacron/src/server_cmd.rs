@@ -59,6 +59,11 @@ pub struct ServerArgs {
     /// forwarded through NAT or a relay).
     #[arg(long, value_name = "PORT", requires = "tls_dir")]
     dwcp_advertise_port: Option<u16>,
+    /// Most bytes of migration content the node keeps (DATA_DIR/dwcp-store) so that content a
+    /// peer already holds, such as a VM's memory on its way back, goes as references; 0 keeps
+    /// none.
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = crate::units::parse_size, requires = "tls_dir")]
+    dwcp_store_max: u64,
 }
 
 /// `NAME=URL` of `--peer`.
@@ -154,6 +159,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
                 .dwcp_listen
                 .unwrap_or_else(|| default_dwcp_listen(args.listen)),
             dwcp_advertise_port: args.dwcp_advertise_port,
+            store_max: args.dwcp_store_max,
         });
     }
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -49,6 +49,10 @@ pub struct Progress {
     pub streams: usize,
     /// Bytes sent more than once because a connection dropped.
     pub retransmitted_bytes: u64,
+    /// Payload bytes framed so far for the stream (after data reduction; first transmissions).
+    pub wire_bytes: u64,
+    /// Stream bytes framed so far as references to content the receiver holds.
+    pub ref_bytes: u64,
     /// Time since the session started.
     #[serde(with = "secs")]
     pub elapsed: Duration,
@@ -66,6 +70,8 @@ impl Progress {
             rate_bytes_per_sec: 0.0,
             streams: 0,
             retransmitted_bytes: 0,
+            wire_bytes: 0,
+            ref_bytes: 0,
             elapsed: Duration::ZERO,
         }
     }

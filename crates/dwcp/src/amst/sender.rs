@@ -506,8 +506,12 @@ impl Supervisor {
         let live = self.live;
         let retransmitted = self.retransmitted;
         let elapsed = self.started.elapsed();
+        let wire = self.reduce.shared.wire_bytes.load(Ordering::Relaxed);
+        let refs = self.reduce.shared.ref_bytes.load(Ordering::Relaxed);
         self.progress.send_modify(|p| {
             p.bytes_acked = acked;
+            p.wire_bytes = wire;
+            p.ref_bytes = refs;
             p.rate_bytes_per_sec = rate;
             p.streams = live;
             p.retransmitted_bytes = retransmitted;

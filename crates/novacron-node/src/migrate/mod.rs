@@ -47,6 +47,10 @@ pub struct ClusterConfig {
     /// The port peers send migration streams to, when it is not the listening one (a port
     /// forwarded through NAT or a relay).
     pub dwcp_advertise_port: Option<u16>,
+    /// Most bytes the node's DWCP content store keeps (`DATA_DIR/dwcp-store`): segments of
+    /// streams sent and received, so that a peer's later stream can reference them. 0: no
+    /// store, no deduplication.
+    pub store_max: u64,
 }
 
 /// What a node with a [`ClusterConfig`] holds while it runs.
@@ -58,6 +62,8 @@ pub(crate) struct Cluster {
     pub(crate) dwcp_client: Arc<rustls::ClientConfig>,
     /// The DWCP receiver's sinks and port.
     pub(crate) streams: streams::Inbox,
+    /// Segments of migration streams sent and received (`None` when `store_max` is 0).
+    pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
     /// Migrations arriving here, by migration id.
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
@@ -99,6 +105,9 @@ pub enum ClusterError {
     /// A TLS file could not be read or used.
     #[error("could not load the node's TLS files: {0}")]
     Tls(String),
+    /// The DWCP content store could not be opened.
+    #[error("could not open the DWCP content store: {0}")]
+    Store(String),
     /// The DWCP receiver could not listen.
     #[error("could not start the DWCP receiver on {addr}: {source}")]
     Listen {
@@ -111,10 +120,12 @@ pub enum ClusterError {
 }
 
 impl Cluster {
-    /// Loads the TLS files and starts the DWCP receiver.
+    /// Loads the TLS files, opens the content store in `store_dir` and starts the DWCP
+    /// receiver.
     pub(crate) async fn start(
         config: ClusterConfig,
         scratch: &std::path::Path,
+        store_dir: std::path::PathBuf,
     ) -> Result<Self, ClusterError> {
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| ClusterError::Tls(format!("{}: {e}", p.display())))
@@ -128,17 +139,36 @@ impl Cluster {
             .map_err(|e| ClusterError::Tls(crate::vms::chain(&e)))?;
         let dwcp_server = dwcp::tls::server_config(&config.tls)
             .map_err(|e| ClusterError::Tls(crate::vms::chain(&e)))?;
-        let streams = streams::Inbox::start(config.dwcp_listen, dwcp_server, scratch)
-            .await
-            .map_err(|source| ClusterError::Listen {
-                addr: config.dwcp_listen,
-                source,
-            })?;
+        let content = if config.store_max == 0 {
+            None
+        } else {
+            let max = config.store_max;
+            let opened =
+                tokio::task::spawn_blocking(move || dwcp::hde::DiskStore::open(store_dir, max))
+                    .await
+                    .map_err(|e| ClusterError::Store(e.to_string()))?
+                    .map_err(|e| ClusterError::Store(crate::vms::chain(&e)))?;
+            tracing::info!(
+                segments = opened.len(),
+                bytes = opened.total_bytes(),
+                max,
+                "DWCP content store open"
+            );
+            Some(Arc::new(std::sync::Mutex::new(opened)))
+        };
+        let streams =
+            streams::Inbox::start(config.dwcp_listen, dwcp_server, scratch, content.clone())
+                .await
+                .map_err(|source| ClusterError::Listen {
+                    addr: config.dwcp_listen,
+                    source,
+                })?;
         Ok(Self {
             config,
             api_tls,
             dwcp_client,
             streams,
+            content,
             incoming: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             ended: Default::default(),

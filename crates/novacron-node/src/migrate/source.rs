@@ -311,10 +311,16 @@ impl Node {
         // The guest is stopped here from now on.
         let stopped_at = completed;
         self.set_phase(run, MigrationPhase::SwitchOver);
-        sending
+        let memory = sending
             .finished(DRAIN_WAIT)
             .await
             .map_err(|e| format!("the memory stream did not arrive over DWCP: {e}"))?;
+        // The last sample came before the stream's end: the final figures are the session's.
+        let mut p = run.outgoing.progress();
+        p.stream_bytes = memory.stream_bytes;
+        p.wire_bytes = memory.wire_bytes;
+        p.ref_bytes = memory.ref_bytes;
+        self.publish_progress(run, p);
         // QEMU has flushed and released the disks: their overlays go through the sessions
         // opened beforehand, all at once.
         let copies: Vec<_> = disk_streams
@@ -411,6 +417,8 @@ impl Node {
                 stream_bytes: ram.transferred,
                 acked_bytes: dwcp.acked,
                 wire_rate: dwcp.rate,
+                wire_bytes: dwcp.wire,
+                ref_bytes: dwcp.refs,
             };
             let phase = match info.status {
                 MigrationStatus::Device

@@ -44,6 +44,7 @@ impl Inbox {
         addr: SocketAddr,
         server: Arc<rustls::ServerConfig>,
         dir: &Path,
+        store: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let security = Security::Tls {
@@ -56,6 +57,7 @@ impl Inbox {
         let mut cfg = ReceiverConfig::new(dir);
         cfg.sinks_only = true;
         cfg.idle_timeout = LINK_LOST;
+        cfg.store = store;
         let receiver = Receiver::new(acceptor, cfg).map_err(std::io::Error::other)?;
         let sinks = receiver.sinks();
         let port = receiver.local_addr()?.port();
@@ -124,6 +126,10 @@ pub(crate) struct SendFigures {
     pub(crate) acked: u64,
     /// Smoothed delivery rate, bytes per second.
     pub(crate) rate: u64,
+    /// Payload bytes framed for the stream so far (after data reduction).
+    pub(crate) wire: u64,
+    /// Stream bytes sent as references to content the peer held.
+    pub(crate) refs: u64,
 }
 
 /// A stream being sent; dropping it stops the transfer.
@@ -145,6 +151,8 @@ impl Sending {
         let p = self.progress.borrow();
         SendFigures {
             acked: p.bytes_acked,
+            wire: p.wire_bytes,
+            refs: p.ref_bytes,
             #[allow(
                 clippy::cast_possible_truncation,
                 clippy::cast_sign_loss,
@@ -209,6 +217,10 @@ fn start(
     opts.window_limit = window_limit;
     // Zero chunks elided, the rest compressed as PBA decides for the link.
     opts.reduce = dwcp::amst::Reduction::Auto;
+    // Segments the peer holds (from earlier migrations either way) go as references; what is
+    // sent is recorded so that it can be referenced when it comes back.
+    opts.dedup = cluster.content.is_some();
+    opts.record = cluster.content.clone();
     let task = tokio::spawn(async move {
         let outcome = match dialer {
             Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)

@@ -175,7 +175,14 @@ pub fn summary_line(p: &MigrationProgress, status: OperationStatus) -> String {
         line.push_str(&format!(", {} streamed", human_bytes(p.stream_bytes)));
     }
     if let Some(r) = ratio {
-        line.push_str(&format!(" (stream/wire {r:.2})"));
+        line.push_str(&format!(
+            " (stream/wire {r:.2}, {} on the wire",
+            human_bytes(p.wire_bytes)
+        ));
+        if p.ref_bytes > 0 {
+            line.push_str(&format!(", {} by reference", human_bytes(p.ref_bytes)));
+        }
+        line.push(')');
     }
     line
 }
@@ -278,8 +285,8 @@ mod tests {
             target: "b".into(),
             elapsed_ms: 2500,
             downtime_ms: Some(42),
-            stream_bytes: 300,
-            wire_bytes: 100,
+            stream_bytes: 3000,
+            wire_bytes: 1000,
             ..MigrationProgress::default()
         };
         let line = summary_line(&p, OperationStatus::Succeeded);
@@ -287,6 +294,15 @@ mod tests {
             line.starts_with("migration to b done after 2.5 s, downtime 42 ms"),
             "{line}"
         );
-        assert!(line.ends_with("(stream/wire 3.00)"), "{line}");
+        assert!(
+            line.ends_with("(stream/wire 3.00, 1000 B on the wire)"),
+            "{line}"
+        );
+        let p = MigrationProgress {
+            ref_bytes: 2048,
+            ..p
+        };
+        let line = summary_line(&p, OperationStatus::Succeeded);
+        assert!(line.ends_with(", 2.0 KiB by reference)"), "{line}");
     }
 }

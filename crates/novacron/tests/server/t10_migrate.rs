@@ -62,6 +62,9 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("migration to a done after"), "{err}");
     assert!(err.contains("downtime"), "{err}");
+    // a kept what it sent in its content store: memory the guest did not change since comes
+    // back as references.
+    assert!(err.contains(" by reference)"), "{err}");
     vm_absent(&b.api, "mover");
     assert!(b.daemon.qemu_pids().is_empty());
     assert_guest_continues(&a.api, "mover", before);

@@ -82,11 +82,6 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         Some(value)
     }
 
-    /// Every key, in no particular order.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
-        self.entries.keys()
-    }
-
     /// Removes and returns the least recently used entry.
     pub(crate) fn pop_oldest(&mut self) -> Option<(K, V)> {
         let (_, key) = self.order.pop_first()?;

@@ -29,6 +29,7 @@ pub mod codec;
 pub mod index;
 pub mod item;
 mod lru;
+mod pack;
 pub mod page;
 pub mod store;
 

@@ -29,74 +29,114 @@ fn mem_store_evicts_least_recently_used_beyond_its_bound() {
     assert_eq!(store.len(), 3);
 }
 
+/// Bytes one entry of `len` takes in a pack: the 40-byte record header and the content.
+fn record(len: u64) -> u64 {
+    40 + len
+}
+
 #[test]
-fn disk_store_survives_reopen_and_keeps_lru_order() {
+fn disk_store_survives_reopen_and_evicts_the_least_recently_used() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (entry(1, 1000), entry(2, 1000), entry(3, 1000));
+    // Room for three entries: each gets a pack of its own.
+    let max = 3 * record(1000);
     {
-        let mut store = DiskStore::open(dir.path(), 3000).unwrap();
+        let mut store = DiskStore::open(dir.path(), max).unwrap();
         for (h, content) in [&a, &b, &c] {
             store.put(*h, content).unwrap();
         }
         assert_eq!(store.get(&a.0).unwrap().as_ref(), Some(&a.1));
     }
-    let mut store = DiskStore::open(dir.path(), 3000).unwrap();
+    let mut store = DiskStore::open(dir.path(), max).unwrap();
     assert_eq!(store.len(), 3);
     assert_eq!(store.total_bytes(), 3000);
-    assert_eq!(store.get(&c.0).unwrap().as_ref(), Some(&c.1));
     let d = entry(4, 1000);
     store.put(d.0, &d.1).unwrap();
-    // b was used least recently before the reopen.
+    // b was used least recently: a was read after it.
     assert!(!store.contains(&b.0));
-    assert!(!store.path_of(&b.0).exists());
     for (h, content) in [&a, &c, &d] {
         assert_eq!(store.get(h).unwrap().as_ref(), Some(content));
     }
+    assert!(store.disk_bytes() <= max);
     // Reopening with a smaller bound evicts down to it, oldest first.
     drop(store);
-    let store = DiskStore::open(dir.path(), 2000).unwrap();
+    let store = DiskStore::open(dir.path(), 2 * record(1000)).unwrap();
     assert_eq!(store.len(), 2);
-    assert!(!store.contains(&a.0) && store.contains(&c.0) && store.contains(&d.0));
+    assert!(store.disk_bytes() <= 2 * record(1000));
 }
 
 #[test]
-fn disk_store_removes_temp_files_and_ignores_strangers() {
+fn disk_store_cuts_a_torn_record_and_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
-    let a = entry(1, 500);
-    let fan = {
+    let (a, b) = (entry(1, 500), entry(2, 500));
+    let pack = {
         let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
         store.put(a.0, &a.1).unwrap();
-        store.path_of(&a.0).parent().unwrap().to_path_buf()
+        store.put(b.0, &b.1).unwrap();
+        store.record_of(&a.0).unwrap().0
     };
-    // A write torn by a crash, named like the store names them.
-    let torn = fan.join(".tmp-1234-1");
-    fs::write(&torn, &a.1[..100]).unwrap();
-    let stranger = fan.join("notes.txt");
+    let whole = fs::metadata(&pack).unwrap().len();
+    // A record torn by a crash: its header and part of its content, then nothing.
+    let c = entry(3, 500);
+    let mut torn = b"NCS1".to_vec();
+    torn.extend_from_slice(&500u32.to_be_bytes());
+    torn.extend_from_slice(&c.0.0);
+    torn.extend_from_slice(&c.1[..100]);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes.extend_from_slice(&torn);
+    fs::write(&pack, &bytes).unwrap();
+    // And a file that is not a pack, which is left alone.
+    let stranger = dir.path().join("notes.txt");
     fs::write(&stranger, b"x").unwrap();
+
     let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
-    assert!(!torn.exists());
+    assert_eq!(fs::metadata(&pack).unwrap().len(), whole, "torn record cut");
     assert!(stranger.exists());
-    assert_eq!(store.len(), 1);
+    assert_eq!(store.len(), 2);
+    assert!(!store.contains(&c.0));
     assert_eq!(store.get(&a.0).unwrap().as_ref(), Some(&a.1));
+    store.put(c.0, &c.1).unwrap();
+    drop(store);
+    let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    for (h, content) in [&a, &b, &c] {
+        assert_eq!(store.get(h).unwrap().as_ref(), Some(content));
+    }
 }
 
 #[test]
-fn disk_store_drops_corrupt_and_vanished_entries_as_missing() {
+fn disk_store_cuts_garbage_after_the_last_good_record() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (entry(1, 500), entry(2, 500), entry(3, 500));
+    let a = entry(1, 700);
+    let pack = {
+        let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        store.put(a.0, &a.1).unwrap();
+        store.record_of(&a.0).unwrap().0
+    };
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes.extend_from_slice(&[0xAB; 300]);
+    fs::write(&pack, &bytes).unwrap();
     let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
-    for (h, content) in [&a, &b, &c] {
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.get(&a.0).unwrap().as_ref(), Some(&a.1));
+    assert_eq!(fs::metadata(&pack).unwrap().len(), record(700));
+}
+
+#[test]
+fn disk_store_drops_damaged_content_as_missing() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (entry(1, 500), entry(2, 500));
+    let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+    for (h, content) in [&a, &b] {
         store.put(*h, content).unwrap();
     }
-    fs::write(store.path_of(&a.0), b"damaged").unwrap();
-    fs::write(store.path_of(&b.0), b"").unwrap();
-    fs::remove_file(store.path_of(&c.0)).unwrap();
-    for h in [a.0, b.0, c.0] {
-        assert_eq!(store.get(&h).unwrap(), None);
-        assert!(!store.contains(&h));
-        assert!(!store.path_of(&h).exists());
-    }
-    assert_eq!(store.total_bytes(), 0);
+    let (pack, at) = store.record_of(&a.0).unwrap();
+    let file = fs::OpenOptions::new().write(true).open(pack).unwrap();
+    file.write_all_at(b"damaged", at + 40 + 10).unwrap();
+    assert_eq!(store.get(&a.0).unwrap(), None);
+    assert!(!store.contains(&a.0));
+    assert_eq!(store.total_bytes(), 500);
+    assert_eq!(store.get(&b.0).unwrap().as_ref(), Some(&b.1));
     // The content can be stored again.
     store.put(a.0, &a.1).unwrap();
     assert_eq!(store.get(&a.0).unwrap().as_ref(), Some(&a.1));
@@ -123,16 +163,4 @@ fn disk_store_serves_a_page_decoder_across_sessions() {
     let item = enc.encode(5, &page).unwrap();
     assert_eq!(item, Encoded::Ref(hash));
     assert_eq!(dec.decode(5, &item).unwrap().as_slice(), page.as_slice());
-}
-
-#[test]
-fn disk_store_writes_again_an_entry_whose_file_was_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = DiskStore::open(dir.path(), 1 << 20).unwrap();
-    let (h, content) = entry(9, 2000);
-    store.put(h, &content).unwrap();
-    fs::remove_file(store.path_of(&h)).unwrap();
-    store.put(h, &content).unwrap();
-    assert_eq!(store.get(&h).unwrap(), Some(content));
-    assert_eq!(store.total_bytes(), 2000);
 }

@@ -544,3 +544,47 @@ fn t13_a_receiver_with_a_content_store_takes_known_segments_by_reference() {
         "{again}"
     );
 }
+
+#[test]
+fn t14_a_content_store_killed_mid_write_reopens_usable() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let store = dst.path().join(".store");
+    let store_arg = store.display().to_string();
+    let path = write_file(src.path(), "vm.mem", 48 * MIB, 14);
+    let mut server = Server::start(dst.path(), &["--insecure", "--store", &store_arg]);
+    let sender = novacron()
+        .args(["dwcp", "send"])
+        .arg(&path)
+        .arg(server.addr.to_string())
+        .args(["--insecure", "--quiet", "--rate-limit", "40mbit"])
+        .args(["--reconnect-timeout", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stored = || {
+        std::fs::read_dir(&store).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "4 MiB in the content store",
+        || stored() >= 4 * MIB as u64,
+    );
+    // Killed while segments are being appended.
+    server.kill9();
+    let out = fixtures::wait_bounded(sender, Duration::from_secs(60));
+    assert_eq!(out.status, 3, "{}", out.stderr);
+
+    // The store opens again, and what it kept is used: the same file goes partly by reference.
+    let server = Server::start(dst.path(), &["--insecure", "--store", &store_arg]);
+    let s = send(&path, server.addr, &["--insecure", "--name", "again"]).summary();
+    assert_eq!(file_hash(&dst.path().join("again")), file_hash(&path));
+    let refs = s["ref_bytes"].as_u64().unwrap();
+    assert!(refs >= 3 * MIB as u64 && refs < 48 * MIB as u64, "{s}");
+}

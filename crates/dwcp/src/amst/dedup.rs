@@ -56,15 +56,6 @@ impl Cutter {
         }
     }
 
-    /// Where the last segment of `data` starts (`data.len()` when it has only one): the
-    /// bytes from there on may continue past `data`.
-    pub(crate) fn last_boundary(self, data: &[u8]) -> usize {
-        match self.cut(data).last() {
-            Some((start, _)) if start > 0 => start,
-            _ => data.len(),
-        }
-    }
-
     /// The `(start, len)` of each segment of `data`.
     fn cut(self, data: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
         FastCDC::new(data, self.min, self.avg, self.max).map(|c| (c.offset, c.length))
@@ -118,6 +109,8 @@ pub(crate) struct Dedup {
     sent: HashMap<ContentHash, u64>,
     order: VecDeque<ContentHash>,
     recorder: Option<Recorder>,
+    /// Segments of the next chunk, found by [`Self::frame_len`], so it is not cut twice.
+    next_cuts: Vec<(usize, usize)>,
 }
 
 impl Dedup {
@@ -134,6 +127,22 @@ impl Dedup {
             sent: HashMap::new(),
             order: VecDeque::new(),
             recorder: record.and_then(Recorder::start),
+            next_cuts: Vec::new(),
+        }
+    }
+
+    /// Where the last segment of `data` starts (`data.len()` when it has only one): the bytes
+    /// from there on may continue past `data`, so the frame ends there. The segments before
+    /// it are kept for [`Self::encode`] of that frame.
+    pub(crate) fn frame_len(&mut self, data: &[u8]) -> usize {
+        self.next_cuts.clear();
+        self.next_cuts.extend(self.cutter.cut(data));
+        match self.next_cuts.pop() {
+            Some((start, _)) if start > 0 => start,
+            _ => {
+                self.next_cuts.clear();
+                data.len()
+            }
         }
     }
 
@@ -155,6 +164,11 @@ impl Dedup {
         self.order.push_back(hash);
     }
 
+    /// Forgets the segments [`Self::frame_len`] found: their chunk is sent another way.
+    pub(crate) fn skip(&mut self) {
+        self.next_cuts.clear();
+    }
+
     /// Encodes `chunk`, whose frame ends at stream offset `end`, as a `Segments` payload whose
     /// literals are compressed with `choice`; `acked` is the receiver's acknowledged offset.
     ///
@@ -171,7 +185,12 @@ impl Dedup {
         let mut literals = Vec::with_capacity(chunk.len());
         let mut ref_bytes = 0u64;
         let mut new = Vec::new();
-        for (start, len) in self.cutter.cut(&chunk) {
+        let mut cuts = std::mem::take(&mut self.next_cuts);
+        if cuts.last().map(|(s, l)| s + l) != Some(chunk.len()) {
+            cuts.clear();
+            cuts.extend(self.cutter.cut(&chunk));
+        }
+        for &(start, len) in &cuts {
             let bytes = chunk.slice(start..start + len);
             let len32 = u32::try_from(len).unwrap_or(u32::MAX);
             if crate::hde::is_zero(&bytes) {
@@ -199,6 +218,8 @@ impl Dedup {
         for hash in new {
             self.remember(hash, end);
         }
+        cuts.clear();
+        self.next_cuts = cuts;
         let mut observed = None;
         let mut block_codec = None;
         let mut block = literals;

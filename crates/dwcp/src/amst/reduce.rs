@@ -215,9 +215,9 @@ impl ChunkEncoder {
     /// How much of `data` (read from the source, more to follow) to frame now: with
     /// deduplication, up to its last segment boundary (all of it when it is one segment);
     /// otherwise all of it.
-    pub(crate) fn frame_len(&self, data: &[u8]) -> usize {
-        match &self.dedup {
-            Some(dedup) => dedup.cutter().last_boundary(data),
+    pub(crate) fn frame_len(&mut self, data: &[u8]) -> usize {
+        match &mut self.dedup {
+            Some(dedup) => dedup.frame_len(data),
             None => data.len(),
         }
     }
@@ -253,10 +253,12 @@ impl ChunkEncoder {
         };
         let out = match self.dedup.as_mut() {
             // An all-zero chunk is one 5-byte item either way.
-            Some(dedup) if !crate::hde::is_zero(&chunk) => {
-                dedup.encode(chunk, end, acked, choice)?
+            Some(dedup) if crate::hde::is_zero(&chunk) => {
+                dedup.skip();
+                encode_chunk(chunk, choice)?
             }
-            _ => encode_chunk(chunk, choice)?,
+            Some(dedup) => dedup.encode(chunk, end, acked, choice)?,
+            None => encode_chunk(chunk, choice)?,
         };
         if let Some(o) = out.observed {
             shared.observe(o);

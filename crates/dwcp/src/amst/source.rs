@@ -250,7 +250,7 @@ impl Producer {
                 joined.extend_from_slice(&read);
                 Bytes::from(joined)
             };
-            let len = match self.encoder.as_ref() {
+            let len = match self.encoder.as_mut() {
                 Some(enc) if more => enc.frame_len(&data),
                 _ => data.len(),
             };

@@ -280,21 +280,24 @@ async fn serve_conn(
 }
 
 /// The `Index` frame of what `store` holds, built on the blocking pool (the store may hold
-/// millions of entries). `None` when it cannot be built: the sender then fails the session,
-/// which is better than a receiver that pretends to hold nothing.
+/// millions of entries). If it cannot be built, an empty one: the sender then references only
+/// what it sends in this session, which is always safe.
 async fn index_frame(
     id: SessionId,
     store: Option<Arc<std::sync::Mutex<DiskStore>>>,
 ) -> Option<Frame> {
     let store = store?;
-    let index = tokio::task::spawn_blocking(move || {
+    let built = tokio::task::spawn_blocking(move || {
         let store = store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         ContentIndex::build(store.len(), store.hashes())
     })
-    .await
-    .ok()?;
+    .await;
+    let index = built.unwrap_or_else(|e| {
+        tracing::warn!(session = %id, error = %e, "could not index the content store; sending an empty index");
+        ContentIndex::build(0, std::iter::empty())
+    });
     Frame::control(FrameKind::Index, id, 0, index.encode()).ok()
 }
 

@@ -174,6 +174,11 @@ pub struct SendArgs {
     /// already holds go as references. Only with compression on and a receiver with a store.
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     dedup: bool,
+    /// How chunks are cut for deduplication: `auto` (one segment per guest page in a QEMU
+    /// migration stream, content-defined elsewhere), `pages` (fixed 4 KiB, a raw memory image)
+    /// or `content` (content-defined, about 4 KiB).
+    #[arg(long, default_value = "auto")]
+    segments: amst::Segmenting,
     /// Print a JSON summary on standard output when done.
     #[arg(long)]
     json: bool,
@@ -390,6 +395,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.reconnect_timeout = Duration::from_secs(args.reconnect_timeout);
     opts.reduce = reduce;
     opts.dedup = dedup;
+    opts.segmenting = args.segments;
 
     let (tx, rx) = tokio::sync::watch::channel(amst::Progress::starting());
     let view = (!args.quiet).then(|| ProgressView::spawn(rx));

@@ -1,5 +1,5 @@
 //! Deduplication on the sending side of a session that negotiated it: each chunk is cut into
-//! content-defined segments (FastCDC, about 4 KiB), and a segment goes as a reference when the
+//! segments (guest pages or content-defined, about 4 KiB: [`super::cutter`]), and a segment goes as a reference when the
 //! receiver holds it, as a zero run when it is all zeros, and as literal bytes otherwise
 //! ([`super::segments`]).
 //!
@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use fastcdc::v2020::FastCDC;
 
+use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
 use super::segments::{MIN_STORED, Segment, write};
 use crate::hde::{
@@ -35,32 +35,6 @@ use crate::wire::PayloadKind;
 const SENT_CAPACITY: usize = 1 << 18;
 /// Segments queued for the recorder before new ones are dropped.
 const RECORD_QUEUE: usize = 4096;
-
-/// FastCDC sizes for a session's chunk size: about 4 KiB segments, larger for chunks over
-/// 1 MiB so that a chunk never has more than [`super::segments::MAX_SEGMENTS`] / 2 of them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cutter {
-    min: usize,
-    avg: usize,
-    max: usize,
-}
-
-impl Cutter {
-    /// Sizes for chunks of at most `chunk_size` bytes.
-    pub(crate) fn for_chunk(chunk_size: usize) -> Self {
-        let min = (chunk_size / 2048).next_power_of_two().clamp(1024, 1 << 20);
-        Self {
-            min,
-            avg: min * 4,
-            max: min * 16,
-        }
-    }
-
-    /// The `(start, len)` of each segment of `data`.
-    fn cut(self, data: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-        FastCDC::new(data, self.min, self.avg, self.max).map(|c| (c.offset, c.length))
-    }
-}
 
 /// Stores segments in the node's own store off the producer's thread.
 #[derive(Debug)]
@@ -110,7 +84,7 @@ pub(crate) struct Dedup {
     order: VecDeque<ContentHash>,
     recorder: Option<Recorder>,
     /// Segments of the next chunk, found by [`Self::frame_len`], so it is not cut twice.
-    next_cuts: Vec<(usize, usize)>,
+    next_cuts: Vec<Cut>,
 }
 
 impl Dedup {
@@ -118,11 +92,12 @@ impl Dedup {
     /// one) and a local store to record sent segments into.
     pub(crate) fn new(
         chunk_size: usize,
+        segmenting: Segmenting,
         index: Option<ContentIndex>,
         record: Option<Arc<Mutex<DiskStore>>>,
     ) -> Self {
         Self {
-            cutter: Cutter::for_chunk(chunk_size),
+            cutter: Cutter::new(chunk_size, segmenting),
             index,
             sent: HashMap::new(),
             order: VecDeque::new(),
@@ -131,19 +106,22 @@ impl Dedup {
         }
     }
 
-    /// Where the last segment of `data` starts (`data.len()` when it has only one): the bytes
-    /// from there on may continue past `data`, so the frame ends there. The segments before
-    /// it are kept for [`Self::encode`] of that frame.
-    pub(crate) fn frame_len(&mut self, data: &[u8]) -> usize {
-        self.next_cuts.clear();
-        self.next_cuts.extend(self.cutter.cut(data));
-        match self.next_cuts.pop() {
-            Some((start, _)) if start > 0 => start,
-            _ => {
-                self.next_cuts.clear();
-                data.len()
+    /// How much of `data` (at stream offset `offset`, more to follow) to frame now: up to
+    /// where its last segment that a frame may end before starts, since the bytes from there
+    /// on may continue past `data` (all of it when there is no such point). The segments
+    /// before it are kept for [`Self::encode`] of that frame.
+    pub(crate) fn frame_len(&mut self, data: &[u8], offset: u64) -> usize {
+        let mut cuts = self.cutter.cut(data, offset);
+        let len = match cuts.iter().rposition(|c| c.resume && c.start > 0) {
+            Some(i) => {
+                let start = cuts.get(i).map_or(data.len(), |c| c.start);
+                cuts.truncate(i);
+                start
             }
-        }
+            None => data.len(),
+        };
+        self.next_cuts = cuts;
+        len
     }
 
     fn receiver_holds(&self, hash: &ContentHash, acked: u64) -> bool {
@@ -186,11 +164,11 @@ impl Dedup {
         let mut ref_bytes = 0u64;
         let mut new = Vec::new();
         let mut cuts = std::mem::take(&mut self.next_cuts);
-        if cuts.last().map(|(s, l)| s + l) != Some(chunk.len()) {
-            cuts.clear();
-            cuts.extend(self.cutter.cut(&chunk));
+        if cuts.last().map(|c| c.start + c.len) != Some(chunk.len()) {
+            let offset = end - chunk.len() as u64;
+            cuts = self.cutter.cut(&chunk, offset);
         }
-        for &(start, len) in &cuts {
+        for &Cut { start, len, .. } in &cuts {
             let bytes = chunk.slice(start..start + len);
             let len32 = u32::try_from(len).unwrap_or(u32::MAX);
             if crate::hde::is_zero(&bytes) {
@@ -218,8 +196,7 @@ impl Dedup {
         for hash in new {
             self.remember(hash, end);
         }
-        cuts.clear();
-        self.next_cuts = cuts;
+
         let mut observed = None;
         let mut block_codec = None;
         let mut block = literals;
@@ -253,12 +230,14 @@ impl Dedup {
     }
 }
 
-/// A `Segments` payload of `chunk` with every non-zero segment as a literal, uncompressed:
-/// the answer to a `Need`, which the receiver can always decode (and then stores).
-pub(crate) fn literal_payload(cutter: Cutter, chunk: &[u8]) -> Bytes {
+/// A `Segments` payload of `chunk` (at stream offset `offset`) with every non-zero segment as
+/// a literal, uncompressed: the answer to a `Need`, which the receiver can always decode (and
+/// then stores).
+pub(crate) fn literal_payload(cutter: Cutter, chunk: &[u8], offset: u64) -> Bytes {
     let segments: Vec<Segment> = cutter
-        .cut(chunk)
-        .map(|(start, len)| {
+        .cut(chunk, offset)
+        .into_iter()
+        .map(|Cut { start, len, .. }| {
             let len32 = u32::try_from(len).unwrap_or(u32::MAX);
             if chunk
                 .get(start..start + len)

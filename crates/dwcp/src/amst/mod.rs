@@ -43,6 +43,7 @@
 //! On the sender, [`Source::Stream`] reads a local socket and sends whatever each read returns
 //! at once, so a small write reaches the receiver without waiting for a full chunk.
 
+mod cutter;
 mod dedup;
 #[cfg(test)]
 mod dedup_test;
@@ -51,6 +52,7 @@ mod hde_frame;
 mod hde_test;
 mod inflight;
 mod names;
+mod pages;
 mod progress;
 mod rate;
 mod receiver;
@@ -73,6 +75,7 @@ mod test_support;
 pub mod tuner;
 mod window;
 
+pub use cutter::{ParseSegmentingError, Segmenting};
 pub use names::{NameError, validate_name};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};

@@ -215,9 +215,9 @@ impl ChunkEncoder {
     /// How much of `data` (read from the source, more to follow) to frame now: with
     /// deduplication, up to its last segment boundary (all of it when it is one segment);
     /// otherwise all of it.
-    pub(crate) fn frame_len(&mut self, data: &[u8]) -> usize {
+    pub(crate) fn frame_len(&mut self, data: &[u8], offset: u64) -> usize {
         match &mut self.dedup {
-            Some(dedup) => dedup.frame_len(data),
+            Some(dedup) => dedup.frame_len(data, offset),
             None => data.len(),
         }
     }

@@ -64,6 +64,9 @@ pub struct SendOptions {
     /// This node's own content store: every segment sent is recorded in it, so that a later
     /// stream the other way can reference it. Only used when deduplication was negotiated.
     pub record: Option<std::sync::Arc<std::sync::Mutex<crate::hde::DiskStore>>>,
+    /// How chunks are cut into segments for deduplication (`auto`: guest pages in QEMU
+    /// migration streams, content-defined elsewhere).
+    pub segmenting: super::Segmenting,
 }
 
 impl SendOptions {
@@ -82,6 +85,7 @@ impl SendOptions {
             window_limit: None,
             dedup: false,
             record: None,
+            segmenting: super::Segmenting::Auto,
         }
     }
 }

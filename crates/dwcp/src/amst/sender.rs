@@ -113,6 +113,7 @@ pub async fn send(
         );
         Some(Dedup::new(
             opts.chunk_size as usize,
+            opts.segmenting,
             Some(index),
             opts.record.clone(),
         ))

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
-use super::dedup::{Cutter, literal_payload};
+use super::cutter::Cutter;
+use super::dedup::literal_payload;
 use super::inflight::{ConnId, InFlight, Outgoing};
 use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
@@ -315,8 +316,8 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
     };
     let again = match &out.original {
         Some(chunk) => {
-            let payload = literal_payload(cutter, chunk);
             let h = out.frame.header;
+            let payload = literal_payload(cutter, chunk, h.offset);
             let frame = Frame::new(
                 FrameKind::Data,
                 PayloadKind::Segments,

@@ -251,7 +251,7 @@ impl Producer {
                 Bytes::from(joined)
             };
             let len = match self.encoder.as_mut() {
-                Some(enc) if more => enc.frame_len(&data),
+                Some(enc) if more => enc.frame_len(&data, offset),
                 _ => data.len(),
             };
             carry = data.split_off(len);

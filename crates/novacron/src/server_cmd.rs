@@ -160,6 +160,7 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
                 .unwrap_or_else(|| default_dwcp_listen(args.listen)),
             dwcp_advertise_port: args.dwcp_advertise_port,
             store_max: args.dwcp_store_max,
+            dwcp_flags: dwcp::flags::Flags::default(),
         });
     }
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -19,6 +19,7 @@
 //! TLS; the destination accepts the calls only from a caller with a valid node certificate.
 
 mod dest;
+mod features;
 mod source;
 mod streams;
 
@@ -51,6 +52,9 @@ pub struct ClusterConfig {
     /// streams sent and received, so that a peer's later stream can reference them. 0: no
     /// store, no deduplication.
     pub store_max: u64,
+    /// DWCP feature flags of the migration streams this node sends
+    /// ([`dwcp::flags::Flags::default`]: all on).
+    pub dwcp_flags: dwcp::flags::Flags,
 }
 
 /// What a node with a [`ClusterConfig`] holds while it runs.
@@ -64,6 +68,8 @@ pub(crate) struct Cluster {
     pub(crate) streams: streams::Inbox,
     /// Segments of migration streams sent and received (`None` when `store_max` is 0).
     pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
+    /// DWCP feature flags in force; each stream sent takes a snapshot when it starts.
+    pub(crate) flags: dwcp::flags::FlagSet,
     /// Migrations arriving here, by migration id.
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
@@ -164,6 +170,7 @@ impl Cluster {
                     source,
                 })?;
         Ok(Self {
+            flags: dwcp::flags::FlagSet::new(config.dwcp_flags),
             config,
             api_tls,
             dwcp_client,

@@ -52,9 +52,11 @@ pub struct ClusterConfig {
     /// streams sent and received, so that a peer's later stream can reference them. 0: no
     /// store, no deduplication.
     pub store_max: u64,
-    /// DWCP feature flags of the migration streams this node sends
-    /// ([`dwcp::flags::Flags::default`]: all on).
+    /// DWCP feature flags at start ([`dwcp::flags::Flags::default`], all on, without a file).
     pub dwcp_flags: dwcp::flags::Flags,
+    /// The file `dwcp_flags` were read from ([`crate::read_dwcp_flags`]): read again by
+    /// [`crate::Node::reload_dwcp_flags`]. `None`: there is nothing to read again.
+    pub dwcp_flags_file: Option<std::path::PathBuf>,
 }
 
 /// What a node with a [`ClusterConfig`] holds while it runs.
@@ -70,6 +72,8 @@ pub(crate) struct Cluster {
     pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
     /// DWCP feature flags in force; each stream sent takes a snapshot when it starts.
     pub(crate) flags: dwcp::flags::FlagSet,
+    /// Held while the flags change, so that two changes never interleave.
+    pub(crate) flags_change: tokio::sync::Mutex<()>,
     /// Migrations arriving here, by migration id.
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
@@ -171,6 +175,7 @@ impl Cluster {
                 })?;
         Ok(Self {
             flags: dwcp::flags::FlagSet::new(config.dwcp_flags),
+            flags_change: tokio::sync::Mutex::new(()),
             config,
             api_tls,
             dwcp_client,

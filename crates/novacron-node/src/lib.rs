@@ -14,7 +14,7 @@
 //! - [`events`], [`ops`]: the event sequence and operations.
 //! - `vms`, `lifecycle`, `recover`, `images`, `admin`: the service, by concern.
 //! - `migrate`: live migration to and from peer nodes over DWCP.
-//! - `dwcp_flags`: the DWCP feature flags of migration streams, read again at run time.
+//! - `dwcp_flags`: the DWCP feature flags of migration streams, changed at run time.
 
 mod admin;
 mod dwcp_flags;

@@ -67,8 +67,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = crate::units::parse_size, requires = "tls_dir")]
     dwcp_store_max: u64,
     /// DWCP feature flags of the migration streams this node sends (JSON: kill_switch, and
-    /// hde, pba, multistream, dedup_store with enabled and rollout_percent). Read at start
-    /// and again on SIGHUP. Default: all on.
+    /// hde, pba, multistream, dedup_store with enabled and rollout_percent). Read at start,
+    /// read again on SIGHUP, rewritten by `PUT /api/v1/node/dwcp-flags`. Default: all on.
     #[arg(long, value_name = "FILE", requires = "tls_dir")]
     dwcp_flags: Option<PathBuf>,
 }

@@ -55,7 +55,8 @@ pub struct ClusterConfig {
     /// DWCP feature flags at start ([`dwcp::flags::Flags::default`], all on, without a file).
     pub dwcp_flags: dwcp::flags::Flags,
     /// The file `dwcp_flags` were read from ([`crate::read_dwcp_flags`]): read again by
-    /// [`crate::Node::reload_dwcp_flags`]. `None`: there is nothing to read again.
+    /// [`crate::Node::reload_dwcp_flags`] and rewritten when the API changes the flags.
+    /// `None`: a change lasts until the daemon stops.
     pub dwcp_flags_file: Option<std::path::PathBuf>,
 }
 
@@ -72,7 +73,8 @@ pub(crate) struct Cluster {
     pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
     /// DWCP feature flags in force; each stream sent takes a snapshot when it starts.
     pub(crate) flags: dwcp::flags::FlagSet,
-    /// Held while the flags change, so that two changes never interleave.
+    /// Held while the flags (and their file) change, so that a re-read and a change through
+    /// the API never interleave.
     pub(crate) flags_change: tokio::sync::Mutex<()>,
     /// Migrations arriving here, by migration id.
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,

@@ -6,6 +6,7 @@
 //! | `hde` | raw frames ([`Reduction::Off`]) |
 //! | `pba` | zero elision and a fixed lz4 instead of the codec PBA picks |
 //! | `multistream` | one connection ([`StreamCount::Fixed`]`(1)`) |
+//! | `dedup_store` | no deduplication against the peer's content store, nothing recorded in ours |
 
 use super::Cluster;
 use dwcp::amst::{Reduction, SendOptions, StreamCount};
@@ -17,18 +18,25 @@ pub(crate) fn for_stream(opts: &mut SendOptions, cluster: &Cluster) {
     apply(opts, &cluster.flags.snapshot(), &cluster.config.node_name);
 }
 
-/// Sets the reduction and connection count of a stream sent by node `node` under `flags`.
-/// Every stream asks for [`Reduction::Auto`] and the default connection count; the flags
-/// only take away.
+/// Sets the reduction, connection count and deduplication of a stream sent by node `node`
+/// under `flags`. Every stream asks for [`Reduction::Auto`], the default connection count and
+/// the deduplication its node's content store allows; the flags only take away.
 pub(crate) fn apply(opts: &mut SendOptions, flags: &Flags, node: &str) {
     opts.reduce = Reduction::Auto.gated(flags, node);
     if !flags.is_enabled(Component::Multistream, node) {
         opts.streams = StreamCount::Fixed(1);
     }
+    if !flags.is_enabled(Component::DedupStore, node) {
+        // `record` is only used once deduplication is negotiated; clearing it too keeps the
+        // store out of the stream's path whatever the sender does with it.
+        opts.dedup = false;
+        opts.record = None;
+    }
     tracing::debug!(
         stream = %opts.name,
         reduce = %opts.reduce,
         streams = ?opts.streams,
+        dedup = opts.dedup,
         kill_switch = flags.kill_switch(),
         "DWCP features of a migration stream"
     );
@@ -40,8 +48,13 @@ mod tests {
     use dwcp::flags::FlagRule;
     use dwcp::hde::CodecChoice;
 
+    /// The options of a stream from a node with a content store, once `flags` are applied.
     fn applied(flags: &Flags, node: &str) -> SendOptions {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dwcp::hde::DiskStore::open(dir.path().to_owned(), 1 << 20).unwrap();
         let mut opts = SendOptions::new("vm-memory");
+        opts.dedup = true;
+        opts.record = Some(std::sync::Arc::new(std::sync::Mutex::new(store)));
         apply(&mut opts, flags, node);
         opts
     }
@@ -51,17 +64,27 @@ mod tests {
     }
 
     #[test]
-    fn all_on_asks_pba_for_the_codec_and_probes_the_connection_count() {
+    fn all_on_asks_pba_for_the_codec_probes_the_connection_count_and_deduplicates() {
         let opts = applied(&Flags::default(), "a");
         assert_eq!(opts.reduce, Reduction::Auto);
         assert_eq!(opts.streams, StreamCount::default());
+        assert!(opts.dedup && opts.record.is_some());
     }
 
     #[test]
-    fn the_kill_switch_sends_raw_frames_on_one_connection() {
+    fn the_kill_switch_sends_raw_frames_on_one_connection_without_the_store() {
         let opts = applied(&Flags::default().with_kill_switch(true), "a");
         assert_eq!(opts.reduce, Reduction::Off);
         assert_eq!(opts.streams, StreamCount::Fixed(1));
+        assert!(!opts.dedup && opts.record.is_none());
+    }
+
+    #[test]
+    fn dedup_store_off_keeps_compression_and_connections_but_not_the_store() {
+        let opts = applied(&off(Component::DedupStore), "a");
+        assert_eq!(opts.reduce, Reduction::Auto);
+        assert_eq!(opts.streams, StreamCount::default());
+        assert!(!opts.dedup && opts.record.is_none());
     }
 
     #[test]

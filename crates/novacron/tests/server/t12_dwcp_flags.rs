@@ -391,7 +391,7 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     a.api.act_ok("mover", "start");
     a.api.wait_heartbeats("mover", 1, Duration::from_secs(90));
 
-    // a's kill switch, from its file: raw frames on one connection.
+    // a's kill switch, from its file: raw frames on one connection, no deduplication.
     let done = a
         .api
         .wait(&migrate(&a.api, "mover", &json!({"target": "b"})));
@@ -400,15 +400,20 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     assert!(!from_a.is_empty(), "{}", a.daemon.log());
     for s in &from_a {
         assert_eq!(
-            (&s["reduce"], &s["streams"], &s["kill_switch"]),
-            (&json!("off"), &json!("Fixed(1)"), &json!(true)),
+            (&s["reduce"], &s["streams"], &s["dedup"], &s["kill_switch"]),
+            (
+                &json!("off"),
+                &json!("Fixed(1)"),
+                &json!(false),
+                &json!(true)
+            ),
             "{s}"
         );
     }
     assert!(streams_sent(&b.daemon).is_empty());
 
     // b starts all on; with multistream turned off through the API, its streams are still
-    // compressed as PBA decides, over one connection.
+    // compressed as PBA decides and deduplicated, over one connection.
     let (s, v) = b
         .api
         .put(FLAGS, &json!({"multistream": {"enabled": false}}));
@@ -421,8 +426,13 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     assert!(!from_b.is_empty(), "{}", b.daemon.log());
     for s in &from_b {
         assert_eq!(
-            (&s["reduce"], &s["streams"], &s["kill_switch"]),
-            (&json!("auto"), &json!("Fixed(1)"), &json!(false)),
+            (&s["reduce"], &s["streams"], &s["dedup"], &s["kill_switch"]),
+            (
+                &json!("auto"),
+                &json!("Fixed(1)"),
+                &json!(true),
+                &json!(false)
+            ),
             "{s}"
         );
     }

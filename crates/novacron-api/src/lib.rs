@@ -7,6 +7,7 @@
 //! ```
 
 pub mod client;
+pub mod dwcp_flags;
 pub mod error;
 pub mod extract;
 pub mod latency;

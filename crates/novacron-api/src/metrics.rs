@@ -1,5 +1,5 @@
 //! Prometheus metrics of the API (requests and their latency by route) and of the node (VMs by
-//! state, QEMU CPU and memory per VM), encoded at `/metrics`.
+//! state, QEMU CPU and memory per VM, migrations, DWCP feature flags), encoded at `/metrics`.
 
 use crate::latency::LatencyHistograms;
 use crate::service::NodeMetrics;
@@ -164,6 +164,57 @@ impl MigrationFamilies {
     }
 }
 
+/// Labels of a DWCP component.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComponentLabels {
+    component: &'static str,
+}
+
+/// No labels: a family with one unlabelled series, present only while there is a value.
+type Unlabelled = Vec<(&'static str, &'static str)>;
+
+/// Gauges of the node's DWCP feature flags.
+struct FlagFamilies {
+    enabled: Family<ComponentLabels, Gauge>,
+    kill_switch: Family<Unlabelled, Gauge>,
+}
+
+impl FlagFamilies {
+    fn register(registry: &mut Registry) -> Self {
+        let f = Self {
+            enabled: Family::default(),
+            kill_switch: Family::default(),
+        };
+        registry.register(
+            "dwcp_feature_enabled",
+            "Whether migration streams leaving this node use a DWCP component (1) or not (0), \
+             under its feature flags",
+            f.enabled.clone(),
+        );
+        registry.register(
+            "dwcp_kill_switch",
+            "Whether the DWCP kill switch is on (1): every component off on this node",
+            f.kill_switch.clone(),
+        );
+        f
+    }
+
+    fn update(&self, node: &NodeMetrics) {
+        self.enabled.clear();
+        self.kill_switch.clear();
+        for (component, on) in &node.dwcp_features {
+            self.enabled
+                .get_or_create(&ComponentLabels { component })
+                .set(i64::from(*on));
+        }
+        if let Some(on) = node.dwcp_kill_switch {
+            self.kill_switch
+                .get_or_create(&Vec::new())
+                .set(i64::from(on));
+        }
+    }
+}
+
 /// Labels of a VM state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -178,6 +229,7 @@ pub struct ApiMetrics {
     qemu_cpu: Family<VmLabels, Gauge<f64, AtomicU64>>,
     qemu_rss: Family<VmLabels, Gauge>,
     migrations: MigrationFamilies,
+    flags: FlagFamilies,
     /// Serializes refresh + encode so two scrapes do not interleave.
     scrape: Mutex<()>,
 }
@@ -214,6 +266,7 @@ impl ApiMetrics {
             qemu_rss.clone(),
         );
         let migrations = MigrationFamilies::register(&mut registry);
+        let flags = FlagFamilies::register(&mut registry);
         Self {
             registry,
             latency,
@@ -221,6 +274,7 @@ impl ApiMetrics {
             qemu_cpu,
             qemu_rss,
             migrations,
+            flags,
             scrape: Mutex::new(()),
         }
     }
@@ -256,6 +310,7 @@ impl ApiMetrics {
                 .set(i64::try_from(p.rss_bytes).unwrap_or(i64::MAX));
         }
         self.migrations.update(node);
+        self.flags.update(node);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "could not encode metrics");
@@ -358,5 +413,37 @@ where
             );
         }
         Poll::Ready(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dwcp_flags_are_exported_per_component_while_the_node_migrates() {
+        let metrics = ApiMetrics::new();
+        let node = NodeMetrics {
+            dwcp_features: vec![("hde", true), ("pba", false)],
+            dwcp_kill_switch: Some(false),
+            ..NodeMetrics::default()
+        };
+        let text = metrics.encode(&node);
+        for line in [
+            "novacron_dwcp_feature_enabled{component=\"hde\"} 1\n",
+            "novacron_dwcp_feature_enabled{component=\"pba\"} 0\n",
+            "novacron_dwcp_kill_switch 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        let on = NodeMetrics {
+            dwcp_kill_switch: Some(true),
+            ..NodeMetrics::default()
+        };
+        let text = metrics.encode(&on);
+        assert!(text.contains("novacron_dwcp_kill_switch 1\n"), "{text}");
+        assert!(!text.contains("novacron_dwcp_feature_enabled{"), "{text}");
+        let text = metrics.encode(&NodeMetrics::default());
+        assert!(!text.contains("novacron_dwcp_kill_switch "), "{text}");
     }
 }

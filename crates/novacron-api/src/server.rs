@@ -51,6 +51,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(node::node_info))
+        .routes(routes!(node::get_dwcp_flags, node::put_dwcp_flags))
         .routes(routes!(vms::list_vms, vms::create_vm))
         .routes(routes!(vms::get_vm, vms::delete_vm))
         .routes(routes!(vms::start_vm))

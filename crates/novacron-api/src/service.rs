@@ -1,6 +1,7 @@
 //! The seam between HTTP and the node: handlers call a [`NodeService`] and map its answer.
 //! The node daemon implements it over the store and QEMU; tests implement it in memory.
 
+use crate::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use crate::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest};
 use crate::types::{
     ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
@@ -202,6 +203,24 @@ pub trait NodeService: Send + Sync + 'static {
         })
     }
 
+    /// This node's DWCP feature flags and what they turn on for it.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unavailable`] when the node takes no part in migrations.
+    fn dwcp_flags(&self) -> Result<DwcpFlagsResponse, ServiceError> {
+        Err(not_migrating())
+    }
+
+    /// Replaces this node's DWCP feature flags (and the file they came from, if any) for
+    /// every migration stream that starts from now on; `caller` is named in the node's log.
+    fn put_dwcp_flags(
+        &self,
+        _caller: &Caller,
+        _flags: DwcpFlags,
+    ) -> BoxFuture<'_, Result<DwcpFlagsResponse, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
     /// Destination side: prepares to receive a VM from `peer`.
     fn peer_prepare(
         &self,
@@ -246,6 +265,12 @@ pub struct NodeMetrics {
     /// Migrations ended since the daemon started: `(direction, result, count)` with direction
     /// `out` or `in` and result `succeeded` or `failed`.
     pub migrations_ended: Vec<(&'static str, &'static str, u64)>,
+    /// DWCP components this node uses under its feature flags: `(component, on)` with the
+    /// component's flag name (`hde`, `pba`, `multistream`, `dedup_store`). Empty when the
+    /// node takes no part in migrations.
+    pub dwcp_features: Vec<(&'static str, bool)>,
+    /// Whether the DWCP kill switch is on; `None` when the node takes no part in migrations.
+    pub dwcp_kill_switch: Option<bool>,
 }
 
 /// A migration under way, as Prometheus sees it.

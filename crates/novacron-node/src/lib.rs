@@ -14,8 +14,10 @@
 //! - [`events`], [`ops`]: the event sequence and operations.
 //! - `vms`, `lifecycle`, `recover`, `images`, `admin`: the service, by concern.
 //! - `migrate`: live migration to and from peer nodes over DWCP.
+//! - `dwcp_flags`: the DWCP feature flags of migration streams, changed at run time.
 
 mod admin;
+mod dwcp_flags;
 pub mod events;
 mod host;
 mod images;
@@ -29,5 +31,6 @@ mod service;
 mod vms;
 
 pub use admin::{ADMIN_TENANT, new_token_secret, token_hash};
+pub use dwcp_flags::{DwcpFlagsError, read_dwcp_flags};
 pub use migrate::{ClusterConfig, ClusterError};
 pub use node::{Node, NodeConfig, NodeError};

@@ -1,6 +1,7 @@
 //! [`NodeService`] for [`Node`]: each call delegates to the file that owns its concern.
 
 use crate::node::Node;
+use novacron_api::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use novacron_api::migration::{
     PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
 };
@@ -159,6 +160,19 @@ impl NodeService for Node {
         Box::pin(async move { result })
     }
 
+    fn dwcp_flags(&self) -> Result<DwcpFlagsResponse, ServiceError> {
+        self.dwcp_flags_get()
+    }
+
+    fn put_dwcp_flags(
+        &self,
+        caller: &Caller,
+        flags: DwcpFlags,
+    ) -> BoxFuture<'_, Result<DwcpFlagsResponse, ServiceError>> {
+        let caller = caller.clone();
+        Box::pin(async move { self.dwcp_flags_put(&caller, flags).await })
+    }
+
     fn peer_prepare(
         &self,
         peer: &PeerNode,
@@ -224,11 +238,14 @@ impl NodeService for Node {
                 })
             })
             .collect();
+        let (dwcp_features, dwcp_kill_switch) = self.dwcp_flag_metrics();
         NodeMetrics {
             vms_by_state: count_states(vms.iter()),
             processes,
             migrations: self.migration_metrics(),
             migrations_ended: self.migrations_ended(),
+            dwcp_features,
+            dwcp_kill_switch,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `novacron server`: the node daemon. Opens the data directory, re-attaches to running VMs
-//! and serves the API until SIGINT or SIGTERM. QEMU processes outlive it by design.
+//! and serves the API until SIGINT or SIGTERM; SIGHUP re-reads the DWCP feature flags file.
+//! QEMU processes outlive it by design.
 
 use crate::tls_listener::TlsListener;
 use anyhow::Context;
 use axum::serve::{Listener, ListenerExt};
+use dwcp::flags::Flags;
 use dwcp::tls::{ClientAuth, TlsFiles};
 use novacron_node::{ClusterConfig, Node, NodeConfig};
 use novacron_qemu::Accel;
@@ -64,6 +66,11 @@ pub struct ServerArgs {
     /// none.
     #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = crate::units::parse_size, requires = "tls_dir")]
     dwcp_store_max: u64,
+    /// DWCP feature flags of the migration streams this node sends (JSON: kill_switch, and
+    /// hde, pba, multistream, dedup_store with enabled and rollout_percent). Read at start,
+    /// read again on SIGHUP, rewritten by `PUT /api/v1/node/dwcp-flags`. Default: all on.
+    #[arg(long, value_name = "FILE", requires = "tls_dir")]
+    dwcp_flags: Option<PathBuf>,
 }
 
 /// `NAME=URL` of `--peer`.
@@ -107,12 +114,27 @@ fn default_data_dir() -> PathBuf {
 /// When the data directory, store or listen address cannot be used.
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let tls = tls_config(&args)?;
+    let flags = dwcp_flags(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("novacron-server")
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(serve(args, tls))
+    runtime.block_on(serve(args, tls, flags))
+}
+
+/// The DWCP feature flags `--dwcp-flags` names, read and checked at start (blocking), and
+/// the file's absolute path; all on without a file.
+fn dwcp_flags(args: &ServerArgs) -> anyhow::Result<(Flags, Option<PathBuf>)> {
+    let Some(path) = &args.dwcp_flags else {
+        return Ok((Flags::default(), None));
+    };
+    // Absolute, so that the API shows where it is whatever the daemon's directory.
+    let path = std::path::absolute(path)
+        .with_context(|| format!("--dwcp-flags {}: no absolute path", path.display()))?;
+    let flags = novacron_node::read_dwcp_flags(&path)
+        .context("could not load the DWCP feature flags (--dwcp-flags)")?;
+    Ok((flags, Some(path)))
 }
 
 /// The TLS configuration `--tls-dir` asks for, read from its files (blocking, at startup).
@@ -135,7 +157,11 @@ fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     Ok(Some(config))
 }
 
-async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    args: ServerArgs,
+    tls: Option<Arc<ServerConfig>>,
+    (dwcp_flags, dwcp_flags_file): (Flags, Option<PathBuf>),
+) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = NodeConfig::new(data_dir.clone());
     config.accel = match args.accel.as_str() {
@@ -151,6 +177,16 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
                 anyhow::bail!("--peer {name} is given twice");
             }
         }
+        let on = dwcp_flags.for_node(node);
+        tracing::info!(
+            file = %dwcp_flags_file.as_deref().map_or_else(|| "none".into(), |p| p.display().to_string()),
+            kill_switch = dwcp_flags.kill_switch(),
+            hde = on.hde,
+            pba = on.pba,
+            multistream = on.multistream,
+            dedup_store = on.dedup_store,
+            "DWCP feature flags"
+        );
         config.cluster = Some(ClusterConfig {
             node_name: node.clone(),
             tls: TlsFiles::in_dir(dir, node),
@@ -160,6 +196,8 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
                 .unwrap_or_else(|| default_dwcp_listen(args.listen)),
             dwcp_advertise_port: args.dwcp_advertise_port,
             store_max: args.dwcp_store_max,
+            dwcp_flags,
+            dwcp_flags_file,
         });
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -178,6 +216,9 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
             path.display()
         );
     }
+    // Before the address goes out: from then on a SIGHUP re-reads the flags rather than
+    // ending the daemon.
+    let reloads = reload_on_sighup(node.clone(), args.node.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
         "novacron server listening on {scheme}://{addr} (data in {})",
@@ -195,16 +236,20 @@ async fn serve(args: ServerArgs, tls: Option<Arc<ServerConfig>>) -> anyhow::Resu
         }
     });
     let app = novacron_api::app(Arc::new(node));
-    match tls {
+    let served = match tls {
         Some(config) => {
             serve_until_signal(
                 TlsListener::new(listener, config),
                 crate::tls_listener::WithPeerNode(app),
             )
-            .await?;
+            .await
         }
-        None => serve_until_signal(listener, app.into_make_service()).await?,
+        None => serve_until_signal(listener, app.into_make_service()).await,
+    };
+    if let Some(task) = reloads {
+        task.abort();
     }
+    served?;
     tracing::info!("stopped; VMs keep running and are re-attached at the next start");
     Ok(ExitCode::SUCCESS)
 }
@@ -248,6 +293,44 @@ where
         () = grace => tracing::info!(grace = ?SHUTDOWN_GRACE, "closing connections still open"),
     }
     Ok(())
+}
+
+/// Re-reads the DWCP feature flags file on each SIGHUP until aborted; a file that cannot be
+/// read or is invalid is logged with the reason and the flags in force stay. `None` when
+/// SIGHUP cannot be watched (it then ends the daemon, as by default).
+fn reload_on_sighup(node: Node, name: Option<String>) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP: the DWCP flags file is read at start only");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match node.reload_dwcp_flags().await {
+                Ok(Some(flags)) => {
+                    let on = flags.for_node(name.as_deref().unwrap_or_default());
+                    tracing::info!(
+                        kill_switch = flags.kill_switch(),
+                        hde = on.hde,
+                        pba = on.pba,
+                        multistream = on.multistream,
+                        dedup_store = on.dedup_store,
+                        "SIGHUP: DWCP feature flags re-read"
+                    );
+                }
+                Ok(None) => tracing::info!(
+                    "SIGHUP: no DWCP feature flags file to re-read (--dwcp-flags, with --tls-dir)"
+                ),
+                Err(e) => tracing::warn!(
+                    error = %format!("{:#}", anyhow::Error::new(e)),
+                    "SIGHUP: DWCP feature flags file refused; the flags in force stay"
+                ),
+            }
+        }
+    }))
 }
 
 async fn shutdown_signal() {

@@ -2,6 +2,7 @@
 //! every method reaches its route, and errors come back decoded.
 
 use super::{Client, ClientError};
+use crate::dwcp_flags::{DwcpFeatures, DwcpFlagRule, DwcpFlags, DwcpFlagsResponse};
 use crate::service::{BoxFuture, Caller, NodeMetrics, NodeService, ServiceError};
 use crate::types::{
     ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
@@ -84,6 +85,7 @@ fn tenant(n: &Name, quota: Option<Quota>) -> TenantResponse {
 struct Stub {
     calls: Mutex<Vec<String>>,
     events: broadcast::Sender<Event>,
+    flags: Mutex<DwcpFlags>,
 }
 
 impl Stub {
@@ -274,6 +276,32 @@ impl NodeService for Stub {
     fn metrics(&self) -> NodeMetrics {
         NodeMetrics::default()
     }
+
+    fn dwcp_flags(&self) -> Result<DwcpFlagsResponse, ServiceError> {
+        let flags = *self.flags.lock().unwrap();
+        let on = |r: DwcpFlagRule| !flags.kill_switch && r.enabled && r.rollout_percent == 100;
+        Ok(DwcpFlagsResponse {
+            node: "n1".into(),
+            flags,
+            effective: DwcpFeatures {
+                hde: on(flags.hde),
+                pba: on(flags.pba),
+                multistream: on(flags.multistream),
+                dedup_store: on(flags.dedup_store),
+            },
+            file: None,
+        })
+    }
+
+    fn put_dwcp_flags(
+        &self,
+        caller: &Caller,
+        flags: DwcpFlags,
+    ) -> BoxFuture<'_, Result<DwcpFlagsResponse, ServiceError>> {
+        self.log(format!("put flags as {}", caller.role));
+        *self.flags.lock().unwrap() = flags;
+        Box::pin(async move { self.dwcp_flags() })
+    }
 }
 
 async fn serve() -> (Arc<Stub>, String) {
@@ -281,6 +309,7 @@ async fn serve() -> (Arc<Stub>, String) {
     let stub = Arc::new(Stub {
         calls: Mutex::new(Vec::new()),
         events,
+        flags: Mutex::new(DwcpFlags::default()),
     });
     let app = crate::app(Arc::clone(&stub) as Arc<dyn NodeService>);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -461,4 +490,59 @@ async fn a_server_that_does_not_answer_times_out() {
     let e = c.list_vms().await.unwrap_err();
     assert!(matches!(e, ClientError::Timeout { .. }), "{e:?}");
     hold.abort();
+}
+
+#[tokio::test]
+async fn dwcp_flags_are_read_and_replaced_by_admins_only() {
+    let (stub, addr) = serve().await;
+    let admin = Client::new(&addr, "admin").unwrap();
+    let now = admin.dwcp_flags().await.unwrap();
+    assert_eq!(now.flags, DwcpFlags::default());
+    assert!(now.effective.hde && now.effective.multistream);
+    let wanted = DwcpFlags {
+        multistream: DwcpFlagRule {
+            enabled: false,
+            rollout_percent: 100,
+        },
+        ..DwcpFlags::default()
+    };
+    let after = admin.put_dwcp_flags(&wanted).await.unwrap();
+    assert_eq!(after.flags, wanted);
+    assert!(after.effective.hde && !after.effective.multistream);
+    assert_eq!(admin.dwcp_flags().await.unwrap().flags, wanted);
+
+    let viewer = Client::new(&addr, "viewer").unwrap();
+    let e = viewer.dwcp_flags().await.unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e:?}");
+    let e = viewer
+        .put_dwcp_flags(&DwcpFlags::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e:?}");
+
+    // An unknown key never reaches the service.
+    let app = crate::app(Arc::clone(&stub) as Arc<dyn NodeService>);
+    let request = axum::http::Request::put("/api/v1/node/dwcp-flags")
+        .header("authorization", "Bearer admin")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            r#"{"hde":{"enabled":true},"turbo":true}"#,
+        ))
+        .unwrap();
+    let answer = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "invalid_json", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `turbo`"),
+        "{body}"
+    );
+    assert_eq!(calls(&stub), vec!["put flags as admin"]);
+    assert_eq!(admin.dwcp_flags().await.unwrap().flags, wanted);
 }

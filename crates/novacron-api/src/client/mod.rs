@@ -14,6 +14,7 @@
 //! `http://` and `https://` bases: [`BaseUrl`] is the one place that accepts a scheme, and
 //! [`Client::with_tls`] says whom an `https://` server must be certified by ([`tls`]).
 
+mod dwcp_flags;
 mod error;
 mod migrate;
 mod sse;

@@ -1,6 +1,8 @@
-//! `/api/v1/node`, `/healthz`, `/metrics` and the fallback.
+//! `/api/v1/node`, `/api/v1/node/dwcp-flags`, `/healthz`, `/metrics` and the fallback.
 
+use crate::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use crate::error::ApiError;
+use crate::extract::ApiJson;
 use crate::server::AppState;
 use crate::service::{Caller, ServiceError};
 use crate::types::{ErrorBody, NodeInfo};
@@ -20,6 +22,34 @@ pub async fn node_info(
 ) -> Result<Json<NodeInfo>, ApiError> {
     caller.require(Role::Viewer)?;
     Ok(Json(state.svc.node_info(&caller)))
+}
+
+/// The node's DWCP feature flags and which components they turn on here (admin).
+#[utoipa::path(get, path = "/node/dwcp-flags", tag = "node",
+    responses((status = 200, body = DwcpFlagsResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn get_dwcp_flags(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<DwcpFlagsResponse>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.svc.dwcp_flags()?))
+}
+
+/// Replaces the node's DWCP feature flags (admin): migration streams that start from now on
+/// use them, and a node started with a flags file has the file rewritten (503, and nothing
+/// changed, when it cannot be). Unknown keys are refused.
+#[utoipa::path(put, path = "/node/dwcp-flags", tag = "node", request_body = DwcpFlags,
+    responses((status = 200, body = DwcpFlagsResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn put_dwcp_flags(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(flags): ApiJson<DwcpFlags>,
+) -> Result<Json<DwcpFlagsResponse>, ApiError> {
+    caller.require(Role::Admin)?;
+    Ok(Json(state.svc.put_dwcp_flags(&caller, flags).await?))
 }
 
 /// Liveness: `ok` while the daemon answers.

@@ -19,6 +19,7 @@
 //! TLS; the destination accepts the calls only from a caller with a valid node certificate.
 
 mod dest;
+mod features;
 mod source;
 mod streams;
 
@@ -51,6 +52,12 @@ pub struct ClusterConfig {
     /// streams sent and received, so that a peer's later stream can reference them. 0: no
     /// store, no deduplication.
     pub store_max: u64,
+    /// DWCP feature flags at start ([`dwcp::flags::Flags::default`], all on, without a file).
+    pub dwcp_flags: dwcp::flags::Flags,
+    /// The file `dwcp_flags` were read from ([`crate::read_dwcp_flags`]): read again by
+    /// [`crate::Node::reload_dwcp_flags`] and rewritten when the API changes the flags.
+    /// `None`: a change lasts until the daemon stops.
+    pub dwcp_flags_file: Option<std::path::PathBuf>,
 }
 
 /// What a node with a [`ClusterConfig`] holds while it runs.
@@ -64,6 +71,11 @@ pub(crate) struct Cluster {
     pub(crate) streams: streams::Inbox,
     /// Segments of migration streams sent and received (`None` when `store_max` is 0).
     pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
+    /// DWCP feature flags in force; each stream sent takes a snapshot when it starts.
+    pub(crate) flags: dwcp::flags::FlagSet,
+    /// Held while the flags (and their file) change, so that a re-read and a change through
+    /// the API never interleave.
+    pub(crate) flags_change: tokio::sync::Mutex<()>,
     /// Migrations arriving here, by migration id.
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
@@ -164,6 +176,8 @@ impl Cluster {
                     source,
                 })?;
         Ok(Self {
+            flags: dwcp::flags::FlagSet::new(config.dwcp_flags),
+            flags_change: tokio::sync::Mutex::new(()),
             config,
             api_tls,
             dwcp_client,

@@ -215,12 +215,13 @@ fn start(
     opts.reconnect_timeout = LINK_LOST;
     opts.window = WINDOW;
     opts.window_limit = window_limit;
-    // Zero chunks elided, the rest compressed as PBA decides for the link.
-    opts.reduce = dwcp::amst::Reduction::Auto;
     // Segments the peer holds (from earlier migrations either way) go as references; what is
     // sent is recorded so that it can be referenced when it comes back.
     opts.dedup = cluster.content.is_some();
     opts.record = cluster.content.clone();
+    // Zero chunks elided, the rest compressed as PBA decides for the link, over as many
+    // connections as pay off: as far as the node's feature flags allow, read once now.
+    super::features::for_stream(&mut opts, cluster);
     let task = tokio::spawn(async move {
         let outcome = match dialer {
             Ok(dialer) => dwcp::amst::send(source, dialer, opts, progress_tx)

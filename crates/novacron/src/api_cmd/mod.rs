@@ -10,6 +10,7 @@
 pub mod admin;
 mod config;
 mod console;
+pub mod dwcp_flags;
 pub mod exit;
 pub mod image;
 mod migrate;
@@ -195,6 +196,9 @@ mod tests {
                 "image", "import", "deb", "--disk", "d.qcow2", "--kernel", "k",
             ],
             &["node", "info"],
+            &["node", "dwcp-flags"],
+            &["node", "dwcp-flags", "--set", "flags.json"],
+            &["node", "dwcp-flags", "--kill-switch", "on"],
             &["tenant", "list"],
             &["tenant", "put", "blue", "--max-vms", "3"],
             &["token", "create", "--tenant", "blue", "--role", "viewer"],
@@ -203,5 +207,11 @@ mod tests {
         }
         assert!(parse(&["token", "create", "--tenant", "b", "--role", "root"]).is_err());
         assert!(parse(&["image", "import", "i", "--disk", "d", "--initrd", "x"]).is_err());
+        assert!(parse(&["node", "dwcp-flags", "--kill-switch", "maybe"]).is_err());
+        let both = ["node", "dwcp-flags", "--set", "f", "--kill-switch", "off"];
+        assert_eq!(
+            parse(&both).unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
     }
 }

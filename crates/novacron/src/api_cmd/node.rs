@@ -1,4 +1,4 @@
-//! `novacron node`: the node behind the API.
+//! `novacron node`: the node behind the API, and its DWCP feature flags ([`super::dwcp_flags`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub struct NodeArgs {
 pub enum NodeCommand {
     /// Show the node: versions, accelerator, capacity, and your VMs by state.
     Info,
+    /// Show or change the DWCP feature flags of the migration streams the node sends (admin).
+    DwcpFlags(super::dwcp_flags::DwcpFlagsArgs),
 }
 
 /// Runs a `node` command.
@@ -49,6 +51,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 print!("{}", info_text(&info));
                 Ok(())
             }
+            NodeCommand::DwcpFlags(args) => super::dwcp_flags::run(&ctx, args).await,
         }
     })
 }

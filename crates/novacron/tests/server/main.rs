@@ -23,3 +23,4 @@ mod t08_sigterm;
 mod t09_tls;
 mod t10_migrate;
 mod t11_migrate_faults;
+mod t12_dwcp_flags;

@@ -31,6 +31,7 @@ fn openapi_document_matches_the_routes() {
         "GET /api/v1/images",
         "GET /api/v1/images/{name}",
         "GET /api/v1/node",
+        "GET /api/v1/node/dwcp-flags",
         "GET /api/v1/operations/{id}",
         "GET /api/v1/operations/{id}/wait",
         "GET /api/v1/tenants",
@@ -50,6 +51,7 @@ fn openapi_document_matches_the_routes() {
         "POST /api/v1/vms/{vm}/resume",
         "POST /api/v1/vms/{vm}/start",
         "POST /api/v1/vms/{vm}/stop",
+        "PUT /api/v1/node/dwcp-flags",
     ];
     assert_eq!(listed, expected);
     // Every documented route is served: no unauthenticated call gets the fallback 404. The

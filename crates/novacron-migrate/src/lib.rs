@@ -188,17 +188,16 @@ impl Convergence {
             }
         }
         self.best_rate = self.best_rate.max(s.wire_rate);
-        if self.window.is_none()
-            && s.pass >= 2
-            && self.best_rate > 0
-            && s.remaining <= self.best_rate
-        {
+        let near = s.pass >= 2 && self.best_rate > 0 && s.remaining <= self.best_rate;
+        if self.window.is_some() || near {
             // Within about a second of the switch-over: from now on DWCP holds no more than
-            // half the downtime's worth of the link, which crosses it in time once the guest
-            // has stopped.
-            let half_downtime_ms =
-                u64::try_from(self.policy.max_downtime.as_millis() / 2).unwrap_or(u64::MAX);
-            let bytes = self.best_rate.saturating_mul(half_downtime_ms) / 1000;
+            // the downtime's worth of the link (the downtime limit QEMU gets is shortened by
+            // the time that backlog takes, see `downtime_limit_ms`). Not less: on a long link
+            // a smaller window would hold the stream below the link rate, and QEMU, seeing
+            // less bandwidth, would need more passes. It follows the fastest delivery seen.
+            let downtime_ms =
+                u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
+            let bytes = self.best_rate.saturating_mul(downtime_ms) / 1000;
             self.window = Some(bytes.clamp(MIN_WINDOW, MAX_WINDOW));
         }
         Verdict::Continue {

@@ -29,7 +29,7 @@ fn a_converging_migration_continues_with_the_operators_downtime() {
             Verdict::Continue {
                 downtime_limit_ms: 300,
                 switchover_bandwidth: Some(12_000_000),
-                window: (pass >= 2 && rem <= 12_000_000).then_some(1_800_000),
+                window: (pass >= 2 && rem <= 12_000_000).then_some(3_600_000),
             }
         );
     }
@@ -97,7 +97,7 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
             downtime_limit_ms: 200,
             switchover_bandwidth: Some(12_000_000),
             // 10 MiB left at 12 MB/s: a second from the switch-over, so the window narrows.
-            window: Some(1_800_000),
+            window: Some(3_600_000),
         }
     );
     // A backlog longer than the whole downtime leaves a quarter of it.
@@ -134,7 +134,7 @@ fn progress_carries_rates_and_an_eta_only_while_copying_memory() {
 }
 
 #[test]
-fn the_window_narrows_near_the_switch_over_to_half_the_downtime_and_stays_narrow() {
+fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_rate() {
     let mut c = Convergence::new(Policy::default());
     let window = |v: Verdict| match v {
         Verdict::Continue { window, .. } => window,
@@ -143,9 +143,15 @@ fn the_window_narrows_near_the_switch_over_to_half_the_downtime_and_stays_narrow
     // First pass, or far from the end: the full window.
     assert_eq!(window(c.observe(&sample(1, 1, 2 * MIB))), None);
     assert_eq!(window(c.observe(&sample(2, 2, 100 * MIB))), None);
-    // 150 ms of a 12 MB/s link.
-    assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(1_800_000));
-    assert_eq!(window(c.observe(&sample(4, 4, 100 * MIB))), Some(1_800_000));
+    // 300 ms of a 12 MB/s link.
+    assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(3_600_000));
+    assert_eq!(window(c.observe(&sample(4, 4, 100 * MIB))), Some(3_600_000));
+    // Delivery got faster: the window follows; slower again: it stays.
+    let mut s = sample(5, 5, 5 * MIB);
+    s.wire_rate = 20_000_000;
+    assert_eq!(window(c.observe(&s)), Some(6_000_000));
+    s.wire_rate = 5_000_000;
+    assert_eq!(window(c.observe(&s)), Some(6_000_000));
     // A slow link narrows to one chunk at least; a fast one to the stream's window at most.
     let mut slow = Convergence::new(Policy::default());
     let mut s = sample(3, 3, 1000);

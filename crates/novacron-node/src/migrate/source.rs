@@ -23,8 +23,11 @@ use tokio::sync::watch;
 const FD_NAME: &str = "nc-migrate-out";
 /// How often QEMU and DWCP are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-/// Longest wait for the stream to be confirmed once QEMU has sent it all.
-const DRAIN_WAIT: Duration = Duration::from_secs(120);
+/// Longest wait for the destination to answer the commit: it waits up to two minutes for the
+/// streams' tails to arrive (`dest::COMMIT_WAIT`), then starts the guest.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(150);
+/// Longest wait for the memory stream's summary once the destination runs the guest.
+const SUMMARY_WAIT: Duration = Duration::from_secs(10);
 /// QEMU's own pre-copy bandwidth cap is lifted: DWCP paces the stream.
 const UNCAPPED: u64 = 1 << 40;
 
@@ -311,16 +314,6 @@ impl Node {
         // The guest is stopped here from now on.
         let stopped_at = completed;
         self.set_phase(run, MigrationPhase::SwitchOver);
-        let memory = sending
-            .finished(DRAIN_WAIT)
-            .await
-            .map_err(|e| format!("the memory stream did not arrive over DWCP: {e}"))?;
-        // The last sample came before the stream's end: the final figures are the session's.
-        let mut p = run.outgoing.progress();
-        p.stream_bytes = memory.stream_bytes;
-        p.wire_bytes = memory.wire_bytes;
-        p.ref_bytes = memory.ref_bytes;
-        self.publish_progress(run, p);
         // QEMU has flushed and released the disks: their overlays go through the sessions
         // opened beforehand, all at once.
         let copies: Vec<_> = disk_streams
@@ -332,16 +325,25 @@ impl Node {
                 (copy, sending, disk.name.clone())
             })
             .collect();
+        // The commit goes out once every byte is handed to DWCP, without waiting for the
+        // streams' confirmations: the destination runs the guest only once the memory and
+        // disk streams arrived whole and verified (`finish_incoming`), so waiting here too
+        // would only add round trips to the downtime. A copy that fails must stop it, though:
+        // its stream would end early and verify as the shorter stream it is.
+        let mut disk_sendings = Vec::new();
         for (copy, sending, name) in copies {
             let copied = copy
                 .await
                 .map_err(|e| format!("disk {name}: copy task failed: {e}"))
                 .and_then(|r| r.map_err(|e| format!("could not read disk {name}: {e}")));
             copied?;
-            sending
-                .finished(DRAIN_WAIT)
-                .await
-                .map_err(|e| format!("disk {name} did not arrive over DWCP: {e}"))?;
+            if let Some(e) = sending.failure() {
+                return Err(format!("disk {name} did not arrive over DWCP: {e}").into());
+            }
+            disk_sendings.push(sending);
+        }
+        if let Some(e) = sending.failure() {
+            return Err(format!("the memory stream did not arrive over DWCP: {e}").into());
         }
         // Recorded before the commit goes out: a daemon restarted from here on cannot know
         // whether the guest runs on the destination (see `recover`).
@@ -353,8 +355,21 @@ impl Node {
         self.apply(Command::PutOperation(committing))
             .await
             .map_err(|e| format!("could not record the switch-over: {e}"))?;
-        match run.client.peer_commit(run.op.id).await {
-            Ok(_) => Ok(u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        let commit_client = run.client.clone().with_timeout(COMMIT_TIMEOUT);
+        match commit_client.peer_commit(run.op.id).await {
+            Ok(_) => {
+                let downtime = u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                // The destination verified the streams; their summaries give the final figures.
+                if let Ok(memory) = sending.finished(SUMMARY_WAIT).await {
+                    let mut p = run.outgoing.progress();
+                    p.stream_bytes = memory.stream_bytes;
+                    p.wire_bytes = memory.wire_bytes;
+                    p.ref_bytes = memory.ref_bytes;
+                    self.publish_progress(run, p);
+                }
+                drop(disk_sendings);
+                Ok(downtime)
+            }
             Err(e) if e.status().is_some() => {
                 Err(format!("{} could not start the guest: {e}", run.target).into())
             }

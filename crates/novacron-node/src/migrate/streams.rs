@@ -162,6 +162,14 @@ impl Sending {
         }
     }
 
+    /// Why the transfer failed, if it already has.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.result
+            .borrow()
+            .as_ref()
+            .and_then(|r| r.as_ref().err().cloned())
+    }
+
     /// Resolves only if the transfer fails, with why.
     pub(crate) async fn failed(&self) -> String {
         let mut result = self.result.clone();

@@ -160,12 +160,18 @@ fn check_frame(frame: &Frame) {
                 );
             }
         }
+        FrameKind::Index => {
+            if let Ok(index) = dwcp::hde::ContentIndex::decode(&frame.payload) {
+                assert_eq!(index.encode(), frame.payload, "Index is not canonical");
+            }
+        }
         FrameKind::Invalid
         | FrameKind::Data
         | FrameKind::Ack
         | FrameKind::End
         | FrameKind::Done
-        | FrameKind::Close => check_control(&frame.payload),
+        | FrameKind::Close
+        | FrameKind::Need => check_control(&frame.payload),
     }
 }
 

@@ -425,9 +425,21 @@ now() { date +%s.%N; }
 num() { [[ ${1:-} =~ ^[0-9.]+$ ]]; }
 # b - a of two numbers, or "-".
 minus() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; else echo -; fi; }
-# tx bytes of both namespaces ("- -" on dc, where nothing is counted).
+# tx bytes of both namespaces, then the TCP segments the sender's namespace sent and sent again
+# (its /proc/net/snmp); "- - - -" on dc, where nothing is counted.
 counters() {
-    if [ "$LINK" = dc ]; then echo "- -"; else echo "$(tx_bytes "$NS_A") $(tx_bytes "$NS_B")"; fi
+    if [ "$LINK" = dc ]; then
+        echo "- - - -"
+    else
+        # shellcheck disable=SC2016 # awk's fields
+        echo "$(tx_bytes "$NS_A") $(tx_bytes "$NS_B") $(ip netns exec "$NS_A" awk '$1 == "Tcp:" {
+            if (!n) { for (i = 2; i <= NF; i++) col[$i] = i; n = 1 } else print $col["OutSegs"], $col["RetransSegs"] }' /proc/net/snmp)"
+    fi
+}
+# Records the TCP segments of run $1 (a key) from the counters before ($2 $3) and after ($4 $5).
+segments() {
+    R[$1.segs]=$(minus "$2" "$4")
+    R[$1.retrans]=$(minus "$3" "$5")
 }
 
 declare -A R # results: R[link.item.run.field], fields s tx rx st (ok|stopped|FAILED), cap, ...
@@ -446,10 +458,11 @@ record() {
     [ -z "$extra" ] || json=$(jq -c . "$extra" 2>/dev/null | tail -n 1 || true)
     jq -nc --arg link "$LINK" --arg item "$item" --arg run "$run" --arg st "$st" --arg s "$secs" \
         --arg tx "$txb" --arg rx "$rxb" --arg bytes "${R[$LINK.$item.bytes]:-}" \
-        --argjson dwcp "${json:-null}" \
+        --arg segs "${R[$k.segs]:-}" --arg retr "${R[$k.retrans]:-}" --argjson dwcp "${json:-null}" \
         '{link: $link, item: $item, run: $run, status: $st, seconds: ($s | tonumber? // null),
           sample_bytes: ($bytes | tonumber? // null), wire_tx_bytes: ($tx | tonumber? // null),
-          wire_rx_bytes: ($rx | tonumber? // null), dwcp: $dwcp}' >>"$RAW"
+          wire_rx_bytes: ($rx | tonumber? // null), tcp_segments_sent: ($segs | tonumber? // null),
+          tcp_segments_retransmitted: ($retr | tonumber? // null), dwcp: $dwcp}' >>"$RAW"
 }
 
 # Waits (at most 10 s) until something listens on TCP port $1 in the receiver's namespace while
@@ -500,7 +513,7 @@ run_status() {
 # One DWCP transfer of sample $1 as run $2 into a receiver with store $3, within $4 s ($5 = 1: a
 # cap, after which the run counts as stopped rather than failed); more send arguments follow.
 dwcp_run() {
-    local item=$1 run=$2 store=$3 limit=$4 capped=$5 tag pid rc=0 rrc t0 t1 a0 b0 a1 b1 st
+    local item=$1 run=$2 store=$3 limit=$4 capped=$5 tag pid rc=0 rrc t0 t1 a0 b0 a1 b1 o0 r0 o1 r1 st
     shift 5
     tag=$LINK.$item.$run
     rm -rf "${RX_DIR:?}"/*
@@ -523,12 +536,13 @@ dwcp_run() {
         record "$item" "$run" FAILED - - -
         return 1
     fi
-    read -r a0 b0 <<<"$(counters)"
+    read -r a0 b0 o0 r0 <<<"$(counters)"
     t0=$(now)
     run "${IN_A[@]}" timeout -k 5 "$limit" "$NC" dwcp send "$SAMPLES/$item" "$RX_ADDR:$DWCP_PORT" \
         --insecure --json --quiet "$@" >"$LOGS/$tag.json" 2>"$LOGS/$tag.tx.log" || rc=$?
     t1=$(now)
-    read -r a1 b1 <<<"$(counters)"
+    read -r a1 b1 o1 r1 <<<"$(counters)"
+    segments "$LINK.$item.$run" "$o0" "$r0" "$o1" "$r1"
     reap "$pid" "$([ "$rc" -eq 124 ] && echo 1 || echo 0)"
     rrc=$REAPED
     st=$(run_status "$rc" "$rrc" "$capped" "$RX_DIR/$item" "$SAMPLES/$item")
@@ -554,7 +568,7 @@ dwcp_run() {
 # One TCP stream through socat: run $2 (zstd-1 | zstd-19 | lz4 | raw) of sample $1 within $3 s
 # ($4 = 1: a cap).
 tcp_run() {
-    local item=$1 run=$2 limit=$3 capped=$4 tag comp decomp rpid spid rc=0 rrc=0 t0 t1 a0 b0 a1 b1 st out
+    local item=$1 run=$2 limit=$3 capped=$4 tag comp decomp rpid spid rc=0 rrc=0 t0 t1 a0 b0 a1 b1 o0 r0 o1 r1 st out
     tag=$LINK.$item.$run
     case $run in
         zstd-1) comp=(zstd -q -1 -c) decomp=(zstd -q -d -c) ;;
@@ -578,7 +592,7 @@ tcp_run() {
         record "$item" "$run" FAILED - - -
         return 1
     fi
-    read -r a0 b0 <<<"$(counters)"
+    read -r a0 b0 o0 r0 <<<"$(counters)"
     t0=$(now)
     # shellcheck disable=SC2016 # expanded by the inner bash
     "${IN_A[@]}" timeout -k 5 "$limit" bash -c \
@@ -591,7 +605,8 @@ tcp_run() {
     forget_pid "$rpid"
     wait "$spid" || rc=$?
     forget_pid "$spid"
-    read -r a1 b1 <<<"$(counters)"
+    read -r a1 b1 o1 r1 <<<"$(counters)"
+    segments "$LINK.$item.$run" "$o0" "$r0" "$o1" "$r1"
     st=$(run_status "$rc" "$rrc" "$capped" "$out" "$SAMPLES/$item")
     if [ "$st" = FAILED ]; then
         log "$tag: failed (sender exit $rc, receiver exit $rrc):"
@@ -611,7 +626,7 @@ tcp_run() {
 # rsync -az of sample $2 to a daemon whose module holds sample $1 under $2's name, within $3 s;
 # recorded as run rsync of item pair-$4.
 rsync_run() {
-    local early=$1 late=$2 limit=$3 item=pair-$4 tag mod conf pid rc=0 t0 t1 a0 b0 a1 b1 st
+    local early=$1 late=$2 limit=$3 item=pair-$4 run=rsync tag mod conf pid rc=0 t0 t1 a0 b0 a1 b1 o0 r0 o1 r1 st
     tag=$LINK.$item.rsync
     mod=$WORK/rsync-module
     conf=$WORK/rsyncd.conf
@@ -639,12 +654,13 @@ EOF
         record "$item" rsync FAILED - - -
         return 1
     fi
-    read -r a0 b0 <<<"$(counters)"
+    read -r a0 b0 o0 r0 <<<"$(counters)"
     t0=$(now)
     run "${IN_A[@]}" timeout -k 5 "$limit" rsync -az --stats "$SAMPLES/$late" \
         "rsync://$RX_ADDR:$RSYNC_PORT/corpus/$late" >"$LOGS/$tag.out" 2>"$LOGS/$tag.err" || rc=$?
     t1=$(now)
-    read -r a1 b1 <<<"$(counters)"
+    read -r a1 b1 o1 r1 <<<"$(counters)"
+    segments "$LINK.$item.$run" "$o0" "$r0" "$o1" "$r1"
     stop_pid "$pid"
     forget_pid "$pid"
     st=$(run_status "$rc" 0 0 "$mod/$late" "$SAMPLES/$late")
@@ -684,7 +700,8 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9
 # shellcheck disable=SC2317
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 > b + 0) }'; }
 times() { awk -v a="$1" -v f="$2" 'BEGIN { if (a ~ /^[0-9.eE+-]+$/) printf "%.6f", a * f; else printf "-" }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.1f", a / b * 100; else printf "-" }'; }
+# a as a percentage of b with $3 decimals (default 1), "-" when either is not a number.
+pct() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.*f", d, a / b * 100; else printf "-" }'; }
 plus() { if num "$1" && num "$2"; then echo $(($1 + $2)); else echo -; fi; }
 # Fixed setting $2 of item $1 with the best completed time: prints "setting Mbit/s" or nothing.
 best_fixed() {
@@ -825,13 +842,15 @@ tables() {
     local item s
     echo "### First transfers: bytes on the wire (MiB, sender to receiver)"
     echo
-    echo "| link | item | sample | zstd -3 of the sample (local) | DWCP auto | DWCP / zstd -3 | DWCP codec at the end | zstd -1 | lz4 | zstd -19 |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+    echo "| link | item | sample | zstd -3 of the sample (local) | DWCP auto | DWCP / zstd -3 | DWCP segments sent again % | DWCP payload (its summary) | DWCP codec at the end | zstd -1 | lz4 | zstd -19 |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
     for LINK in "${LINKS[@]}"; do
         for item in "${ITEMS[@]}"; do
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$LINK" "$item" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$LINK" "$item" \
                 "$(mib "${R[$LINK.$item.bytes]}")" "$(mib "${R[$LINK.$item.z3]}")" \
                 "$(mib "${R[$LINK.$item.auto.tx]:-}")" "$(ratio "${R[$LINK.$item.auto.tx]:-}" "${R[$LINK.$item.z3]}" 3)" \
+                "$(pct "${R[$LINK.$item.auto.retrans]:-}" "${R[$LINK.$item.auto.segs]:-}" 2)" \
+                "$(mib "${R[$LINK.$item.auto.payload]:-}")" \
                 "${R[$LINK.$item.auto.codec]:--}" "$(mib "${R[$LINK.$item.zstd-1.tx]:-}")" \
                 "$(mib "${R[$LINK.$item.lz4.tx]:-}")" "$(mib "${R[$LINK.$item.zstd-19.tx]:-}")"
         done
@@ -853,13 +872,15 @@ tables() {
         echo
         echo "### Random data"
         echo
-        echo "| link | link rate Mbit/s | sample MiB | raw TCP wire MiB | DWCP wire MiB | DWCP / raw TCP | DWCP payload / sample (its summary) | DWCP Mbit/s | % of link rate |"
-        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| link | link rate Mbit/s | sample MiB | raw TCP wire MiB | DWCP wire MiB | DWCP / raw TCP | segments sent again % (raw TCP / DWCP) | DWCP payload / sample (its summary) | DWCP Mbit/s | % of link rate |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for LINK in "${LINKS[@]}"; do
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$LINK" \
+            printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s |\n' "$LINK" \
                 "$(if [ "$LINK" = dc ]; then echo loopback; else link_rate "$LINK"; fi)" "$(mib "${R[$LINK.random.bytes]}")" \
                 "$(mib "${R[$LINK.random.raw.tx]:-}")" "$(mib "${R[$LINK.random.auto.tx]:-}")" \
                 "$(ratio "${R[$LINK.random.auto.tx]:-}" "${R[$LINK.random.raw.tx]:-}" 4)" \
+                "$(pct "${R[$LINK.random.raw.retrans]:-}" "${R[$LINK.random.raw.segs]:-}" 2)" \
+                "$(pct "${R[$LINK.random.auto.retrans]:-}" "${R[$LINK.random.auto.segs]:-}" 2)" \
                 "$(ratio "${R[$LINK.random.auto.payload]:-}" "${R[$LINK.random.bytes]}" 4)" "$(eff random auto)" \
                 "$(if [ "$LINK" = dc ]; then echo -; else pct "$(eff_num random auto)" "$(link_rate "$LINK")"; fi)"
         done

@@ -156,9 +156,6 @@ done
 ns_of() { if [ "$1" = a ]; then echo "$NS_A"; else echo "$NS_B"; fi; }
 addr_of() { if [ "$1" = a ]; then echo "$ADDR_A"; else echo "$ADDR_B"; fi; }
 
-# tx bytes of ncwan0 in namespace $1.
-tx_bytes() { ip -n "$1" -s -j link show ncwan0 | jq '.[0].stats64.tx.bytes'; }
-
 # The CLI against node $1 (a|b), from inside its namespace.
 cli() {
     local node=$1
@@ -377,22 +374,6 @@ novacron_runs() {
 }
 
 # ---- QEMU alone ------------------------------------------------------------------------------
-
-# QMP command $2 (JSON) to the QEMU of socket $1; prints its answer (one JSON object).
-qmp() {
-    local cmd
-    cmd=$(jq -c '. + {id: "bench"}' <<<"$2")
-    { printf '%s\n%s\n' '{"execute":"qmp_capabilities"}' "$cmd"; sleep 0.3; } |
-        timeout 10 socat -t 1 - "UNIX-CONNECT:$1" 2>/dev/null |
-        jq -c 'select(.id == "bench")' 2>/dev/null | tail -n 1
-}
-
-# qmp, and fails unless QEMU answered with "return".
-qmp_ok() {
-    local out
-    out=$(qmp "$1" "$2")
-    jq -e 'has("return")' <<<"${out:-null}" >/dev/null 2>&1 || { log "QMP $2 -> ${out:-no answer}"; return 1; }
-}
 
 # Starts a QEMU in namespace $1 with files $2.* (extra arguments: the rest).
 qemu_start() {

@@ -87,6 +87,25 @@ run() {
     return "$rc"
 }
 
+# tx bytes of ncwan0 in namespace $1 (IP bytes the namespace sent over the emulated link).
+tx_bytes() { ip -n "$1" -s -j link show ncwan0 | jq '.[0].stats64.tx.bytes'; }
+
+# QMP command $2 (JSON) to the QEMU of socket $1; prints its answer (one JSON object).
+qmp() {
+    local cmd
+    cmd=$(jq -c '. + {id: "bench"}' <<<"$2")
+    { printf '%s\n%s\n' '{"execute":"qmp_capabilities"}' "$cmd"; sleep 0.3; } |
+        timeout 10 socat -t 1 - "UNIX-CONNECT:$1" 2>/dev/null |
+        jq -c 'select(.id == "bench")' 2>/dev/null | tail -n 1
+}
+
+# qmp, and fails unless QEMU answered with "return" (said through the caller's `log`).
+qmp_ok() {
+    local out
+    out=$(qmp "$1" "$2")
+    jq -e 'has("return")' <<<"${out:-null}" >/dev/null 2>&1 || { log "QMP $2 -> ${out:-no answer}"; return 1; }
+}
+
 # $1 with $2 decimals (default 1), or $1 as it is when it is not a number.
 fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
 # ratio a/b with $3 decimals, "-" when either is not a number

@@ -441,7 +441,15 @@ impl Node {
                 | MigrationStatus::Completed => MigrationPhase::SwitchOver,
                 _ => MigrationPhase::Memory,
             };
-            self.publish_progress(run, novacron_migrate::progress(&run.target, phase, &sample));
+            let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
+            if phase == MigrationPhase::SwitchOver {
+                // Once the guest is stopped QEMU reports no dirtying and no throttle: the
+                // figures of the last pass are what the operator wants to see at the end.
+                let last = run.outgoing.progress();
+                progress.dirty_rate = last.dirty_rate;
+                progress.throttle_percent = last.throttle_percent;
+            }
+            self.publish_progress(run, progress);
             match info.status {
                 MigrationStatus::Completed => {
                     let downtime = info.downtime.unwrap_or_default();

@@ -81,10 +81,12 @@ fn a_dwcp_connection_cut_mid_way_does_not_stop_the_migration() {
     let pki = dir.path().join("pki");
     make_pki(&pki, &["a", "b"]);
     let (pa, pb, b_dwcp) = (free_port(), free_port(), free_port());
-    // b's receiver is reached through a proxy that cuts the first connection after 2 MiB.
+    // b's receiver is reached through a proxy that cuts each of the first two connections
+    // after 1 MiB: the memory and the disk sessions open at once, so either may be first, and
+    // the disk's carries less than that.
     let proxy = Proxy::start(
         format!("127.0.0.1:{b_dwcp}").parse().unwrap(),
-        vec![Fault::KillAfter(2 << 20)],
+        vec![Fault::KillAfter(1 << 20), Fault::KillAfter(1 << 20)],
     );
     let a = start_node(dir.path(), &pki, "a", pa, &[("b", pb)]);
     let b = start_node_with(
@@ -105,9 +107,8 @@ fn a_dwcp_connection_cut_mid_way_does_not_stop_the_migration() {
     let before = run_vm(&a, "cut", "guest");
     let done = a.api.wait(&migrate(&a.api, "cut", &json!({"target": "b"})));
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(
-        proxy.killed.load(Ordering::Relaxed),
-        1,
+    assert!(
+        proxy.killed.load(Ordering::Relaxed) >= 1,
         "the fault did not fire"
     );
     assert!(proxy.accepted.load(Ordering::Relaxed) >= 2);

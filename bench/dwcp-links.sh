@@ -72,12 +72,7 @@ done
 [ -x /usr/bin/time ] || { log "missing GNU time at /usr/bin/time (apt-get install -y time)"; exit 2; }
 [ -d /dev/shm ] || { log "no /dev/shm"; exit 2; }
 # Refuse to take over namespaces that exist already (another run, or leftovers of a crash).
-for ns in "$NS_A" "$NS_B"; do
-    if ip netns list | awk '{ print $1 }' | grep -qx "$ns"; then
-        log "namespace $ns exists: another emulator is running, or a crashed one left it behind ($WANEM down)"
-        exit 2
-    fi
-done
+wan_refuse_taken
 
 WORK=$(mktemp -d /dev/shm/dwcp-links.XXXXXX)
 RX_DIR=$WORK/rx
@@ -90,13 +85,7 @@ EMU_STARTED=0
 PIDS=() # every other background process this script started
 
 
-stop_children() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    PIDS=()
-}
+stop_children() { stop_pids; }
 
 stop_link() { wan_stop_link; }
 

@@ -158,12 +158,7 @@ for f in vmlinux initrd.img disk.qcow2; do
     [ -f "$GUEST/$f" ] || { log "no $GUEST/$f: run scripts/build-test-guest.sh first"; exit 2; }
 done
 # Refuse to take over namespaces that exist already (another run, or leftovers of a crash).
-for ns in "$NS_A" "$NS_B"; do
-    if ip netns list | awk '{ print $1 }' | grep -qx "$ns"; then
-        log "namespace $ns exists: another emulator is running, or a crashed one left it behind ($WANEM down)"
-        exit 2
-    fi
-done
+wan_refuse_taken
 
 WORK=$(mktemp -d /dev/shm/hde-corpus.XXXXXX)
 SAMPLES=$WORK/samples
@@ -177,13 +172,7 @@ EMU_STARTED=0
 PIDS=() # every other background process this script started (QEMU, receivers, senders, rsyncd)
 REAPED=0
 
-stop_children() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    PIDS=()
-}
+stop_children() { stop_pids; }
 
 stop_link() { wan_stop_link; }
 

@@ -91,12 +91,7 @@ done
 for f in vmlinux initrd.img disk.qcow2; do
     [ -f "$GUEST/$f" ] || { log "no $GUEST/$f: run scripts/build-test-guest.sh first"; exit 2; }
 done
-for ns in "$NS_A" "$NS_B"; do
-    if ip netns list | awk '{ print $1 }' | grep -qx "$ns"; then
-        log "namespace $ns exists: another emulator is running, or a crashed one left it behind ($WANEM down)"
-        exit 2
-    fi
-done
+wan_refuse_taken
 
 WORK=$(mktemp -d /dev/shm/migrate-bench.XXXXXX)
 PKI=$WORK/pki
@@ -125,10 +120,7 @@ our_qemu_pids() {
 
 stop_children() {
     local pid
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    PIDS=()
+    stop_pids
     for pid in $(our_qemu_pids | sort -u); do
         stop_pid "$pid"
     done

@@ -13,6 +13,28 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# Stops every process in the caller's PIDS array and empties it.
+stop_pids() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    PIDS=()
+}
+
+# Exits 2 (with the caller's `log`) if namespace NS_A or NS_B exists: another run, or the
+# leftovers of a crashed one (WANEM down removes them); a run never takes them over.
+wan_refuse_taken() {
+    local ns
+    for ns in "$NS_A" "$NS_B"; do
+        if ip netns list | awk '{ print $1 }' | grep -qx "$ns"; then
+            # shellcheck disable=SC2153 # WANEM is the caller's
+            log "namespace $ns exists: another emulator is running, or a crashed one left it behind ($WANEM down)"
+            exit 2
+        fi
+    done
+}
+
 # Starts `$1 up --preset $2 ARGS...` (ARGS = the rest) in the background, its pid in EMU_PID,
 # its output in $3/$2.wanem.out and .log, and waits at most 10 s for its ready file.
 wan_up() {

@@ -245,3 +245,28 @@ async fn what_a_node_sent_is_referenced_when_the_stream_comes_back() {
     );
     assert!(back.wire_bytes < (data.len() / 20) as u64, "{back:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_segmenting_round_trips_and_references_a_repeat() {
+    use super::Segmenting;
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    // A QEMU-like stream: page records between other bytes, then plain mixed data.
+    let mut data = b"device state before the pages".to_vec();
+    let pages = pseudo_random(64 * 4096, 17);
+    for (i, page) in pages.chunks(4096).enumerate() {
+        data.extend((((i as u64 + 1) << 12) | 0x28).to_be_bytes());
+        data.extend_from_slice(page);
+    }
+    data.extend(image(2 * MIB, 18));
+    for mode in [Segmenting::Auto, Segmenting::Pages, Segmenting::Content] {
+        for copy in ["a", "b"] {
+            let mut o = dedup_opts(&format!("{mode}-{copy}"));
+            o.segmenting = mode;
+            let s = send_checked(&rx, dir.path(), &data, o).await;
+            if copy == "b" {
+                assert!(s.ref_bytes * 10 >= data.len() as u64 * 6, "{mode}: {s:?}");
+            }
+        }
+    }
+}

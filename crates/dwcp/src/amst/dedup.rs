@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,7 +26,7 @@ use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
 use super::segments::{MIN_STORED, Segment, write};
 use crate::hde::{
-    CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, DiskStore, codec,
+    CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore, codec,
 };
 use crate::wire::PayloadKind;
 
@@ -43,7 +42,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(store: Arc<Mutex<DiskStore>>) -> Option<Self> {
+    fn start(store: SharedStore) -> Option<Self> {
         let (tx, rx) = sync_channel::<(ContentHash, Bytes)>(RECORD_QUEUE);
         let spawned = std::thread::Builder::new()
             .name("dwcp-record".into())
@@ -94,7 +93,7 @@ impl Dedup {
         chunk_size: usize,
         segmenting: Segmenting,
         index: Option<ContentIndex>,
-        record: Option<Arc<Mutex<DiskStore>>>,
+        record: Option<SharedStore>,
     ) -> Self {
         Self {
             cutter: Cutter::new(chunk_size, segmenting),

@@ -15,20 +15,18 @@ use super::hde_test::{MIB, Rx, STEP, hello_by_hand, log_text, mixed, opts, send_
 use super::segments::{Segment, write};
 use super::test_support::pseudo_random;
 use super::{ReceiverConfig, Reduction, SendOptions, TransferSummary};
-use crate::hde::{CodecChoice, ContentHash, ContentIndex, DiskStore};
+use crate::hde::{CodecChoice, ContentHash, ContentIndex, DiskStore, SharedStore};
 use crate::transport::Security;
 use crate::wire::{
     FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloMode, PayloadKind, SessionId, read_frame,
     write_frame,
 };
 
-type Store = Arc<Mutex<DiskStore>>;
-
-fn store(dir: &Path) -> Store {
+fn store(dir: &Path) -> SharedStore {
     Arc::new(Mutex::new(DiskStore::open(dir, 1 << 30).unwrap()))
 }
 
-async fn receiver(dir: &Path, store: Option<Store>) -> Rx {
+async fn receiver(dir: &Path, store: Option<SharedStore>) -> Rx {
     let mut cfg = ReceiverConfig::new(dir);
     cfg.store = store;
     Rx::with_config(cfg, Security::Insecure).await

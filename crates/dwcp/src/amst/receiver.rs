@@ -16,7 +16,7 @@ use super::rx_session::{RxSession, RxStatus};
 use super::sender_conn::HELLO_TIMEOUT;
 use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
-use crate::hde::{ContentIndex, DiskStore};
+use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck,
@@ -44,7 +44,7 @@ pub struct ReceiverConfig {
     /// The content store: with HDE on, senders that ask get deduplication against it (an
     /// index of it when the session opens, references resolved from it, every literal
     /// segment received stored in it). `None` declines deduplication.
-    pub store: Option<Arc<std::sync::Mutex<DiskStore>>>,
+    pub store: Option<SharedStore>,
 }
 
 impl ReceiverConfig {
@@ -282,10 +282,7 @@ async fn serve_conn(
 /// The `Index` frame of what `store` holds, built on the blocking pool (the store may hold
 /// millions of entries). If it cannot be built, an empty one: the sender then references only
 /// what it sends in this session, which is always safe.
-async fn index_frame(
-    id: SessionId,
-    store: Option<Arc<std::sync::Mutex<DiskStore>>>,
-) -> Option<Frame> {
+async fn index_frame(id: SessionId, store: Option<SharedStore>) -> Option<Frame> {
     let store = store?;
     let built = tokio::task::spawn_blocking(move || {
         let store = store

@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Mutex, mpsc as std_mpsc};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use super::hde_frame::{HdeFrameError, decode_payload, is_heavy};
 use super::rx_writer::{FileOut, Output, WriteCmd};
 use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
-use crate::hde::DiskStore;
+use crate::hde::SharedStore;
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
 
 /// Where a session's data stands, published to its connections.
@@ -63,7 +63,7 @@ pub(crate) struct RxSession {
     /// Most stream bytes one `Hde` item may decode to: the session's chunk size.
     item_limit: usize,
     /// The content store, when deduplication was negotiated (`Segments` data frames).
-    pub(crate) dedup: Option<Arc<Mutex<DiskStore>>>,
+    pub(crate) dedup: Option<SharedStore>,
 }
 
 pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
@@ -210,7 +210,7 @@ impl RxSession {
     }
 
     /// This session, accepting `Segments` data frames resolved against and stored in `store`.
-    pub(crate) fn with_dedup(mut self, store: Arc<Mutex<DiskStore>>) -> Self {
+    pub(crate) fn with_dedup(mut self, store: SharedStore) -> Self {
         self.dedup = Some(store);
         self
     }

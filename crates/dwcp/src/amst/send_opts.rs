@@ -63,7 +63,7 @@ pub struct SendOptions {
     pub dedup: bool,
     /// This node's own content store: every segment sent is recorded in it, so that a later
     /// stream the other way can reference it. Only used when deduplication was negotiated.
-    pub record: Option<std::sync::Arc<std::sync::Mutex<crate::hde::DiskStore>>>,
+    pub record: Option<crate::hde::SharedStore>,
     /// How chunks are cut into segments for deduplication (`auto`: guest pages in QEMU
     /// migration streams, content-defined elsewhere).
     pub segmenting: super::Segmenting,

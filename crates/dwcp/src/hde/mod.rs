@@ -47,7 +47,7 @@ pub use codec::{Codec, CodecChoice, CodecError};
 pub use index::{ContentIndex, IndexError};
 pub use item::{ItemError, decode_item, encode_item};
 pub use page::{PAGE_SIZE, PageDecoder, PageEncoder, PageError};
-pub use store::{DiskStore, MemStore, StoreError};
+pub use store::{DiskStore, MemStore, SharedStore, StoreError};
 
 /// The BLAKE3-256 hash of a page or chunk: its name in the content store and in references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

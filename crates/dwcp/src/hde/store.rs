@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use super::lru::Lru;
 pub use super::pack::DiskStore;
+
+/// A [`DiskStore`] shared by a node's sessions: its receiver's and its senders' recorders.
+pub type SharedStore = std::sync::Arc<std::sync::Mutex<DiskStore>>;
 use super::{ContentHash, ContentStore};
 
 /// What went wrong in a content store.

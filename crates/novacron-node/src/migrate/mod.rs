@@ -70,7 +70,7 @@ pub(crate) struct Cluster {
     /// The DWCP receiver's sinks and port.
     pub(crate) streams: streams::Inbox,
     /// Segments of migration streams sent and received (`None` when `store_max` is 0).
-    pub(crate) content: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
+    pub(crate) content: Option<dwcp::hde::SharedStore>,
     /// DWCP feature flags in force; each stream sent takes a snapshot when it starts.
     pub(crate) flags: dwcp::flags::FlagSet,
     /// Held while the flags (and their file) change, so that a re-read and a change through

@@ -44,7 +44,7 @@ impl Inbox {
         addr: SocketAddr,
         server: Arc<rustls::ServerConfig>,
         dir: &Path,
-        store: Option<Arc<std::sync::Mutex<dwcp::hde::DiskStore>>>,
+        store: Option<dwcp::hde::SharedStore>,
     ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let security = Security::Tls {

@@ -52,18 +52,8 @@ pub(crate) struct EncodedChunk {
 /// a frame and is reported as a codec failure of zstd's kind if it ever did.
 pub(crate) fn encode_chunk(chunk: Bytes, choice: CodecChoice) -> Result<EncodedChunk, CodecError> {
     if crate::hde::is_zero(&chunk) {
-        if let Ok(len) = u32::try_from(chunk.len()) {
-            let mut item = Vec::with_capacity(crate::hde::item::ZERO_LEN);
-            let zero = Encoded::Zero { len };
-            if crate::hde::encode_item(&zero, &mut item).is_ok() {
-                return Ok(EncodedChunk {
-                    kind: PayloadKind::Hde,
-                    payload: Bytes::from(item),
-                    observed: None,
-                    original: None,
-                    ref_bytes: 0,
-                });
-            }
+        if let Some(zero) = zero_chunk(chunk.len()) {
+            return Ok(zero);
         }
     }
     let Some((codec, level)) = choice.codec() else {
@@ -94,6 +84,21 @@ pub(crate) fn encode_chunk(chunk: Bytes, choice: CodecChoice) -> Result<EncodedC
         kind: PayloadKind::Hde,
         payload: Bytes::from(item),
         observed,
+        original: None,
+        ref_bytes: 0,
+    })
+}
+
+/// The 5-byte `Zero` item of an all-zero chunk of `len` bytes (`None` past 4 GiB, which no
+/// frame holds).
+pub(crate) fn zero_chunk(len: usize) -> Option<EncodedChunk> {
+    let len = u32::try_from(len).ok()?;
+    let mut item = Vec::with_capacity(crate::hde::item::ZERO_LEN);
+    crate::hde::encode_item(&Encoded::Zero { len }, &mut item).ok()?;
+    Some(EncodedChunk {
+        kind: PayloadKind::Hde,
+        payload: Bytes::from(item),
+        observed: None,
         original: None,
         ref_bytes: 0,
     })

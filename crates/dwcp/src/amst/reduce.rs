@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::dedup::Dedup;
-use super::hde_frame::{EncodedChunk, Observation, encode_chunk};
+use super::hde_frame::{EncodedChunk, Observation, encode_chunk, zero_chunk};
 use crate::flags::{Component, Flags};
 use crate::hde::codec::{ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL};
 use crate::hde::{CodecChoice, CodecError};
@@ -255,7 +255,10 @@ impl ChunkEncoder {
             // An all-zero chunk is one 5-byte item either way.
             Some(dedup) if crate::hde::is_zero(&chunk) => {
                 dedup.skip();
-                encode_chunk(chunk, choice)?
+                match zero_chunk(chunk.len()) {
+                    Some(zero) => zero,
+                    None => dedup.encode(chunk, end, acked, choice)?,
+                }
             }
             Some(dedup) => dedup.encode(chunk, end, acked, choice)?,
             None => encode_chunk(chunk, choice)?,

@@ -188,16 +188,7 @@ fn t06_receiver_killed_then_send_resume_completes_from_the_stored_offset() {
     let path = write_file(src.path(), "vm.mem", 48 * MIB, 6);
     let partial = dst.path().join("vm.mem.partial");
     let mut server = Server::start(dst.path(), &["--insecure"]);
-    let sender = novacron()
-        .args(["dwcp", "send"])
-        .arg(&path)
-        .arg(server.addr.to_string())
-        .args(["--insecure", "--quiet", "--rate-limit", "40mbit"])
-        .args(["--reconnect-timeout", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sender = slow_sender(&path, server.addr);
     wait_until(Duration::from_secs(30), "a partial file of 4 MiB", || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 4 * MIB as u64)
     });
@@ -388,6 +379,21 @@ fn t10_a_full_disk_is_reported_and_leaves_only_the_partial_file() {
 }
 
 /// Log-like text: compresses several times over.
+/// `dwcp send` of `path` at 40 Mbit/s, giving up 2 s after it loses the receiver: slow enough
+/// to be interrupted mid-way, quick to fail once it is.
+fn slow_sender(path: &std::path::Path, addr: std::net::SocketAddr) -> std::process::Child {
+    novacron()
+        .args(["dwcp", "send"])
+        .arg(path)
+        .arg(addr.to_string())
+        .args(["--insecure", "--quiet", "--rate-limit", "40mbit"])
+        .args(["--reconnect-timeout", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn log_file(dir: &std::path::Path, name: &str, len: usize) -> std::path::PathBuf {
     let mut text = String::with_capacity(len + 128);
     let mut i = 0u64;
@@ -553,16 +559,7 @@ fn t14_a_content_store_killed_mid_write_reopens_usable() {
     let store_arg = store.display().to_string();
     let path = write_file(src.path(), "vm.mem", 48 * MIB, 14);
     let mut server = Server::start(dst.path(), &["--insecure", "--store", &store_arg]);
-    let sender = novacron()
-        .args(["dwcp", "send"])
-        .arg(&path)
-        .arg(server.addr.to_string())
-        .args(["--insecure", "--quiet", "--rate-limit", "40mbit"])
-        .args(["--reconnect-timeout", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sender = slow_sender(&path, server.addr);
     let stored = || {
         std::fs::read_dir(&store).map_or(0, |d| {
             d.filter_map(Result::ok)

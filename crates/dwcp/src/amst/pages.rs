@@ -100,7 +100,7 @@ pub(crate) fn scan(data: &[u8]) -> Option<Vec<Region>> {
             _ => {
                 // The chain ends: at the chunk's end, at a record cut off by it, or at bytes
                 // that are not a record. Look for the next chain after it.
-                let next = chain_start(data, at.max(small));
+                let next = chain_start(data, at);
                 if small < at {
                     out.push(Region::Small(small, at));
                 }

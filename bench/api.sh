@@ -12,6 +12,9 @@
 # (default 10) milliseconds: a fixed offered load rather than saturation.
 # WRK_THREADS (default 2) sets wrk's threads for the GET cases; LIST_QUERY (e.g. `?limit=50`)
 # is appended to the first list case.
+# SERVER_CPUS and WRK_CPUS (taskset lists, e.g. 0 and 1) pin the server and wrk to separate
+# CPUs, so that the load tool does not preempt the server it measures; the server's runtime
+# then starts one worker per CPU it may use.
 #
 # Needs wrk, curl, jq and qemu-img (installed with apt-get when missing, as root).
 set -euo pipefail
@@ -39,8 +42,12 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+server_pin=()
+wrk_pin=()
+[[ -n ${SERVER_CPUS:-} ]] && server_pin=(taskset -c "$SERVER_CPUS")
+[[ -n ${WRK_CPUS:-} ]] && wrk_pin=(taskset -c "$WRK_CPUS")
 
-NOVACRON_LOG=warn "$bin" server --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+NOVACRON_LOG=warn "${server_pin[@]}" "$bin" server --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 for _ in $(seq 100); do
   grep -q "listening on" "$work/server.out" 2>/dev/null && break
@@ -73,7 +80,7 @@ full_bytes=$(api "$addr/api/v1/vms?limit=1000" | wc -c)
 # Prints: requests/s p50_ms p99_ms
 run_wrk() {
   local out
-  out=$(wrk "$@" --latency)
+  out=$("${wrk_pin[@]}" wrk "$@" --latency)
   echo "$out" >>"$work/wrk.log"
   echo "$out" | awk '
     function ms(v) {
@@ -98,7 +105,9 @@ read -r p_rps p_p50 p_p99 p_bad < <(PACE_MS=$pace_ms run_wrk -t"${WRK_THREADS:-2
   -s bench/api-paced.lua -H "$auth" "$addr/api/v1/vms${LIST_QUERY:-}")
 read -r c_rps c_p50 c_p99 c_bad < <(run_wrk -t2 -c2 -d"${secs}s" -s bench/api-create-delete.lua "$addr")
 
-printf '\n%s\n' "novacron server API on loopback ($(nproc) CPUs shared by server and wrk), $vms VMs in the store"
+cpus="$(nproc) CPUs shared by server and wrk"
+[[ -n ${SERVER_CPUS:-}${WRK_CPUS:-} ]] && cpus="server on CPUs ${SERVER_CPUS:-any}, wrk on CPUs ${WRK_CPUS:-any}"
+printf '\n%s\n' "novacron server API on loopback ($cpus), $vms VMs in the store"
 printf '%s\n' "list body: $list_bytes bytes for the first page (100 VMs), $full_bytes bytes for all $vms"
 printf '%-36s %10s %9s %9s %8s %12s\n' case req/s p50_ms p99_ms errors "vs healthz"
 printf '%-36s %10s %9s %9s %8s %12s\n' "GET /healthz (baseline)" "$h_rps" "$h_p50" "$h_p99" "$h_bad" "1.00x"

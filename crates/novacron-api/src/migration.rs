@@ -40,6 +40,29 @@ pub struct PeerPrepareRequest {
     /// The source's time budget in seconds: a migration not committed within it (plus a
     /// margin) is dropped by the destination.
     pub timeout_secs: u64,
+    /// Port of the source's DWCP receiver (on the host the destination knows the source's
+    /// API at): the destination sends the answers of its disk exports there, as sessions
+    /// named by [`disk_reply_stream`]. Needed for a VM with disks.
+    #[serde(default)]
+    pub dwcp_port: Option<u16>,
+}
+
+/// DWCP session name of the answers of the destination's NBD export of disk `index`, back
+/// to the source, in migration `migration`.
+#[must_use]
+pub fn disk_reply_stream(migration: OperationId, index: usize) -> String {
+    format!("migrate-{migration}-disk{index}-reply")
+}
+
+/// The destination's end of one disk's mirror: QEMU's NBD export of the disk, reached through
+/// DWCP in both directions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerDiskExport {
+    /// DWCP session name of the source's NBD requests (the mirror's writes).
+    pub stream: String,
+    /// NBD export name to ask for.
+    pub export: String,
 }
 
 /// Where the source sends the streams of a prepared migration.
@@ -50,8 +73,8 @@ pub struct PeerPrepareResponse {
     pub dwcp_port: u16,
     /// DWCP session name of QEMU's migration stream.
     pub memory_stream: String,
-    /// DWCP session name of each disk, in the VM's disk order.
-    pub disk_streams: Vec<String>,
+    /// The export of each disk, in the VM's disk order.
+    pub disks: Vec<PeerDiskExport>,
 }
 
 /// The node at the other end of a connection, as its TLS client certificate, verified

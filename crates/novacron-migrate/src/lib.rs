@@ -244,6 +244,9 @@ pub fn progress(target: &str, phase: MigrationPhase, s: &Sample) -> MigrationPro
         elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
         downtime_ms: None,
         throttle_percent: s.throttle_percent,
+        // The disks' mirrors are sampled apart from QEMU's migration.
+        disk_copied: 0,
+        disk_total: 0,
     }
 }
 

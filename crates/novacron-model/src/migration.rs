@@ -83,4 +83,11 @@ pub struct MigrationProgress {
     pub downtime_ms: Option<u64>,
     /// The vCPU throttle QEMU applies to make the migration converge, in percent.
     pub throttle_percent: u64,
+    /// Bytes of the VM's disks the mirror copied to the destination so far; it goes on
+    /// copying the guest's writes until the switch-over.
+    #[serde(default)]
+    pub disk_copied: u64,
+    /// Bytes the mirror has to copy (what the disks' overlays hold, and writes since).
+    #[serde(default)]
+    pub disk_total: u64,
 }

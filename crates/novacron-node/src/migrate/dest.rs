@@ -1,6 +1,8 @@
-//! The destination of a migration: prepare (record, disks, QEMU waiting, DWCP sinks),
-//! commit (wait for the stream, put the disks in place, run the guest) and abort.
+//! The destination of a migration: prepare (record, disk overlay, QEMU waiting, its disks
+//! exported to the source's mirrors, DWCP sinks), commit (wait for the stream, close the
+//! exports, run the guest) and abort.
 
+use super::mirror::{self, DestMirror};
 use super::streams::Expected;
 use crate::node::Node;
 use crate::vms::chain;
@@ -22,21 +24,14 @@ const COMMIT_WAIT: Duration = Duration::from_secs(120);
 /// Time a prepared migration is kept beyond the source's own budget before it is dropped.
 const PREPARED_MARGIN: Duration = Duration::from_secs(120);
 
-/// A disk arriving: its stream, where it is staged, and where it goes.
-struct IncomingDisk {
-    stream: Expected,
-    staging: PathBuf,
-    overlay: PathBuf,
-    base: Option<PathBuf>,
-}
-
 /// A migration arriving at this node.
 pub(crate) struct Incoming {
     peer: String,
     vm: VmId,
     process: Arc<QemuProcess>,
     memory: Expected,
-    disks: Vec<IncomingDisk>,
+    /// The disks' exports and their sessions, while the source mirrors into them.
+    mirrors: Vec<DestMirror>,
     /// Commit and abort one at a time.
     busy: tokio::sync::Mutex<bool>,
 }
@@ -61,7 +56,7 @@ impl Node {
         })?;
         let vm = self.admit_incoming(&req.vm).await?;
         tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "preparing an incoming migration");
-        match self.start_incoming(peer, id, &vm).await {
+        match self.start_incoming(peer, id, &vm, req.dwcp_port).await {
             Ok((incoming, ready)) => {
                 cluster.incoming().insert(id, Arc::clone(&incoming));
                 let node = self.clone();
@@ -163,6 +158,7 @@ impl Node {
         peer: &PeerNode,
         id: OperationId,
         vm: &Vm,
+        source_dwcp_port: Option<u16>,
     ) -> Result<(Arc<Incoming>, PeerPrepareResponse), ServiceError> {
         let cluster = self.cluster()?;
         let mut spec = self.launch_spec(vm).map_err(ServiceError::Unavailable)?;
@@ -177,8 +173,7 @@ impl Node {
         let unavailable = |what: &str, e: &(dyn std::error::Error + 'static)| {
             ServiceError::Unavailable(format!("{what}: {}", chain(e)))
         };
-        // Disks stay inactive until `cont`, so they can be replaced after the memory arrived.
-        qmp.migrate_set_capabilities(&[("events", true), ("late-block-activate", true)])
+        qmp.migrate_set_capabilities(&[("events", true)])
             .await
             .map_err(|e| unavailable("QEMU refused the migration capabilities", &e))?;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
@@ -196,44 +191,36 @@ impl Node {
             .streams
             .expect(&memory_stream, Box::new(ours))
             .map_err(ServiceError::Unavailable)?;
-        let mut disks = Vec::new();
-        let mut disk_streams = Vec::new();
-        for (index, disk) in vm.disks.iter().enumerate() {
-            let name = format!("migrate-{id}-disk{index}");
-            let staging = self
-                .layout()
-                .vm(vm.id)
-                .join(format!("{}.incoming", disk.name));
-            let file = std::fs::File::create(&staging).map_err(|e| {
-                ServiceError::Unavailable(format!("could not create {}: {e}", staging.display()))
-            })?;
-            let stream = cluster
-                .streams
-                .expect(&name, Box::new(file))
-                .map_err(ServiceError::Unavailable)?;
-            disks.push(IncomingDisk {
-                stream,
-                staging,
-                overlay: PathBuf::from(&disk.path),
-                base: disk.backing.as_ref().map(PathBuf::from),
-            });
-            disk_streams.push(name);
-        }
+        // The answers of the disks' exports go to the source's DWCP receiver.
+        let source_addr = cluster
+            .peer_url(&peer.0)
+            .ok()
+            .and_then(super::url_host)
+            .zip(source_dwcp_port)
+            .map(|(host, port)| format!("{host}:{port}"));
+        let socket = self.layout().vm(vm.id).join("nbd.sock");
+        let (mirrors, disks) = mirror::export_disks(
+            qmp,
+            cluster,
+            &socket,
+            id,
+            vm,
+            (&peer.0, source_addr.as_deref()),
+        )
+        .await
+        .map_err(ServiceError::Unavailable)?;
         let incoming = Arc::new(Incoming {
             peer: peer.0.clone(),
             vm: vm.id,
             process,
             memory,
-            disks,
+            mirrors,
             busy: tokio::sync::Mutex::new(false),
         });
         let ready = PeerPrepareResponse {
-            dwcp_port: cluster
-                .config
-                .dwcp_advertise_port
-                .unwrap_or_else(|| cluster.streams.port()),
+            dwcp_port: cluster.dwcp_port(),
             memory_stream,
-            disk_streams,
+            disks,
         };
         Ok((incoming, ready))
     }
@@ -300,7 +287,9 @@ impl Node {
         }
     }
 
-    /// Waits for the memory stream and QEMU, puts the disks in place and runs the guest.
+    /// Waits for the memory stream and QEMU, closes the disks' exports and runs the guest.
+    /// The source commits only once its mirrors ended, every write answered: the disks
+    /// hold what the guest wrote.
     async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
         incoming
             .memory
@@ -319,12 +308,10 @@ impl Node {
                 info.error_desc.unwrap_or_default()
             ));
         }
-        for disk in &incoming.disks {
-            disk.stream
-                .outcome()
+        if !incoming.mirrors.is_empty() {
+            qmp.nbd_server_stop()
                 .await
-                .map_err(|e| format!("disk stream failed: {e}"))?;
-            place_disk(disk).await?;
+                .map_err(|e| format!("QEMU could not close the disks' exports: {}", chain(&e)))?;
         }
         qmp.cont()
             .await
@@ -428,28 +415,4 @@ impl Node {
             }
         }
     }
-}
-
-/// Points a received overlay at the local base image and writes it over the overlay QEMU
-/// has open (same inode: QEMU re-reads it when `cont` activates its disks).
-async fn place_disk(disk: &IncomingDisk) -> Result<(), String> {
-    if let Some(base) = &disk.base {
-        img::rebase_unsafe(&disk.staging, base)
-            .await
-            .map_err(|e| format!("could not rebase the received disk: {}", chain(&e)))?;
-    }
-    let (staging, overlay) = (disk.staging.clone(), disk.overlay.clone());
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut from = std::fs::File::open(&staging)?;
-        let mut to = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&overlay)?;
-        std::io::copy(&mut from, &mut to)?;
-        to.sync_all()?;
-        std::fs::remove_file(&staging)
-    })
-    .await
-    .map_err(|e| format!("disk copy task failed: {e}"))?
-    .map_err(|e| format!("could not put the received disk in place: {e}"))
 }

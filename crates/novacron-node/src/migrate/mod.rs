@@ -4,12 +4,14 @@
 //!  source node                                              destination node
 //!  POST /vms/{vm}/migrate ─► migrating
 //!    ├─ POST /peer/migrations ─────────────────────────────► record `incoming`, disk overlay,
-//!    │                                                       QEMU -incoming defer -S, DWCP sinks
+//!    │                                                       QEMU -incoming defer -S, DWCP sinks,
+//!    │                                                       NBD export of each disk
+//!    ├─ block mirror ─► NBD ─► DWCP, answers back over DWCP ► export (see `mirror`), until ready
 //!    ├─ QEMU migrate fd: ─► socket ─► DWCP (mutual TLS) ───► socket ─► QEMU migrate-incoming
 //!    ├─ sample query-migrate + DWCP ─► policy (downtime limit, cancel) ─► progress, events
-//!    ├─ completed (source paused): disks ─► DWCP ──────────► staged, rebased, written in place
+//!    ├─ completed (source paused): mirrors copy the last writes and end
 //!    ├─ POST /peer/migrations/{id}/commit ─────────────────► wait stream + QEMU `completed`,
-//!    │                                                       `cont`: running here
+//!    │                                                       close exports, `cont`: running here
 //!    └─ delete the record, QEMU and disks here
 //!  any failure before the commit: migrate_cancel, DELETE /peer/migrations/{id}, guest resumed
 //! ```
@@ -20,6 +22,7 @@
 
 mod dest;
 mod features;
+mod mirror;
 mod source;
 mod streams;
 
@@ -188,6 +191,13 @@ impl Cluster {
             ended: Default::default(),
             preparing: Mutex::default(),
         })
+    }
+
+    /// The port peers send this node's DWCP sessions to.
+    pub(crate) fn dwcp_port(&self) -> u16 {
+        self.config
+            .dwcp_advertise_port
+            .unwrap_or_else(|| self.streams.port())
     }
 
     /// The API base URL of peer `name`.

@@ -1,6 +1,7 @@
 //! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
 
+use super::mirror::{self, PendingMirror, SourceMirror};
 use super::streams::{self, Sending};
 use crate::node::Node;
 use crate::vms::chain;
@@ -235,16 +236,26 @@ impl Node {
 
     /// The steps up to a committed destination; returns the downtime in milliseconds.
     async fn migrate_steps(&self, run: &Run) -> Result<u64, Failed> {
+        let cluster = self.cluster().map_err(|e| e.to_string())?;
+        let pending = mirror::expect_replies(cluster, run.op.id, run.vm.disks.len())?;
         let ready = run
             .client
             .peer_prepare(&PeerPrepareRequest {
                 migration: run.op.id,
                 vm: run.vm.clone(),
                 timeout_secs: run.policy.budget.as_secs(),
+                dwcp_port: Some(cluster.dwcp_port()),
             })
             .await
             .map_err(|e| format!("{} refused the migration: {e}", run.target))?;
-        match self.stream_and_commit(run, &ready).await {
+        let mut mirrors = Vec::new();
+        let streamed = self
+            .stream_and_commit(run, &ready, pending, &mut mirrors)
+            .await;
+        if streamed.is_err() {
+            mirror::abandon(run.process.qmp(), &mirrors).await;
+        }
+        match streamed {
             Ok(downtime) => Ok(downtime),
             Err(failed) if failed.outcome_unknown => Err(failed),
             Err(failed) => {
@@ -256,10 +267,14 @@ impl Node {
         }
     }
 
+    /// Mirrors the disks, streams the memory, finishes the mirrors and commits; the mirrors
+    /// started are left in `mirrors`.
     async fn stream_and_commit(
         &self,
         run: &Run,
         ready: &PeerPrepareResponse,
+        pending: Vec<PendingMirror>,
+        mirrors: &mut Vec<SourceMirror>,
     ) -> Result<u64, Failed> {
         let qmp = run.process.qmp();
         let cluster = self.cluster().map_err(|e| e.to_string())?;
@@ -281,6 +296,21 @@ impl Node {
         })
         .await
         .map_err(|e| qemu("QEMU refused the migration parameters", &e))?;
+        // The disks first: their mirrors copy what the overlays hold, then every write, so
+        // the memory stream starts with the disks in step.
+        mirror::start(
+            qmp,
+            cluster,
+            &addr,
+            &run.target,
+            pending,
+            &ready.disks,
+            mirrors,
+        )
+        .await?;
+        if !mirrors.is_empty() {
+            self.mirror_until_ready(run, mirrors).await?;
+        }
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| qemu("could not create the migration socket", &e))?;
         let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
@@ -292,15 +322,6 @@ impl Node {
             ours,
             Some(window_rx),
         );
-        // The disks' sessions open now (handshakes, connections), so that the switch-over
-        // only moves their bytes; each gets its overlay through a local socket.
-        let mut disk_streams = Vec::new();
-        for stream in &ready.disk_streams {
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-                .map_err(|e| qemu("could not create a disk socket", &e))?;
-            let sending = streams::send_stream(cluster, &addr, &run.target, stream, theirs, None);
-            disk_streams.push((ours, sending));
-        }
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
             .await
             .map_err(|e| qemu("could not pass the migration socket to QEMU", &e))?;
@@ -310,38 +331,17 @@ impl Node {
             .map_err(|e| qemu("QEMU refused to migrate", &e))?;
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
-        let completed = self.follow(run, &sending, &window_tx).await?;
+        let completed = self.follow(run, &sending, &window_tx, mirrors).await?;
         // The guest is stopped here from now on.
         let stopped_at = completed;
         self.set_phase(run, MigrationPhase::SwitchOver);
-        // QEMU has flushed and released the disks: their overlays go through the sessions
-        // opened beforehand, all at once.
-        let copies: Vec<_> = disk_streams
-            .into_iter()
-            .zip(&run.vm.disks)
-            .map(|((socket, sending), disk)| {
-                let path = std::path::PathBuf::from(&disk.path);
-                let copy = tokio::task::spawn_blocking(move || streams::copy_file(&path, socket));
-                (copy, sending, disk.name.clone())
-            })
-            .collect();
+        // The mirrors copy the last writes; each write is answered by the destination's
+        // QEMU, so once they end its disks hold what the guest wrote.
+        mirror::finish(qmp, mirrors).await?;
         // The commit goes out once every byte is handed to DWCP, without waiting for the
-        // streams' confirmations: the destination runs the guest only once the memory and
-        // disk streams arrived whole and verified (`finish_incoming`), so waiting here too
-        // would only add round trips to the downtime. A copy that fails must stop it, though:
-        // its stream would end early and verify as the shorter stream it is.
-        let mut disk_sendings = Vec::new();
-        for (copy, sending, name) in copies {
-            let copied = copy
-                .await
-                .map_err(|e| format!("disk {name}: copy task failed: {e}"))
-                .and_then(|r| r.map_err(|e| format!("could not read disk {name}: {e}")));
-            copied?;
-            if let Some(e) = sending.failure() {
-                return Err(format!("disk {name} did not arrive over DWCP: {e}").into());
-            }
-            disk_sendings.push(sending);
-        }
+        // stream's confirmation: the destination runs the guest only once the memory stream
+        // arrived whole and verified (`finish_incoming`), so waiting here too would only add
+        // round trips to the downtime.
         if let Some(e) = sending.failure() {
             return Err(format!("the memory stream did not arrive over DWCP: {e}").into());
         }
@@ -367,7 +367,7 @@ impl Node {
                     p.ref_bytes = memory.ref_bytes;
                     self.publish_progress(run, p);
                 }
-                drop(disk_sendings);
+                mirror::closed(mirrors, SUMMARY_WAIT).await;
                 Ok(downtime)
             }
             Err(e) if e.status().is_some() => {
@@ -397,6 +397,7 @@ impl Node {
         run: &Run,
         sending: &Sending,
         window: &watch::Sender<u64>,
+        mirrors: &[SourceMirror],
     ) -> Result<Instant, Failed> {
         let qmp = run.process.qmp();
         let mut convergence = Convergence::new(run.policy);
@@ -417,6 +418,14 @@ impl Node {
                 .query_migrate()
                 .await
                 .map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?;
+            let disks = if mirrors.is_empty() {
+                (0, 0)
+            } else {
+                match mirror::figures(qmp, mirrors).await {
+                    Ok((copied, total, _)) => (copied, total),
+                    Err(e) => return Err(self.cancel_qemu(run, e).await),
+                }
+            };
             let dwcp = sending.figures();
             let ram = info.ram.clone().unwrap_or_default();
             let sample = Sample {
@@ -442,6 +451,7 @@ impl Node {
                 _ => MigrationPhase::Memory,
             };
             let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
+            (progress.disk_copied, progress.disk_total) = disks;
             if phase == MigrationPhase::SwitchOver {
                 // Once the guest is stopped QEMU reports no dirtying and no throttle: the
                 // figures of the last pass are what the operator wants to see at the end.
@@ -511,6 +521,57 @@ impl Node {
         Failed {
             reason,
             outcome_unknown: false,
+        }
+    }
+
+    /// Follows the mirrors until each holds what its disk does and copies every write as it
+    /// happens, publishing their progress.
+    async fn mirror_until_ready(&self, run: &Run, mirrors: &[SourceMirror]) -> Result<(), Failed> {
+        let qmp = run.process.qmp();
+        let mut cancel = run.outgoing.cancel.subscribe();
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last, mut per_sec) = ((Duration::ZERO, 0u64), 0u64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.changed() => return Err("cancelled by the operator".to_owned().into()),
+            }
+            let (copied, total, ready) = mirror::figures(qmp, mirrors).await?;
+            let elapsed = run.started.elapsed();
+            // Bytes copied per second, smoothed over the last few samples.
+            let ms = u64::try_from(elapsed.saturating_sub(last.0).as_millis()).unwrap_or(u64::MAX);
+            if let Some(now) = copied
+                .saturating_sub(last.1)
+                .saturating_mul(1000)
+                .checked_div(ms)
+            {
+                per_sec = if per_sec == 0 {
+                    now
+                } else {
+                    (per_sec.saturating_mul(7) / 10).saturating_add(now.saturating_mul(3) / 10)
+                };
+            }
+            last = (elapsed, copied);
+            let mut p = run.outgoing.progress();
+            p.phase = Some(MigrationPhase::Disk);
+            p.disk_copied = copied;
+            p.disk_total = total;
+            p.wire_rate = per_sec;
+            p.eta_secs = (per_sec > 0).then(|| total.saturating_sub(copied) / per_sec);
+            p.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.publish_progress(run, p);
+            if ready {
+                tracing::info!(operation = %run.op.id, copied, "disk mirrors ready");
+                return Ok(());
+            }
+            if elapsed > run.policy.budget {
+                return Err(format!(
+                    "the disks were not copied within {} s ({copied} of {total} bytes)",
+                    run.policy.budget.as_secs()
+                )
+                .into());
+            }
         }
     }
 

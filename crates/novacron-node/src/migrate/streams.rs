@@ -1,5 +1,6 @@
 //! The node's use of DWCP for migrations: a receiver that only accepts streams registered
-//! for a prepared migration (sinks), and senders of QEMU's stream and of disk files.
+//! for a prepared migration (sinks), and senders of QEMU's stream and of disks' NBD
+//! connections.
 
 use super::Cluster;
 use dwcp::amst::{
@@ -265,13 +266,4 @@ pub(crate) fn send_stream(
         Source::Stream(socket),
         window_limit,
     )
-}
-
-/// Writes the file at `path` into `socket` (the local end of a stream being sent), then
-/// closes it, which ends the stream. Blocking.
-pub(crate) fn copy_file(path: &Path, mut socket: UnixStream) -> std::io::Result<u64> {
-    let mut file = std::fs::File::open(path)?;
-    let n = std::io::copy(&mut file, &mut socket)?;
-    socket.shutdown(std::net::Shutdown::Write)?;
-    Ok(n)
 }

@@ -21,6 +21,8 @@
 //!
 //! - [`client`]: [`QmpClient`], `execute` and events.
 //! - [`commands`]: typed helpers for the commands the node daemon needs.
+//! - [`block`]: NBD server, exports and client nodes, mirror jobs (disks that move with a
+//!   migration).
 //! - [`migrate`]: live migration commands ([`MigrationInfo`], [`MigrationParameters`]) and
 //!   [`wait_migration`].
 //! - `message`: parsing of QEMU's lines; `line`: bounded line reads; `fd`: `SCM_RIGHTS`.
@@ -30,6 +32,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+pub mod block;
 pub mod client;
 pub mod commands;
 mod fd;
@@ -37,6 +40,8 @@ pub mod line;
 pub mod message;
 pub mod migrate;
 
+#[cfg(test)]
+mod block_test;
 #[cfg(test)]
 mod client_test;
 #[cfg(test)]
@@ -211,6 +216,9 @@ pub enum QmpError {
     /// The descriptor to pass could not be duplicated for sending.
     #[error("could not duplicate the descriptor to pass")]
     DuplicateFd(#[source] io::Error),
+    /// A path to pass is not UTF-8, which QMP's JSON cannot carry.
+    #[error("path {} is not UTF-8", .0.display())]
+    NonUtf8Path(PathBuf),
 }
 
 impl QmpError {

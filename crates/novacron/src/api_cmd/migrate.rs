@@ -129,6 +129,13 @@ pub fn progress_line(p: &MigrationProgress) -> String {
     } else {
         phase.replace('_', "-")
     }];
+    if p.disk_total > 0 {
+        parts.push(format!(
+            "disks {} of {} copied",
+            human_bytes(p.disk_copied),
+            human_bytes(p.disk_total)
+        ));
+    }
     if p.memory_total > 0 {
         parts.push(format!(
             "{} of {} sent, {} left",

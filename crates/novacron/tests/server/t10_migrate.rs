@@ -185,6 +185,13 @@ fn the_guest_disk_moves_with_it() {
         .api
         .wait(&migrate(&a.api, "disky", &json!({"target": "b"})));
     assert_eq!(done["status"], "succeeded", "{done}");
+    // The disk went by its mirror, before and during the memory's copy.
+    let copied = done["migration"]["disk_copied"].as_u64().unwrap();
+    assert!(copied > 0, "{done}");
+    assert!(
+        copied <= done["migration"]["disk_total"].as_u64().unwrap(),
+        "{done}"
+    );
     let written = wait_disk_write(&b.api, "disky", written_on_a + 2);
     b.api.act_ok("disky", "stop");
 

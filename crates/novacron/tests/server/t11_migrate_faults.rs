@@ -81,12 +81,12 @@ fn a_dwcp_connection_cut_mid_way_does_not_stop_the_migration() {
     let pki = dir.path().join("pki");
     make_pki(&pki, &["a", "b"]);
     let (pa, pb, b_dwcp) = (free_port(), free_port(), free_port());
-    // b's receiver is reached through a proxy that cuts each of the first two connections
-    // after 1 MiB: the memory and the disk sessions open at once, so either may be first, and
-    // the disk's carries less than that.
+    // b's receiver is reached through a proxy that cuts each of the first twelve connections
+    // after 1 MiB: the disk's mirror opens its session (at most eight connections, carrying
+    // less than that) before the memory stream opens its own.
     let proxy = Proxy::start(
         format!("127.0.0.1:{b_dwcp}").parse().unwrap(),
-        vec![Fault::KillAfter(1 << 20), Fault::KillAfter(1 << 20)],
+        vec![Fault::KillAfter(1 << 20); 12],
     );
     let a = start_node(dir.path(), &pki, "a", pa, &[("b", pb)]);
     let b = start_node_with(

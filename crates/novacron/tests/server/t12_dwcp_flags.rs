@@ -410,7 +410,19 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
             "{s}"
         );
     }
-    assert!(streams_sent(&b.daemon).is_empty());
+    // b sent only the answers of its disk's export, with its own flags (all on).
+    let replies_b = streams_sent(&b.daemon);
+    assert_eq!(replies_b.len(), 1, "{}", b.daemon.log());
+    assert!(
+        replies_b[0]["stream"]
+            .as_str()
+            .unwrap()
+            .ends_with("-disk0-reply"),
+        "{}",
+        replies_b[0]
+    );
+    assert_eq!(replies_b[0]["kill_switch"], json!(false));
+    assert_eq!(replies_b[0]["dedup"], json!(true));
 
     // b starts all on; with multistream turned off through the API, its streams are still
     // compressed as PBA decides and deduplicated, over one connection.
@@ -422,7 +434,7 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
         .api
         .wait(&migrate(&b.api, "mover", &json!({"target": "a"})));
     assert_eq!(done["status"], "succeeded", "{done}");
-    let from_b = streams_sent(&b.daemon);
+    let from_b = streams_sent(&b.daemon).split_off(replies_b.len());
     assert!(!from_b.is_empty(), "{}", b.daemon.log());
     for s in &from_b {
         assert_eq!(
@@ -436,5 +448,16 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
             "{s}"
         );
     }
-    assert_eq!(streams_sent(&a.daemon).len(), from_a.len());
+    // a, the destination now, sent only its export's answers, still under its kill switch.
+    let replies_a = streams_sent(&a.daemon).split_off(from_a.len());
+    assert_eq!(replies_a.len(), 1, "{}", a.daemon.log());
+    assert!(
+        replies_a[0]["stream"]
+            .as_str()
+            .unwrap()
+            .ends_with("-disk0-reply"),
+        "{}",
+        replies_a[0]
+    );
+    assert_eq!(replies_a[0]["kill_switch"], json!(true));
 }

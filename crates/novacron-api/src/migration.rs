@@ -27,6 +27,13 @@ pub struct VmMigrateRequest {
     /// (default 600).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Allow post-copy: once the first pass has copied all memory, and what the guest dirtied
+    /// since would not cross within the downtime (or the copy cannot converge), the guest
+    /// runs on the destination, which pulls the pages it still lacks. It finishes under any
+    /// dirty rate, but if the link is lost during post-copy neither node holds the whole
+    /// guest: it stays paused on both. Default false.
+    #[serde(default)]
+    pub postcopy: bool,
 }
 
 /// What a source node asks of the destination before the stream starts.
@@ -45,6 +52,17 @@ pub struct PeerPrepareRequest {
     /// named by [`disk_reply_stream`]. Needed for a VM with disks.
     #[serde(default)]
     pub dwcp_port: Option<u16>,
+    /// The source may switch to post-copy: the destination enables it in its QEMU and sends
+    /// its QEMU's page requests back as the session [`memory_reply_stream`] names.
+    #[serde(default)]
+    pub postcopy: bool,
+}
+
+/// DWCP session name of the destination QEMU's messages back to the source (the page
+/// requests of post-copy), in migration `migration`.
+#[must_use]
+pub fn memory_reply_stream(migration: OperationId) -> String {
+    format!("migrate-{migration}-memory-reply")
 }
 
 /// DWCP session name of the answers of the destination's NBD export of disk `index`, back

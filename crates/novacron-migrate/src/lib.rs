@@ -8,8 +8,13 @@
 //! ```text
 //!  query-migrate ─┐                        ┌─► Continue { downtime limit } ─► migrate-set-parameters
 //!  DWCP progress ─┴─► Sample ─► observe ───┤
+//!                                          ├─► StartPostcopy(reason)       ─► migrate-start-postcopy
 //!                                          └─► Cancel(reason)              ─► migrate_cancel
 //! ```
+//!
+//! With post-copy allowed ([`Policy::postcopy`]), the guest moves once the first pass has
+//! copied all of its memory and what it dirtied since would not fit in the downtime, or
+//! when the copy cannot converge: the destination then runs it and pulls the pages it lacks.
 
 use novacron_model::{MigrationPhase, MigrationProgress};
 use std::time::Duration;
@@ -26,6 +31,8 @@ pub struct Policy {
     pub max_throttle_percent: u64,
     /// How long the bytes left may stop shrinking before a migration is called stuck.
     pub stall: Duration,
+    /// Whether the guest may switch to post-copy (the operator opted in).
+    pub postcopy: bool,
 }
 
 impl Default for Policy {
@@ -35,6 +42,7 @@ impl Default for Policy {
             budget: Duration::from_secs(600),
             max_throttle_percent: 99,
             stall: Duration::from_secs(30),
+            postcopy: false,
         }
     }
 }
@@ -104,6 +112,9 @@ pub enum Verdict {
         /// keeps the full window.
         window: Option<u64>,
     },
+    /// Switch to post-copy now, for this reason (only when [`Policy::postcopy`] allows it,
+    /// and once).
+    StartPostcopy(String),
     /// Cancel the migration, for this reason.
     Cancel(String),
 }
@@ -118,6 +129,8 @@ pub struct Convergence {
     best_rate: u64,
     /// The narrowed window, once the switch-over came near.
     window: Option<u64>,
+    /// Whether post-copy was started.
+    postcopy_started: bool,
 }
 
 /// Least window a migration stream is narrowed to: one DWCP chunk.
@@ -145,6 +158,7 @@ impl Convergence {
             best_remaining: None,
             best_rate: 0,
             window: None,
+            postcopy_started: false,
         }
     }
 
@@ -184,10 +198,30 @@ impl Convergence {
             let stalled = s.elapsed.saturating_sub(at) > self.policy.stall;
             let throttled = s.throttle_percent >= self.policy.max_throttle_percent;
             if stalled && throttled && s.pass > 2 && s.dirty_rate() > s.wire_rate {
+                if let Some(v) = self.postcopy(|| format!("cannot converge: {}", why())) {
+                    return v;
+                }
                 return Verdict::Cancel(format!("cannot converge: {}", why()));
             }
         }
         self.best_rate = self.best_rate.max(s.wire_rate);
+        let downtime_ms = u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
+        // After the first pass, what is left crosses in the downtime or the guest moves now:
+        // more passes would only send again what it keeps dirtying.
+        let fits = s.remaining.saturating_add(s.backlog())
+            <= self.best_rate.saturating_mul(downtime_ms) / 1000;
+        if s.pass >= 2 && !fits {
+            let reason = || {
+                format!(
+                    "first pass done, {} MB dirty again (link {} MB/s)",
+                    mb(s.remaining),
+                    mb(s.wire_rate)
+                )
+            };
+            if let Some(v) = self.postcopy(reason) {
+                return v;
+            }
+        }
         let near = s.pass >= 2 && self.best_rate > 0 && s.remaining <= self.best_rate;
         if self.window.is_some() || near {
             // Within about a second of the switch-over: from now on DWCP holds no more than
@@ -195,8 +229,6 @@ impl Convergence {
             // the time that backlog takes, see `downtime_limit_ms`). Not less: on a long link
             // a smaller window would hold the stream below the link rate, and QEMU, seeing
             // less bandwidth, would need more passes. It follows the fastest delivery seen.
-            let downtime_ms =
-                u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
             let bytes = self.best_rate.saturating_mul(downtime_ms) / 1000;
             self.window = Some(bytes.clamp(MIN_WINDOW, MAX_WINDOW));
         }
@@ -205,6 +237,15 @@ impl Convergence {
             switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
             window: self.window,
         }
+    }
+
+    /// Post-copy, if allowed and not yet started.
+    fn postcopy(&mut self, reason: impl FnOnce() -> String) -> Option<Verdict> {
+        if !self.policy.postcopy || self.postcopy_started {
+            return None;
+        }
+        self.postcopy_started = true;
+        Some(Verdict::StartPostcopy(reason()))
     }
 
     /// QEMU's downtime limit: the operator's, less the time the DWCP backlog needs to cross
@@ -247,6 +288,7 @@ pub fn progress(target: &str, phase: MigrationPhase, s: &Sample) -> MigrationPro
         // The disks' mirrors are sampled apart from QEMU's migration.
         disk_copied: 0,
         disk_total: 0,
+        postcopy: false,
     }
 }
 

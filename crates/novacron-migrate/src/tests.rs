@@ -138,7 +138,7 @@ fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_
     let mut c = Convergence::new(Policy::default());
     let window = |v: Verdict| match v {
         Verdict::Continue { window, .. } => window,
-        Verdict::Cancel(why) => panic!("cancelled: {why}"),
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
     };
     // First pass, or far from the end: the full window.
     assert_eq!(window(c.observe(&sample(1, 1, 2 * MIB))), None);
@@ -160,4 +160,55 @@ fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_
     let mut fast = Convergence::new(Policy::default());
     s.wire_rate = 10_000_000_000;
     assert_eq!(window(fast.observe(&s)), Some(MAX_WINDOW));
+}
+
+#[test]
+fn with_postcopy_allowed_the_guest_moves_after_the_first_pass_once() {
+    let mut c = Convergence::new(Policy {
+        postcopy: true,
+        ..Policy::default()
+    });
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue { .. }
+    ));
+    let Verdict::StartPostcopy(why) = c.observe(&sample(5, 2, 40 * MIB)) else {
+        panic!("post-copy not started")
+    };
+    assert!(why.contains("first pass done, 42 MB dirty again"), "{why}");
+    // Started once: QEMU finishes it from there.
+    assert!(matches!(
+        c.observe(&sample(6, 3, 30 * MIB)),
+        Verdict::Continue { .. }
+    ));
+}
+
+#[test]
+fn what_fits_in_the_downtime_needs_no_postcopy() {
+    let mut c = Convergence::new(Policy {
+        postcopy: true,
+        ..Policy::default()
+    });
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue { .. }
+    ));
+    // 12 MB/s for 300 ms is 3.6 MB.
+    assert!(matches!(
+        c.observe(&sample(5, 2, 3 * MIB)),
+        Verdict::Continue { .. }
+    ));
+}
+
+#[test]
+fn without_postcopy_the_first_pass_goes_on_to_more_passes() {
+    let mut c = Convergence::new(Policy::default());
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue { .. }
+    ));
+    assert!(matches!(
+        c.observe(&sample(5, 2, 40 * MIB)),
+        Verdict::Continue { .. }
+    ));
 }

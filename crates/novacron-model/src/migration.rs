@@ -90,4 +90,8 @@ pub struct MigrationProgress {
     /// Bytes the mirror has to copy (what the disks' overlays hold, and writes since).
     #[serde(default)]
     pub disk_total: u64,
+    /// Whether the migration switched to post-copy (the guest ran on the destination while
+    /// it pulled the pages it lacked).
+    #[serde(default)]
+    pub postcopy: bool,
 }

@@ -3,11 +3,13 @@
 //! exports, run the guest) and abort.
 
 use super::mirror::{self, DestMirror};
-use super::streams::Expected;
+use super::streams::{self, Expected, Sending};
 use crate::node::Node;
 use crate::vms::chain;
 use novacron_api::ServiceError;
-use novacron_api::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse};
+use novacron_api::migration::{
+    PeerNode, PeerPrepareRequest, PeerPrepareResponse, memory_reply_stream,
+};
 use novacron_model::{
     DiskInfo, EventKind, OperationId, Quota, Tenant, Timestamp, Vm, VmId, VmRuntime, VmState,
 };
@@ -30,8 +32,12 @@ pub(crate) struct Incoming {
     vm: VmId,
     process: Arc<QemuProcess>,
     memory: Expected,
+    /// With post-copy: the session that carries QEMU's page requests back to the source.
+    memory_replies: Option<Sending>,
     /// The disks' exports and their sessions, while the source mirrors into them.
     mirrors: Vec<DestMirror>,
+    /// How long the source may take, from the prepare on.
+    budget: Duration,
     /// Commit and abort one at a time.
     busy: tokio::sync::Mutex<bool>,
 }
@@ -56,11 +62,11 @@ impl Node {
         })?;
         let vm = self.admit_incoming(&req.vm).await?;
         tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "preparing an incoming migration");
-        match self.start_incoming(peer, id, &vm, req.dwcp_port).await {
+        let budget = Duration::from_secs(req.timeout_secs) + PREPARED_MARGIN;
+        match self.start_incoming(peer, id, &vm, &req, budget).await {
             Ok((incoming, ready)) => {
                 cluster.incoming().insert(id, Arc::clone(&incoming));
                 let node = self.clone();
-                let budget = Duration::from_secs(req.timeout_secs) + PREPARED_MARGIN;
                 tokio::spawn(async move { node.watch_incoming(id, incoming, budget).await });
                 Ok(ready)
             }
@@ -158,7 +164,8 @@ impl Node {
         peer: &PeerNode,
         id: OperationId,
         vm: &Vm,
-        source_dwcp_port: Option<u16>,
+        req: &PeerPrepareRequest,
+        budget: Duration,
     ) -> Result<(Arc<Incoming>, PeerPrepareResponse), ServiceError> {
         let cluster = self.cluster()?;
         let mut spec = self.launch_spec(vm).map_err(ServiceError::Unavailable)?;
@@ -173,7 +180,7 @@ impl Node {
         let unavailable = |what: &str, e: &(dyn std::error::Error + 'static)| {
             ServiceError::Unavailable(format!("{what}: {}", chain(e)))
         };
-        qmp.migrate_set_capabilities(&[("events", true)])
+        qmp.migrate_set_capabilities(&[("events", true), ("postcopy-ram", req.postcopy)])
             .await
             .map_err(|e| unavailable("QEMU refused the migration capabilities", &e))?;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
@@ -186,18 +193,40 @@ impl Node {
             .await
             .map_err(|e| unavailable("QEMU refused migrate-incoming", &e))?;
 
+        // What goes back to the source (post-copy's page requests, the disks' exports'
+        // answers) goes to its DWCP receiver.
+        let source_addr = cluster
+            .peer_url(&peer.0)
+            .ok()
+            .and_then(super::url_host)
+            .zip(req.dwcp_port)
+            .map(|(host, port)| format!("{host}:{port}"));
+        let memory_replies = if req.postcopy {
+            let addr = source_addr.as_deref().ok_or_else(|| {
+                ServiceError::Unavailable(format!(
+                    "{} sent no DWCP port, or this node does not know its address: post-copy cannot reach it",
+                    peer.0
+                ))
+            })?;
+            let reader = ours.try_clone().map_err(|e| {
+                ServiceError::Unavailable(format!("could not use the migration socket: {e}"))
+            })?;
+            Some(streams::send_stream(
+                cluster,
+                addr,
+                &peer.0,
+                &memory_reply_stream(id),
+                reader,
+                None,
+            ))
+        } else {
+            None
+        };
         let memory_stream = format!("migrate-{id}-memory");
         let memory = cluster
             .streams
             .expect(&memory_stream, Box::new(ours))
             .map_err(ServiceError::Unavailable)?;
-        // The answers of the disks' exports go to the source's DWCP receiver.
-        let source_addr = cluster
-            .peer_url(&peer.0)
-            .ok()
-            .and_then(super::url_host)
-            .zip(source_dwcp_port)
-            .map(|(host, port)| format!("{host}:{port}"));
         let socket = self.layout().vm(vm.id).join("nbd.sock");
         let (mirrors, disks) = mirror::export_disks(
             qmp,
@@ -214,7 +243,9 @@ impl Node {
             vm: vm.id,
             process,
             memory,
+            memory_replies,
             mirrors,
+            budget,
             busy: tokio::sync::Mutex::new(false),
         });
         let ready = PeerPrepareResponse {
@@ -269,6 +300,24 @@ impl Node {
             Ok(Ok(vm)) => {
                 *busy = true;
                 cluster.incoming().remove(&id);
+                if incoming.memory_replies.is_some() {
+                    // Post-copy: the stream (and the page requests back) go on until QEMU has
+                    // every page.
+                    let held = Arc::clone(&incoming);
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(held.budget, held.memory.outcome()).await {
+                            Ok(Ok(())) => {
+                                tracing::info!(migration = %id, "post-copy done: every page arrived")
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!(migration = %id, error = %e, "post-copy broke off: the guest here lacks pages")
+                            }
+                            Err(_) => {
+                                tracing::error!(migration = %id, "post-copy not done within the time budget")
+                            }
+                        }
+                    });
+                }
                 cluster.count_ended(super::Direction::In, true);
                 tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
                 Ok(vm)
@@ -291,17 +340,26 @@ impl Node {
     /// The source commits only once its mirrors ended, every write answered: the disks
     /// hold what the guest wrote.
     async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
-        incoming
-            .memory
-            .outcome()
-            .await
-            .map_err(|e| format!("the memory stream failed: {e}"))?;
+        use novacron_qemu::qmp::MigrationStatus;
+        // In post-copy the guest runs here before the stream ends: it pulls what it lacks.
+        let postcopy = incoming.memory_replies.is_some();
+        if !postcopy {
+            incoming
+                .memory
+                .outcome()
+                .await
+                .map_err(|e| format!("the memory stream failed: {e}"))?;
+        }
         let qmp = incoming.process.qmp();
         let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
-        let info = novacron_qemu::qmp::wait_migration(qmp, deadline)
-            .await
-            .map_err(|e| format!("QEMU did not finish loading: {}", chain(&e)))?;
-        if info.status != novacron_qemu::qmp::MigrationStatus::Completed {
+        let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
+            s.is_finished() || (postcopy && *s == MigrationStatus::PostcopyActive)
+        })
+        .await
+        .map_err(|e| format!("QEMU did not finish loading: {}", chain(&e)))?;
+        let loaded = info.status == MigrationStatus::Completed
+            || (postcopy && info.status == MigrationStatus::PostcopyActive);
+        if !loaded {
             return Err(format!(
                 "QEMU could not load the stream: {} {}",
                 info.status,

@@ -371,6 +371,17 @@ impl QmpClient {
         })
     }
 
+    /// `migrate-start-postcopy`: the guest stops here and runs on the destination, which
+    /// pulls the pages it still lacks. Needs the `postcopy-ram` capability on both sides.
+    ///
+    /// # Errors
+    /// As for [`QmpClient::execute`]: no migration running, or post-copy not enabled.
+    pub async fn migrate_start_postcopy(&self) -> Result<(), QmpError> {
+        self.execute("migrate-start-postcopy", Value::Null)
+            .await
+            .map(drop)
+    }
+
     /// `migrate_cancel`: cancels the outgoing migration. It ends in `cancelled` (or, if it
     /// was too late, `completed`); without a migration running it does nothing.
     ///
@@ -378,6 +389,27 @@ impl QmpClient {
     /// As for [`QmpClient::execute`].
     pub async fn migrate_cancel(&self) -> Result<(), QmpError> {
         self.execute("migrate_cancel", Value::Null).await.map(drop)
+    }
+}
+
+/// Resolves when QEMU starts a new memory pass (a `MIGRATION_PASS` event, sent with the
+/// `events` capability on), with the pass number; never, once the connection closed.
+/// Cancel-safe: an event not yet read stays for the next call.
+pub async fn next_pass(events: &mut tokio::sync::broadcast::Receiver<QmpEvent>) -> u64 {
+    loop {
+        match events.recv().await {
+            Ok(event) if event.name == "MIGRATION_PASS" => {
+                return event
+                    .data
+                    .get("pass")
+                    .and_then(Value::as_u64)
+                    .unwrap_or_default();
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => {
+                return std::future::pending().await;
+            }
+        }
     }
 }
 

@@ -304,3 +304,20 @@ async fn wait_gives_up_at_the_deadline_with_the_last_status() {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn next_pass_skips_other_events_and_reads_the_pass_number() {
+    let (client, mut fake) = connected(QmpOptions::default()).await;
+    let mut events = client.events();
+    fake.send(&json!({"event": "MIGRATION", "data": {"status": "active"},
+                      "timestamp": {"seconds": 1, "microseconds": 0}}))
+        .await;
+    fake.send(&json!({"event": "MIGRATION_PASS", "data": {"pass": 2},
+                      "timestamp": {"seconds": 2, "microseconds": 0}}))
+        .await;
+    let pass = tokio::time::timeout(Duration::from_secs(10), next_pass(&mut events)).await;
+    assert_eq!(pass.unwrap(), 2);
+    // None further: it waits.
+    let none = tokio::time::timeout(Duration::from_millis(50), next_pass(&mut events)).await;
+    assert!(none.is_err());
+}

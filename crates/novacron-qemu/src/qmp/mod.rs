@@ -52,7 +52,7 @@ mod testing;
 pub use client::QmpClient;
 pub use commands::{CpuInfo, RunState, StatusInfo};
 pub use migrate::{
-    MigrationInfo, MigrationParameters, MigrationStatus, RamStats, WaitMigrationError,
+    MigrationInfo, MigrationParameters, MigrationStatus, RamStats, WaitMigrationError, next_pass,
     wait_migration, wait_migration_for,
 };
 

@@ -32,6 +32,11 @@ pub struct MigrateArgs {
     /// Give up, leaving the VM where it is, after this many seconds (server default 600).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Allow post-copy: after the first pass the guest runs on the destination, which pulls
+    /// the pages it lacks (finishes under any dirty rate; a link lost meanwhile leaves the
+    /// guest paused on both nodes).
+    #[arg(long)]
+    pub postcopy: bool,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -42,6 +47,7 @@ pub async fn run(ctx: &Ctx, args: &MigrateArgs) -> anyhow::Result<()> {
         target: args.to.clone(),
         max_downtime_ms: args.max_downtime,
         timeout_secs: args.timeout,
+        postcopy: args.postcopy,
     };
     let op = ctx
         .client

@@ -1,5 +1,8 @@
 //! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
+//! `phases`: the disk mirrors' copy before the memory, and post-copy after the commit.
+
+mod phases;
 
 use super::mirror::{self, PendingMirror, SourceMirror};
 use super::streams::{self, Sending};
@@ -7,6 +10,7 @@ use crate::node::Node;
 use crate::vms::chain;
 use novacron_api::migration::{
     MAX_DOWNTIME_MS, MAX_MIGRATION_SECS, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+    memory_reply_stream,
 };
 use novacron_api::{Caller, ServiceError};
 use novacron_migrate::{Convergence, Policy, Sample, Verdict};
@@ -16,6 +20,7 @@ use novacron_model::{
 use novacron_qemu::qmp::{MigrationParameters, MigrationStatus};
 use novacron_qemu::{QemuProcess, RunState};
 use novacron_store::Command;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -64,6 +69,14 @@ struct Run {
     started: Instant,
 }
 
+/// Where the guest stopped on this node.
+struct Stopped {
+    /// When (approximately).
+    at: Instant,
+    /// Whether it stopped for post-copy: the destination still lacks pages.
+    postcopy: bool,
+}
+
 /// Why a run ended without moving the VM.
 struct Failed {
     reason: String,
@@ -81,7 +94,10 @@ impl From<String> for Failed {
 }
 
 fn policy_of(req: &VmMigrateRequest) -> Result<Policy, ServiceError> {
-    let mut policy = Policy::default();
+    let mut policy = Policy {
+        postcopy: req.postcopy,
+        ..Policy::default()
+    };
     if let Some(ms) = req.max_downtime_ms {
         if !(1..=MAX_DOWNTIME_MS).contains(&ms) {
             return Err(ServiceError::Invalid {
@@ -238,6 +254,22 @@ impl Node {
     async fn migrate_steps(&self, run: &Run) -> Result<u64, Failed> {
         let cluster = self.cluster().map_err(|e| e.to_string())?;
         let pending = mirror::expect_replies(cluster, run.op.id, run.vm.disks.len())?;
+        // QEMU's migration socket: the daemon sends what QEMU writes into it; with post-copy,
+        // the destination QEMU's page requests arrive into it too.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| format!("could not create the migration socket: {e}"))?;
+        let memory_replies = if run.policy.postcopy {
+            let writer = ours
+                .try_clone()
+                .map_err(|e| format!("could not use the migration socket: {e}"))?;
+            Some(
+                cluster
+                    .streams
+                    .expect(&memory_reply_stream(run.op.id), Box::new(writer))?,
+            )
+        } else {
+            None
+        };
         let ready = run
             .client
             .peer_prepare(&PeerPrepareRequest {
@@ -245,13 +277,15 @@ impl Node {
                 vm: run.vm.clone(),
                 timeout_secs: run.policy.budget.as_secs(),
                 dwcp_port: Some(cluster.dwcp_port()),
+                postcopy: run.policy.postcopy,
             })
             .await
             .map_err(|e| format!("{} refused the migration: {e}", run.target))?;
         let mut mirrors = Vec::new();
         let streamed = self
-            .stream_and_commit(run, &ready, pending, &mut mirrors)
+            .stream_and_commit(run, &ready, (ours, theirs), pending, &mut mirrors)
             .await;
+        drop(memory_replies);
         if streamed.is_err() {
             mirror::abandon(run.process.qmp(), &mirrors).await;
         }
@@ -273,6 +307,7 @@ impl Node {
         &self,
         run: &Run,
         ready: &PeerPrepareResponse,
+        (ours, theirs): (UnixStream, UnixStream),
         pending: Vec<PendingMirror>,
         mirrors: &mut Vec<SourceMirror>,
     ) -> Result<u64, Failed> {
@@ -284,9 +319,13 @@ impl Node {
         let addr = format!("{host}:{}", ready.dwcp_port);
         let qemu =
             |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
-        qmp.migrate_set_capabilities(&[("events", true), ("auto-converge", true)])
-            .await
-            .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
+        qmp.migrate_set_capabilities(&[
+            ("events", true),
+            ("auto-converge", true),
+            ("postcopy-ram", run.policy.postcopy),
+        ])
+        .await
+        .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
         qmp.migrate_set_parameters(&MigrationParameters {
             downtime_limit_ms: Some(
                 u64::try_from(run.policy.max_downtime.as_millis()).unwrap_or(u64::MAX),
@@ -311,8 +350,6 @@ impl Node {
         if !mirrors.is_empty() {
             self.mirror_until_ready(run, mirrors).await?;
         }
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| qemu("could not create the migration socket", &e))?;
         let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
         let sending = streams::send_stream(
             cluster,
@@ -331,9 +368,9 @@ impl Node {
             .map_err(|e| qemu("QEMU refused to migrate", &e))?;
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
-        let completed = self.follow(run, &sending, &window_tx, mirrors).await?;
+        let stopped = self.follow(run, &sending, &window_tx, mirrors).await?;
         // The guest is stopped here from now on.
-        let stopped_at = completed;
+        let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);
         // The mirrors copy the last writes; each write is answered by the destination's
         // QEMU, so once they end its disks hold what the guest wrote.
@@ -359,6 +396,9 @@ impl Node {
         match commit_client.peer_commit(run.op.id).await {
             Ok(_) => {
                 let downtime = u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if stopped.postcopy {
+                    self.finish_postcopy(run, &sending).await?;
+                }
                 // The destination verified the streams; their summaries give the final figures.
                 if let Ok(memory) = sending.finished(SUMMARY_WAIT).await {
                     let mut p = run.outgoing.progress();
@@ -398,16 +438,21 @@ impl Node {
         sending: &Sending,
         window: &watch::Sender<u64>,
         mirrors: &[SourceMirror],
-    ) -> Result<Instant, Failed> {
+    ) -> Result<Stopped, Failed> {
         let qmp = run.process.qmp();
         let mut convergence = Convergence::new(run.policy);
         let mut cancel = run.outgoing.cancel.subscribe();
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut set = (0u64, None::<u64>);
+        let mut postcopy_at = None;
+        // A new pass is sampled at once too: the first pass's end is where post-copy starts,
+        // and on a fast link the passes after it take less than a sampling period.
+        let mut events = qmp.events();
         loop {
             let stop_reason = tokio::select! {
                 _ = tick.tick() => None,
+                _ = novacron_qemu::qmp::next_pass(&mut events) => None,
                 _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
                 e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
             };
@@ -447,7 +492,8 @@ impl Node {
             let phase = match info.status {
                 MigrationStatus::Device
                 | MigrationStatus::PreSwitchover
-                | MigrationStatus::Completed => MigrationPhase::SwitchOver,
+                | MigrationStatus::Completed
+                | MigrationStatus::PostcopyActive => MigrationPhase::SwitchOver,
                 _ => MigrationPhase::Memory,
             };
             let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
@@ -463,9 +509,19 @@ impl Node {
             match info.status {
                 MigrationStatus::Completed => {
                     let downtime = info.downtime.unwrap_or_default();
-                    return Ok(Instant::now()
+                    let at = Instant::now()
                         .checked_sub(downtime)
-                        .unwrap_or_else(Instant::now));
+                        .unwrap_or_else(Instant::now);
+                    return Ok(Stopped {
+                        at,
+                        postcopy: false,
+                    });
+                }
+                MigrationStatus::PostcopyActive => {
+                    return Ok(Stopped {
+                        at: postcopy_at.unwrap_or_else(Instant::now),
+                        postcopy: true,
+                    });
                 }
                 MigrationStatus::Failed | MigrationStatus::Cancelled => {
                     return Err(format!(
@@ -480,6 +536,14 @@ impl Node {
             }
             match convergence.observe(&sample) {
                 Verdict::Cancel(reason) => return Err(self.cancel_qemu(run, reason).await),
+                Verdict::StartPostcopy(reason) => {
+                    tracing::info!(operation = %run.op.id, reason, "switching to post-copy");
+                    if let Err(e) = qmp.migrate_start_postcopy().await {
+                        let reason = format!("QEMU refused post-copy: {}", chain(&e));
+                        return Err(self.cancel_qemu(run, reason).await);
+                    }
+                    postcopy_at = Some(Instant::now());
+                }
                 Verdict::Continue {
                     downtime_limit_ms,
                     switchover_bandwidth,
@@ -521,57 +585,6 @@ impl Node {
         Failed {
             reason,
             outcome_unknown: false,
-        }
-    }
-
-    /// Follows the mirrors until each holds what its disk does and copies every write as it
-    /// happens, publishing their progress.
-    async fn mirror_until_ready(&self, run: &Run, mirrors: &[SourceMirror]) -> Result<(), Failed> {
-        let qmp = run.process.qmp();
-        let mut cancel = run.outgoing.cancel.subscribe();
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut last, mut per_sec) = ((Duration::ZERO, 0u64), 0u64);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = cancel.changed() => return Err("cancelled by the operator".to_owned().into()),
-            }
-            let (copied, total, ready) = mirror::figures(qmp, mirrors).await?;
-            let elapsed = run.started.elapsed();
-            // Bytes copied per second, smoothed over the last few samples.
-            let ms = u64::try_from(elapsed.saturating_sub(last.0).as_millis()).unwrap_or(u64::MAX);
-            if let Some(now) = copied
-                .saturating_sub(last.1)
-                .saturating_mul(1000)
-                .checked_div(ms)
-            {
-                per_sec = if per_sec == 0 {
-                    now
-                } else {
-                    (per_sec.saturating_mul(7) / 10).saturating_add(now.saturating_mul(3) / 10)
-                };
-            }
-            last = (elapsed, copied);
-            let mut p = run.outgoing.progress();
-            p.phase = Some(MigrationPhase::Disk);
-            p.disk_copied = copied;
-            p.disk_total = total;
-            p.wire_rate = per_sec;
-            p.eta_secs = (per_sec > 0).then(|| total.saturating_sub(copied) / per_sec);
-            p.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            self.publish_progress(run, p);
-            if ready {
-                tracing::info!(operation = %run.op.id, copied, "disk mirrors ready");
-                return Ok(());
-            }
-            if elapsed > run.policy.budget {
-                return Err(format!(
-                    "the disks were not copied within {} s ({copied} of {total} bytes)",
-                    run.policy.budget.as_secs()
-                )
-                .into());
-            }
         }
     }
 

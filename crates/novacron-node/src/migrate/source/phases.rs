@@ -1,0 +1,124 @@
+//! The phases of a migration around QEMU's pre-copy: the disks' mirrors until they are
+//! ready (before the memory), and post-copy after the commit (the guest runs on the
+//! destination, which pulls the pages it lacks).
+
+use super::{Failed, Run, SAMPLE_EVERY};
+use crate::migrate::mirror::{self, SourceMirror};
+use crate::migrate::streams::Sending;
+use crate::node::Node;
+use crate::vms::chain;
+use novacron_model::MigrationPhase;
+use novacron_qemu::qmp::MigrationStatus;
+use std::time::Duration;
+
+impl Node {
+    /// Follows the mirrors until each holds what its disk does and copies every write as it
+    /// happens, publishing their progress.
+    pub(super) async fn mirror_until_ready(
+        &self,
+        run: &Run,
+        mirrors: &[SourceMirror],
+    ) -> Result<(), Failed> {
+        let qmp = run.process.qmp();
+        let mut cancel = run.outgoing.cancel.subscribe();
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last, mut per_sec) = ((Duration::ZERO, 0u64), 0u64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.changed() => return Err("cancelled by the operator".to_owned().into()),
+            }
+            let (copied, total, ready) = mirror::figures(qmp, mirrors).await?;
+            let elapsed = run.started.elapsed();
+            // Bytes copied per second, smoothed over the last few samples.
+            let ms = u64::try_from(elapsed.saturating_sub(last.0).as_millis()).unwrap_or(u64::MAX);
+            if let Some(now) = copied
+                .saturating_sub(last.1)
+                .saturating_mul(1000)
+                .checked_div(ms)
+            {
+                per_sec = if per_sec == 0 {
+                    now
+                } else {
+                    (per_sec.saturating_mul(7) / 10).saturating_add(now.saturating_mul(3) / 10)
+                };
+            }
+            last = (elapsed, copied);
+            let mut p = run.outgoing.progress();
+            p.phase = Some(MigrationPhase::Disk);
+            p.disk_copied = copied;
+            p.disk_total = total;
+            p.wire_rate = per_sec;
+            p.eta_secs = (per_sec > 0).then(|| total.saturating_sub(copied) / per_sec);
+            p.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.publish_progress(run, p);
+            if ready {
+                tracing::info!(operation = %run.op.id, copied, "disk mirrors ready");
+                return Ok(());
+            }
+            if elapsed > run.policy.budget {
+                return Err(format!(
+                    "the disks were not copied within {} s ({copied} of {total} bytes)",
+                    run.policy.budget.as_secs()
+                )
+                .into());
+            }
+        }
+    }
+
+    /// After the commit of a post-copy: the guest runs on the destination, which pulls the
+    /// pages it lacks while QEMU pushes the rest; follows QEMU until it is done.
+    pub(super) async fn finish_postcopy(&self, run: &Run, sending: &Sending) -> Result<(), Failed> {
+        let qmp = run.process.qmp();
+        let lost = |reason: String| Failed {
+            reason: format!(
+                "post-copy broke off ({reason}): the guest on {} lacks pages only this node holds",
+                run.target
+            ),
+            outcome_unknown: true,
+        };
+        let mut p = run.outgoing.progress();
+        p.phase = Some(MigrationPhase::Postcopy);
+        p.postcopy = true;
+        p.eta_secs = None;
+        self.publish_progress(run, p);
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let info = qmp
+                .query_migrate()
+                .await
+                .map_err(|e| lost(format!("QEMU stopped answering: {}", chain(&e))))?;
+            let ram = info.ram.clone().unwrap_or_default();
+            let dwcp = sending.figures();
+            let mut p = run.outgoing.progress();
+            p.bytes_sent = ram.transferred;
+            p.bytes_remaining = ram.remaining;
+            p.stream_bytes = ram.transferred;
+            p.wire_bytes = dwcp.wire;
+            p.ref_bytes = dwcp.refs;
+            p.wire_rate = dwcp.rate;
+            p.elapsed_ms = u64::try_from(run.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.publish_progress(run, p);
+            match info.status {
+                MigrationStatus::Completed => return Ok(()),
+                MigrationStatus::Failed
+                | MigrationStatus::Cancelled
+                | MigrationStatus::PostcopyPaused => {
+                    return Err(lost(format!(
+                        "QEMU's migration {}: {}",
+                        info.status,
+                        info.error_desc
+                            .unwrap_or_else(|| "no reason given".to_owned())
+                    )));
+                }
+                _ => {}
+            }
+            if run.started.elapsed() > run.policy.budget.saturating_mul(2) {
+                return Err(lost("not done within twice the time budget".to_owned()));
+            }
+        }
+    }
+}

@@ -7,7 +7,8 @@
 #   1. NovaCron: `novacron server` in each namespace (data on /dev/shm, mutual TLS, peers of each
 #      other), the test guest imported as an image on both; a VM of MIGRATE_BENCH_MEMORY is
 #      started on a, and once it prints heartbeats it goes a -> b (`novacron vm migrate --json`),
-#      then back b -> a, then it is deleted and a second VM of the same image goes a -> b.
+#      then back b -> a, then it is deleted and a second VM of the same image goes a -> b;
+#      then a third VM goes a -> b with post-copy allowed (`--postcopy`).
 #   2. QEMU alone: the same kernel, initrd, command line, memory and devices (the line
 #      crates/novacron-qemu/src/launch.rs builds), source QEMU in ncwan-a, destination in ncwan-b
 #      with `-incoming defer` + migrate-incoming tcp:; driven over QMP with socat:
@@ -295,9 +296,11 @@ nc_start_vm() {
     return 1
 }
 
-# Migrates VM $2 from node $1 to the other one; records it as run $3.
+# Migrates VM $2 from node $1 to the other one; records it as run $3 (further arguments go to
+# `vm migrate`).
 nc_migrate() {
     local from=$1 vm=$2 run=$3 to ns before t0 t1 r0 r1 rc=0 json secs down f
+    shift 3
     to=$([ "$from" = a ] && echo b || echo a)
     ns=$(ns_of "$from")
     f=$LOGS/$LINK.$run.source.console
@@ -310,7 +313,7 @@ nc_migrate() {
     run ip netns exec "$ns" env NOVACRON_ADDR="https://$(addr_of "$from"):$API_PORT" \
         NOVACRON_TOKEN_FILE="$DATA/$from/admin.token" NOVACRON_CA_CERT="$PKI/ca.crt" \
         timeout -k 10 $((MIG_TIMEOUT + 90)) "$NC" vm migrate "$vm" --to "$to" --json \
-        --timeout "$MIG_TIMEOUT" --wait-timeout $((MIG_TIMEOUT + 60)) \
+        --timeout "$MIG_TIMEOUT" --wait-timeout $((MIG_TIMEOUT + 60)) "$@" \
         >"$LOGS/$LINK.$run.json" 2>"$LOGS/$LINK.$run.err" || rc=$?
     t1=$(tx_bytes "$ns")
     r1=$(tx_bytes "$(ns_of "$to")")
@@ -328,7 +331,8 @@ nc_migrate() {
     wait_guest nc_console "$LOGS/$LINK.$run.dest.console" "$CHECK_TIMEOUT" "$before"
     record "$run" "$json" "$secs" "$down" $((t1 - t0)) $((r1 - r0)) "$VERDICT" \
         "$(jq -r '.migration.stream_bytes // "-"' <<<"$json")"
-    log "$LINK: NovaCron $run: $(fmt "$secs" 2) s, downtime $down ms, wire ${R[$LINK.$run.mib]} MiB, stream $(jq -r '.migration.stream_bytes' <<<"$json") B, DWCP wire $(jq -r '.migration.wire_bytes' <<<"$json") B, guest $VERDICT"
+    R[$LINK.$run.postcopy]=$(jq -r '.migration.postcopy // false' <<<"$json")
+    log "$LINK: NovaCron $run: $(fmt "$secs" 2) s, downtime $down ms, post-copy ${R[$LINK.$run.postcopy]}, wire ${R[$LINK.$run.mib]} MiB, stream $(jq -r '.migration.stream_bytes' <<<"$json") B, DWCP wire $(jq -r '.migration.wire_bytes' <<<"$json") B, guest $VERDICT"
     [ "$VERDICT" = ok ]
 }
 
@@ -357,8 +361,14 @@ novacron_runs() {
         else
             record nc-second "" FAILED - - - "FAILED: boot"
         fi
+        cli a vm delete vm2 --force >/dev/null 2>&1 || cli b vm delete vm2 --force >/dev/null 2>&1 || true
+        if nc_start_vm vm3; then
+            nc_migrate a vm3 nc-postcopy --postcopy || true
+        else
+            record nc-postcopy "" FAILED - - - "FAILED: boot"
+        fi
     else
-        for r in nc-first nc-back nc-second; do
+        for r in nc-first nc-back nc-second nc-postcopy; do
             [ -n "${R[$LINK.$r.check]:-}" ] || record "$r" "" FAILED - - - "FAILED: setup"
         done
     fi
@@ -483,12 +493,13 @@ qemu_run() {
 
 # ---- report ----------------------------------------------------------------------------------
 
-ROWS=(nc-first nc-back nc-second qemu-tcp qemu-multifd-zstd)
+ROWS=(nc-first nc-back nc-second nc-postcopy qemu-tcp qemu-multifd-zstd)
 row_name() {
     case $1 in
         nc-first) echo "NovaCron a → b" ;;
         nc-back) echo "NovaCron back b → a" ;;
         nc-second) echo "NovaCron second VM a → b" ;;
+        nc-postcopy) echo "NovaCron third VM a → b, post-copy allowed" ;;
         qemu-tcp) echo "QEMU tcp (defaults)" ;;
         qemu-multifd-zstd) echo "QEMU multifd 4 + zstd" ;;
     esac
@@ -525,12 +536,16 @@ link_report() {
     nm=${R[$link.nc-first.mib]:--}
     echo "NovaCron (a → b) / QEMU best: time $(ratio "$ns" "$bs") ($(fmt "$ns" 2) s vs $(fmt "$bs" 2) s), bytes $(ratio "$nm" "$bm") ($nm MiB vs $bm MiB)"
     echo
+    if [ -n "${R[$link.nc-postcopy.postcopy]:-}" ]; then
+        echo "The third VM's migration switched to post-copy: ${R[$link.nc-postcopy.postcopy]}."
+        echo
+    fi
     echo "Targets:"
     if [ "$link" = continent ] || [ "$link" = intercontinental ]; then
         echo "- total time ≤ 0.5 × QEMU best: $(ratio "$ns" "$bs") × - $(verdict le "$(ratio "$ns" "$bs" 4)" 0.5)"
         echo "- wire bytes ≤ 0.5 × QEMU best: $(ratio "$nm" "$bm") × - $(verdict le "$(ratio "$nm" "$bm" 4)" 0.5)"
     fi
-    for r in nc-first nc-back nc-second; do
+    for r in nc-first nc-back nc-second nc-postcopy; do
         [ -n "${R[$link.$r.check]:-}" ] || continue
         echo "- downtime ≤ $DOWNTIME_TARGET_MS ms, $(row_name "$r"): ${R[$link.$r.down]} ms - $(verdict le "${R[$link.$r.down]}" "$DOWNTIME_TARGET_MS")"
     done

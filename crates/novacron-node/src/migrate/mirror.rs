@@ -77,17 +77,16 @@ pub(crate) struct SourceMirror {
     node: String,
     requests: Sending,
     replies: Expected,
-    /// QEMU's events since the mirror started, to tell why it ended.
-    events: std::sync::Mutex<tokio::sync::broadcast::Receiver<QmpEvent>>,
+    /// QEMU's events since the mirror started, to tell how it ended.
+    events: tokio::sync::Mutex<tokio::sync::broadcast::Receiver<QmpEvent>>,
 }
 
 impl SourceMirror {
     /// Why QEMU's job ended, as its end event says.
     fn ended(&self) -> String {
-        let mut events = self
-            .events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Ok(mut events) = self.events.try_lock() else {
+            return format!("QEMU's mirror of disk {} stopped", self.index);
+        };
         loop {
             match events.try_recv() {
                 Ok(event) => {
@@ -144,7 +143,7 @@ pub(crate) async fn start(
             node,
             requests,
             replies: p.replies,
-            events: std::sync::Mutex::new(qmp.events()),
+            events: tokio::sync::Mutex::new(qmp.events()),
         };
         // A node of that name is left only by a migration whose daemon stopped mid-way (its
         // connection died with the daemon): it goes first.
@@ -196,10 +195,9 @@ pub(crate) async fn figures(
     Ok((copied, total, ready))
 }
 
-/// Switch-over, the guest stopped: ends each mirror with its export in sync, then closes
-/// the NBD connections.
-pub(crate) async fn finish(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<(), String> {
-    let mut events = qmp.events();
+/// Switch-over, the guest stopped (no more writes): asks each mirror to end, which it does
+/// once it has copied what is left, leaving its export in sync. [`finish`] waits for it.
+pub(crate) async fn end(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<(), String> {
     for m in mirrors {
         qmp.block_job_cancel(&m.job, false).await.map_err(|e| {
             format!(
@@ -209,7 +207,14 @@ pub(crate) async fn finish(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<
             )
         })?;
     }
+    Ok(())
+}
+
+/// Waits for each mirror asked to [`end`] to have ended in sync, then closes the NBD
+/// connections.
+pub(crate) async fn finish(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<(), String> {
     for m in mirrors {
+        let mut events = m.events.lock().await;
         match wait_job_end(&mut events, &m.job, END_WAIT).await {
             Ok(JobEnd::Completed) => {}
             Ok(JobEnd::Cancelled) => {

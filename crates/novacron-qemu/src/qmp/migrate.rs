@@ -392,18 +392,35 @@ impl QmpClient {
     }
 }
 
-/// Resolves when QEMU starts a new memory pass (a `MIGRATION_PASS` event, sent with the
-/// `events` capability on), with the pass number; never, once the connection closed.
-/// Cancel-safe: an event not yet read stays for the next call.
-pub async fn next_pass(events: &mut tokio::sync::broadcast::Receiver<QmpEvent>) -> u64 {
+/// A change in a migration that QEMU reports as it happens (with the `events` capability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationEvent {
+    /// A memory pass began (`MIGRATION_PASS`), with its number.
+    Pass(u64),
+    /// The status changed (`MIGRATION`).
+    Status(MigrationStatus),
+}
+
+/// Resolves with the next [`MigrationEvent`]; never, once the connection closed. Other events
+/// are skipped. Cancel-safe: an event not yet read stays for the next call.
+pub async fn next_migration_event(
+    events: &mut tokio::sync::broadcast::Receiver<QmpEvent>,
+) -> MigrationEvent {
     loop {
         match events.recv().await {
             Ok(event) if event.name == "MIGRATION_PASS" => {
-                return event
-                    .data
-                    .get("pass")
-                    .and_then(Value::as_u64)
-                    .unwrap_or_default();
+                return MigrationEvent::Pass(
+                    event
+                        .data
+                        .get("pass")
+                        .and_then(Value::as_u64)
+                        .unwrap_or_default(),
+                );
+            }
+            Ok(event) if event.name == "MIGRATION" => {
+                if let Some(status) = event.data.get("status").and_then(Value::as_str) {
+                    return MigrationEvent::Status(MigrationStatus::from_qmp(status));
+                }
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => {

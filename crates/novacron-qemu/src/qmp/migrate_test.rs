@@ -306,18 +306,27 @@ async fn wait_gives_up_at_the_deadline_with_the_last_status() {
 }
 
 #[tokio::test]
-async fn next_pass_skips_other_events_and_reads_the_pass_number() {
+async fn migration_events_are_read_and_others_skipped() {
     let (client, mut fake) = connected(QmpOptions::default()).await;
     let mut events = client.events();
-    fake.send(&json!({"event": "MIGRATION", "data": {"status": "active"},
-                      "timestamp": {"seconds": 1, "microseconds": 0}}))
+    fake.send(&json!({"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 0}}))
         .await;
     fake.send(&json!({"event": "MIGRATION_PASS", "data": {"pass": 2},
                       "timestamp": {"seconds": 2, "microseconds": 0}}))
         .await;
-    let pass = tokio::time::timeout(Duration::from_secs(10), next_pass(&mut events)).await;
-    assert_eq!(pass.unwrap(), 2);
+    fake.send(&json!({"event": "MIGRATION", "data": {"status": "device"},
+                      "timestamp": {"seconds": 3, "microseconds": 0}}))
+        .await;
+    let wait = Duration::from_secs(10);
+    let first = tokio::time::timeout(wait, next_migration_event(&mut events)).await;
+    assert_eq!(first.unwrap(), MigrationEvent::Pass(2));
+    let second = tokio::time::timeout(wait, next_migration_event(&mut events)).await;
+    assert_eq!(
+        second.unwrap(),
+        MigrationEvent::Status(MigrationStatus::Device)
+    );
     // None further: it waits.
-    let none = tokio::time::timeout(Duration::from_millis(50), next_pass(&mut events)).await;
+    let none =
+        tokio::time::timeout(Duration::from_millis(50), next_migration_event(&mut events)).await;
     assert!(none.is_err());
 }

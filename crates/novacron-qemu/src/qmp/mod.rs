@@ -52,8 +52,8 @@ mod testing;
 pub use client::QmpClient;
 pub use commands::{CpuInfo, RunState, StatusInfo};
 pub use migrate::{
-    MigrationInfo, MigrationParameters, MigrationStatus, RamStats, WaitMigrationError, next_pass,
-    wait_migration, wait_migration_for,
+    MigrationEvent, MigrationInfo, MigrationParameters, MigrationStatus, RamStats,
+    WaitMigrationError, next_migration_event, wait_migration, wait_migration_for,
 };
 
 /// Default deadline for connecting, the greeting, and each command's reply.

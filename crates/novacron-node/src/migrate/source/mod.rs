@@ -446,13 +446,16 @@ impl Node {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut set = (0u64, None::<u64>);
         let mut postcopy_at = None;
-        // A new pass is sampled at once too: the first pass's end is where post-copy starts,
-        // and on a fast link the passes after it take less than a sampling period.
+        // A new pass or status is sampled at once too: the first pass's end is where
+        // post-copy starts, on a fast link the passes after it take less than a sampling
+        // period, and the switch-over's end is the guest's downtime.
         let mut events = qmp.events();
+        let mut mirrors_ending = false;
+        let mut disks = (0, 0);
         loop {
             let stop_reason = tokio::select! {
                 _ = tick.tick() => None,
-                _ = novacron_qemu::qmp::next_pass(&mut events) => None,
+                _ = novacron_qemu::qmp::next_migration_event(&mut events) => None,
                 _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
                 e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
             };
@@ -463,14 +466,27 @@ impl Node {
                 .query_migrate()
                 .await
                 .map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?;
-            let disks = if mirrors.is_empty() {
-                (0, 0)
-            } else {
+            // Once the guest is stopped it writes no more: the mirrors copy what is left
+            // while the memory's last bytes cross, and the commit waits for both.
+            let stopped = matches!(
+                info.status,
+                MigrationStatus::Device
+                    | MigrationStatus::PreSwitchover
+                    | MigrationStatus::Completed
+                    | MigrationStatus::PostcopyActive
+            );
+            if !mirrors.is_empty() && !mirrors_ending {
                 match mirror::figures(qmp, mirrors).await {
-                    Ok((copied, total, _)) => (copied, total),
+                    Ok((copied, total, _)) => disks = (copied, total),
                     Err(e) => return Err(self.cancel_qemu(run, e).await),
                 }
-            };
+                if stopped {
+                    if let Err(e) = mirror::end(qmp, mirrors).await {
+                        return Err(self.cancel_qemu(run, e).await);
+                    }
+                    mirrors_ending = true;
+                }
+            }
             let dwcp = sending.figures();
             let ram = info.ram.clone().unwrap_or_default();
             let sample = Sample {

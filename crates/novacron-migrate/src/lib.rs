@@ -33,6 +33,10 @@ pub struct Policy {
     pub stall: Duration,
     /// Whether the guest may switch to post-copy (the operator opted in).
     pub postcopy: bool,
+    /// Time the switch-over spends beyond QEMU's own downtime and the DWCP backlog's
+    /// crossing: the round trips of the commit to the destination (and of the disks'
+    /// mirrors' last writes). Kept out of what QEMU and the window may use.
+    pub reserve: Duration,
 }
 
 impl Default for Policy {
@@ -43,6 +47,7 @@ impl Default for Policy {
             max_throttle_percent: 99,
             stall: Duration::from_secs(30),
             postcopy: false,
+            reserve: Duration::ZERO,
         }
     }
 }
@@ -205,21 +210,32 @@ impl Convergence {
             }
         }
         self.best_rate = self.best_rate.max(s.wire_rate);
-        let downtime_ms = u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
+        let downtime_ms = self.budget_ms();
         // After the first pass, what is left crosses in the downtime or the guest moves now:
         // more passes would only send again what it keeps dirtying.
         let fits = s.remaining.saturating_add(s.backlog())
             <= self.best_rate.saturating_mul(downtime_ms) / 1000;
-        if s.pass >= 2 && !fits {
-            let reason = || {
-                format!(
-                    "first pass done, {} MB dirty again (link {} MB/s)",
-                    mb(s.remaining),
-                    mb(s.wire_rate)
-                )
-            };
-            if let Some(v) = self.postcopy(reason) {
-                return v;
+        if s.pass >= 2 && !fits && self.policy.postcopy && !self.postcopy_started {
+            // The guest's devices cross after what DWCP already holds: first the window
+            // narrows to the downtime's worth, and the switch waits until the backlog fits.
+            let bytes = self
+                .best_rate
+                .saturating_mul(downtime_ms)
+                .checked_div(1000)
+                .unwrap_or(0)
+                .clamp(MIN_WINDOW, MAX_WINDOW);
+            self.window = Some(bytes);
+            if s.backlog() <= bytes {
+                let reason = || {
+                    format!(
+                        "first pass done, {} MB dirty again (link {} MB/s)",
+                        mb(s.remaining),
+                        mb(s.wire_rate)
+                    )
+                };
+                if let Some(v) = self.postcopy(reason) {
+                    return v;
+                }
             }
         }
         let near = s.pass >= 2 && self.best_rate > 0 && s.remaining <= self.best_rate;
@@ -248,10 +264,19 @@ impl Convergence {
         Some(Verdict::StartPostcopy(reason()))
     }
 
-    /// QEMU's downtime limit: the operator's, less the time the DWCP backlog needs to cross
-    /// the link once the guest is stopped, but never below a quarter of it.
-    fn downtime_limit_ms(&self, s: &Sample) -> u64 {
+    /// Milliseconds of the downtime QEMU and the backlog may use: the operator's less the
+    /// reserve, but never below half of it.
+    fn budget_ms(&self) -> u64 {
         let max = u64::try_from(self.policy.max_downtime.as_millis()).unwrap_or(u64::MAX);
+        let reserve = u64::try_from(self.policy.reserve.as_millis()).unwrap_or(u64::MAX);
+        max.saturating_sub(reserve).max(max / 2)
+    }
+
+    /// QEMU's downtime limit: the budget ([`Policy::max_downtime`] less [`Policy::reserve`]),
+    /// less the time the DWCP backlog needs to cross the link once the guest is stopped, but
+    /// never below a quarter of it.
+    fn downtime_limit_ms(&self, s: &Sample) -> u64 {
+        let max = self.budget_ms();
         let backlog_ms = s
             .backlog()
             .saturating_mul(1000)

@@ -212,3 +212,65 @@ fn without_postcopy_the_first_pass_goes_on_to_more_passes() {
         Verdict::Continue { .. }
     ));
 }
+
+#[test]
+fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use() {
+    let mut c = Convergence::new(Policy {
+        reserve: Duration::from_millis(100),
+        ..Policy::default()
+    });
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue {
+            downtime_limit_ms: 200,
+            ..
+        }
+    ));
+    // Near the end: 200 ms of a 12 MB/s link.
+    assert!(matches!(
+        c.observe(&sample(2, 2, 2 * MIB)),
+        Verdict::Continue {
+            downtime_limit_ms: 200,
+            window: Some(2_400_000),
+            ..
+        }
+    ));
+    // A reserve above half the downtime leaves half of it.
+    let mut c = Convergence::new(Policy {
+        reserve: Duration::from_millis(250),
+        ..Policy::default()
+    });
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue {
+            downtime_limit_ms: 150,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
+    let mut c = Convergence::new(Policy {
+        postcopy: true,
+        ..Policy::default()
+    });
+    assert!(matches!(
+        c.observe(&sample(1, 1, 200 * MIB)),
+        Verdict::Continue { .. }
+    ));
+    // 8 MB held by DWCP: 300 ms of a 12 MB/s link is 3.6 MB, so the window narrows first.
+    let mut s = sample(5, 2, 40 * MIB);
+    s.stream_bytes = 100_000_000;
+    s.acked_bytes = 92_000_000;
+    assert_eq!(
+        c.observe(&s),
+        Verdict::Continue {
+            downtime_limit_ms: 75,
+            switchover_bandwidth: Some(12_000_000),
+            window: Some(3_600_000),
+        }
+    );
+    s.acked_bytes = 97_000_000;
+    assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}

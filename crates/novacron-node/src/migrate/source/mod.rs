@@ -313,6 +313,16 @@ impl Node {
     ) -> Result<u64, Failed> {
         let qmp = run.process.qmp();
         let cluster = self.cluster().map_err(|e| e.to_string())?;
+        // The switch-over ends with the commit's round trip to the destination (and, with
+        // disks, the mirrors' last one): measured now, on the connection the prepare opened,
+        // it is kept out of the downtime QEMU may plan for.
+        let asked = Instant::now();
+        let reserve = match run.client.health().await {
+            Ok(()) => asked
+                .elapsed()
+                .saturating_mul(if ready.disks.is_empty() { 1 } else { 2 }),
+            Err(_) => Duration::ZERO,
+        };
         let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
         let host =
             super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
@@ -368,7 +378,9 @@ impl Node {
             .map_err(|e| qemu("QEMU refused to migrate", &e))?;
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
-        let stopped = self.follow(run, &sending, &window_tx, mirrors).await?;
+        let stopped = self
+            .follow(run, &sending, &window_tx, mirrors, reserve)
+            .await?;
         // The guest is stopped here from now on.
         let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);
@@ -438,9 +450,13 @@ impl Node {
         sending: &Sending,
         window: &watch::Sender<u64>,
         mirrors: &[SourceMirror],
+        reserve: Duration,
     ) -> Result<Stopped, Failed> {
         let qmp = run.process.qmp();
-        let mut convergence = Convergence::new(run.policy);
+        let mut convergence = Convergence::new(Policy {
+            reserve,
+            ..run.policy
+        });
         let mut cancel = run.outgoing.cancel.subscribe();
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

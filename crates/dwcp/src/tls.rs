@@ -329,6 +329,17 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
     }
 }
 
+/// Whether a failed handshake ended with the peer closing the connection, with no TLS alert
+/// and no other error: the peer gave up on it (refusing a certificate sends an alert).
+#[must_use]
+pub fn closed_in_handshake(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::UnexpectedEof
+        && err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_none()
+}
+
 fn describe_rustls_error(err: &rustls::Error) -> String {
     match err {
         rustls::Error::InvalidCertificate(cert) => describe_certificate_error(cert),
@@ -428,8 +439,8 @@ fn describe_alert(alert: AlertDescription) -> String {
 fn describe_io_error(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::UnexpectedEof => format!(
-            "peer closed the connection during the TLS handshake; it may have refused our \
-             certificate ({err})"
+            "peer closed the connection during the TLS handshake without an alert: it gave up \
+             on the connection, or is not a TLS peer ({err})"
         ),
         io::ErrorKind::ConnectionReset => format!(
             "peer reset the connection during the TLS handshake; it may have refused our \

@@ -315,6 +315,10 @@ fn in_dir_points_at_the_files_issue_node_writes() {
 fn plain_io_errors_are_described_too() {
     let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof");
     assert!(describe_handshake_error(&eof).contains("closed the connection"));
+    assert!(
+        closed_in_handshake(&eof),
+        "a close without an alert is the peer giving up"
+    );
     let timed_out = io::Error::new(io::ErrorKind::TimedOut, "deadline");
     assert!(describe_handshake_error(&timed_out).contains("timed out"));
     let wrapped = io::Error::new(
@@ -322,6 +326,8 @@ fn plain_io_errors_are_described_too() {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
     );
     assert!(describe_handshake_error(&wrapped).contains("expired"));
+    assert!(!closed_in_handshake(&wrapped));
+    assert!(!closed_in_handshake(&timed_out));
 }
 
 #[test]

@@ -227,6 +227,9 @@ pub enum TransportError {
         peer: String,
         /// A one-line description for a person.
         reason: String,
+        /// The peer closed the connection without a TLS alert: it gave up on the connection
+        /// (a sender whose session ended while it dialed), rather than refusing it.
+        closed: bool,
     },
     /// Security settings lack a piece needed for this direction.
     #[error("TLS is on but no {0} configuration was given")]
@@ -300,6 +303,7 @@ impl Dialer {
                     .map_err(|err| TransportError::Handshake {
                         peer: self.addr.clone(),
                         reason: crate::tls::describe_handshake_error(&err),
+                        closed: crate::tls::closed_in_handshake(&err),
                     })?;
                 Box::new(tls)
             }
@@ -380,6 +384,7 @@ impl Acceptor {
                     .map_err(|err| TransportError::Handshake {
                         peer: peer.to_string(),
                         reason: crate::tls::describe_handshake_error(&err),
+                        closed: crate::tls::closed_in_handshake(&err),
                     })?;
                 Box::new(tls)
             }

@@ -136,6 +136,8 @@ pub struct Convergence {
     window: Option<u64>,
     /// Whether post-copy was started.
     postcopy_started: bool,
+    /// Whether post-copy waits one sample for the backlog to drain.
+    postcopy_armed: bool,
 }
 
 /// Least window a migration stream is narrowed to: one DWCP chunk.
@@ -164,6 +166,7 @@ impl Convergence {
             best_rate: 0,
             window: None,
             postcopy_started: false,
+            postcopy_armed: false,
         }
     }
 
@@ -217,7 +220,8 @@ impl Convergence {
             <= self.best_rate.saturating_mul(downtime_ms) / 1000;
         if s.pass >= 2 && !fits && self.policy.postcopy && !self.postcopy_started {
             // The guest's devices cross after what DWCP already holds: first the window
-            // narrows to the downtime's worth, and the switch waits until the backlog fits.
+            // narrows to the downtime's worth, and the switch waits until the backlog fits,
+            // one sample at most (QEMU's socket holds some more than the window).
             let bytes = self
                 .best_rate
                 .saturating_mul(downtime_ms)
@@ -225,7 +229,8 @@ impl Convergence {
                 .unwrap_or(0)
                 .clamp(MIN_WINDOW, MAX_WINDOW);
             self.window = Some(bytes);
-            if s.backlog() <= bytes {
+            let waited = std::mem::replace(&mut self.postcopy_armed, true);
+            if s.backlog() <= bytes || waited {
                 let reason = || {
                     format!(
                         "first pass done, {} MB dirty again (link {} MB/s)",

@@ -17,7 +17,7 @@ use super::sender_conn::HELLO_TIMEOUT;
 use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::hde::{ContentIndex, SharedStore};
-use crate::transport::{Acceptor, BoxStream, Connection};
+use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck,
     HelloMode, PayloadKind, SessionId, read_frame, write_frame,
@@ -186,6 +186,10 @@ impl Receiver {
                 let _permit = permit;
                 match acceptor.handshake(tcp, peer).await {
                     Ok(conn) => serve_conn(conn, sessions, cfg, sinks).await,
+                    // A sender whose session ended while it dialed closes its handshakes.
+                    Err(e @ TransportError::Handshake { closed: true, .. }) => {
+                        tracing::debug!(%peer, error = %e, "connection closed in its handshake");
+                    }
                     Err(e) => tracing::warn!(%peer, error = %e, "refused connection"),
                 }
             });

@@ -67,6 +67,11 @@ pub struct SendOptions {
     /// How chunks are cut into segments for deduplication (`auto`: guest pages in QEMU
     /// migration streams, content-defined elsewhere).
     pub segmenting: super::Segmenting,
+    /// When set, the source's end counts only once the flag is set: an end of file read
+    /// before it is a cut (the process writing into a [`super::Source::Stream`] closed it
+    /// early), and the transfer fails instead of ending, so the receiver never takes a
+    /// truncated stream for a whole one.
+    pub end_confirmed: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl SendOptions {
@@ -86,6 +91,7 @@ impl SendOptions {
             dedup: false,
             record: None,
             segmenting: super::Segmenting::Auto,
+            end_confirmed: None,
         }
     }
 }

@@ -185,6 +185,7 @@ pub async fn send(
         encoder: reduce.encoder(dedup),
         reduce: Arc::clone(&reduce.shared),
         acked: Arc::clone(&shared.acked_hint),
+        end_confirmed: opts.end_confirmed.clone(),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 

@@ -414,6 +414,39 @@ async fn a_session_dropped_midway_reports_err_on_the_handle() {
     assert!(dir_is_empty(store.path()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_end_was_not_confirmed_fails_instead_of_ending() {
+    let store = tempfile::tempdir().unwrap();
+    let rx = Rx::start(store.path(), Security::Insecure, Duration::from_secs(5)).await;
+    for confirm in [false, true] {
+        let name = format!("confirmed-{confirm}");
+        let (writer, reader) = sink_pair();
+        let mut handle = rx.sinks.expect(&name, writer).unwrap();
+        let data = pseudo_random(300_000, 7);
+        let (source, feeder) = stream_of(data.clone());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut o = opts(&name);
+        o.end_confirmed = Some(std::sync::Arc::clone(&done));
+        if confirm {
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let sent = rx.send_with(source, o).await;
+        feeder.join().unwrap();
+        let outcome = timeout(STEP, handle.outcome()).await.unwrap();
+        let (_, len) = reader.join().unwrap();
+        if confirm {
+            sent.unwrap();
+            outcome.unwrap();
+            assert_eq!(len, data.len() as u64);
+        } else {
+            // The writer closed its end unconfirmed: a cut, on both ends.
+            let err = sent.unwrap_err();
+            assert!(format!("{err:?}").contains("Cut"), "{err:?}");
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+    }
+}
+
 #[test]
 fn registrations_are_checked_and_bounded() {
     let reg = SinkRegistry::default();

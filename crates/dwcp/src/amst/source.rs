@@ -134,6 +134,9 @@ pub(crate) enum ProduceError {
     /// The session ended while the producer was still reading.
     #[error("the session ended before the source was read")]
     Cancelled,
+    /// The source ended before its end was confirmed (`SendOptions::end_confirmed`).
+    #[error("the source closed before its end was confirmed: the stream was cut")]
+    Cut,
 }
 
 /// What the producer needs.
@@ -156,6 +159,8 @@ pub(crate) struct Producer {
     pub(crate) reduce: Arc<ReduceShared>,
     /// The receiver's acknowledged offset, as the connections last saw it.
     pub(crate) acked: Arc<AtomicU64>,
+    /// [`super::SendOptions::end_confirmed`].
+    pub(crate) end_confirmed: Option<Arc<AtomicBool>>,
 }
 
 /// Stream length and BLAKE3 once the whole source was read and queued.
@@ -233,6 +238,13 @@ impl Producer {
             if read.is_empty() {
                 if self.cancelled.load(Ordering::SeqCst) {
                     return Err(ProduceError::Cancelled);
+                }
+                if self
+                    .end_confirmed
+                    .as_ref()
+                    .is_some_and(|done| !done.load(Ordering::SeqCst))
+                {
+                    return Err(ProduceError::Cut);
                 }
                 if carry.is_empty() {
                     break;

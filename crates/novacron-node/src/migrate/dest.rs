@@ -217,7 +217,7 @@ impl Node {
                 &peer.0,
                 &memory_reply_stream(id),
                 reader,
-                None,
+                streams::Controls::default(),
             ))
         } else {
             None
@@ -336,9 +336,8 @@ impl Node {
         }
     }
 
-    /// Waits for the memory stream and QEMU, closes the disks' exports and runs the guest.
-    /// The source commits only once its mirrors ended, every write answered: the disks
-    /// hold what the guest wrote.
+    /// Waits for the memory stream and QEMU, for the disks' mirrors to end in sync (the
+    /// source ends their streams only then), closes the exports and runs the guest.
     async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
         use novacron_qemu::qmp::MigrationStatus;
         // In post-copy the guest runs here before the stream ends: it pulls what it lacks.
@@ -365,6 +364,11 @@ impl Node {
                 info.status,
                 info.error_desc.unwrap_or_default()
             ));
+        }
+        for (index, m) in incoming.mirrors.iter().enumerate() {
+            m.in_sync()
+                .await
+                .map_err(|e| format!("the mirror of disk {index} did not end in sync: {e}"))?;
         }
         if !incoming.mirrors.is_empty() {
             qmp.nbd_server_stop()

@@ -21,6 +21,8 @@ use novacron_qemu::qmp::block::{JobEnd, job_end, wait_job_end};
 use novacron_qemu::qmp::{QmpClient, QmpEvent};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::TryRecvError;
 
@@ -77,6 +79,8 @@ pub(crate) struct SourceMirror {
     node: String,
     requests: Sending,
     replies: Expected,
+    /// Set once QEMU's job completed: the requests' stream may then end.
+    completed: Arc<AtomicBool>,
     /// QEMU's events since the mirror started, to tell how it ended.
     events: tokio::sync::Mutex<tokio::sync::broadcast::Receiver<QmpEvent>>,
 }
@@ -127,7 +131,20 @@ pub(crate) async fn start(
         ));
     }
     for (index, (p, export)) in pending.into_iter().zip(exports).enumerate() {
-        let requests = streams::send_stream(cluster, addr, peer, &export.stream, p.ours, None);
+        // The requests' stream ends only once the mirror completed: the destination takes
+        // its end as the disk being in sync.
+        let completed = Arc::new(AtomicBool::new(false));
+        let requests = streams::send_stream(
+            cluster,
+            addr,
+            peer,
+            &export.stream,
+            p.ours,
+            streams::Controls {
+                end_confirmed: Some(Arc::clone(&completed)),
+                ..streams::Controls::default()
+            },
+        );
         let job = format!("nc-mirror-disk{index}");
         let node = format!("nc-nbd-disk{index}");
         let qemu = |what: &str, e: novacron_qemu::qmp::QmpError| {
@@ -143,6 +160,7 @@ pub(crate) async fn start(
             node,
             requests,
             replies: p.replies,
+            completed,
             events: tokio::sync::Mutex::new(qmp.events()),
         };
         // A node of that name is left only by a migration whose daemon stopped mid-way (its
@@ -216,7 +234,7 @@ pub(crate) async fn finish(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<
     for m in mirrors {
         let mut events = m.events.lock().await;
         match wait_job_end(&mut events, &m.job, END_WAIT).await {
-            Ok(JobEnd::Completed) => {}
+            Ok(JobEnd::Completed) => m.completed.store(true, Ordering::SeqCst),
             Ok(JobEnd::Cancelled) => {
                 return Err(format!("the mirror of disk {} stopped early", m.index));
             }
@@ -270,9 +288,17 @@ pub(crate) async fn closed(mirrors: &[SourceMirror], wait: Duration) {
 /// The destination's end of one disk's mirror; dropping it stops the answers' session.
 pub(crate) struct DestMirror {
     /// The source's requests, written into the export's socket.
-    _requests: Expected,
+    requests: Expected,
     /// The export's answers, read from its socket and sent back.
     _replies: Sending,
+}
+
+impl DestMirror {
+    /// Waits for the source's requests to end: the source ends them only once its mirror
+    /// completed (every write answered), so then the export holds what the guest wrote.
+    pub(crate) async fn in_sync(&self) -> Result<(), String> {
+        self.requests.outcome().await
+    }
 }
 
 /// Starts QEMU's NBD server on `socket`, exports each disk of `vm` writable, connects to each
@@ -321,10 +347,10 @@ pub(crate) async fn export_disks(
             peer,
             &disk_reply_stream(migration, index),
             conn,
-            None,
+            streams::Controls::default(),
         );
         mirrors.push(DestMirror {
-            _requests: requests,
+            requests,
             _replies: replies,
         });
         exports.push(PeerDiskExport { stream, export });

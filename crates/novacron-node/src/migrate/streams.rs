@@ -197,13 +197,23 @@ impl Sending {
     }
 }
 
+/// What the caller controls of a stream it sends.
+#[derive(Default)]
+pub(crate) struct Controls {
+    /// Narrows the bytes in flight while the stream runs.
+    pub(crate) window_limit: Option<watch::Receiver<u64>>,
+    /// The stream ends only once this is set: an end of the socket before it is a cut, and
+    /// the stream fails (the receiver never takes it for whole).
+    pub(crate) end_confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
 fn start(
     cluster: &Cluster,
     addr: &str,
     peer: &str,
     name: &str,
     source: Source,
-    window_limit: Option<watch::Receiver<u64>>,
+    controls: Controls,
 ) -> Sending {
     let (progress_tx, progress) = watch::channel(Progress::starting());
     let (result_tx, result) = watch::channel(None);
@@ -223,7 +233,8 @@ fn start(
     let mut opts = SendOptions::new(name);
     opts.reconnect_timeout = LINK_LOST;
     opts.window = WINDOW;
-    opts.window_limit = window_limit;
+    opts.window_limit = controls.window_limit;
+    opts.end_confirmed = controls.end_confirmed;
     // Segments the peer holds (from earlier migrations either way) go as references; what is
     // sent is recorded so that it can be referenced when it comes back.
     opts.dedup = cluster.content.is_some();
@@ -247,23 +258,16 @@ fn start(
     }
 }
 
-/// Sends what arrives on `socket` (QEMU's migration stream, or a disk) as session `name` to
-/// the peer's receiver at `addr`, whose certificate must name `peer`; `window_limit`, when
-/// given, narrows the bytes in flight while it runs.
+/// Sends what arrives on `socket` (QEMU's migration stream, an NBD connection's requests or
+/// answers) as session `name` to the peer's receiver at `addr`, whose certificate must name
+/// `peer`, under the caller's `controls`.
 pub(crate) fn send_stream(
     cluster: &Cluster,
     addr: &str,
     peer: &str,
     name: &str,
     socket: UnixStream,
-    window_limit: Option<watch::Receiver<u64>>,
+    controls: Controls,
 ) -> Sending {
-    start(
-        cluster,
-        addr,
-        peer,
-        name,
-        Source::Stream(socket),
-        window_limit,
-    )
+    start(cluster, addr, peer, name, Source::Stream(socket), controls)
 }

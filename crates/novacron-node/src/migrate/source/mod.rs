@@ -313,14 +313,12 @@ impl Node {
     ) -> Result<u64, Failed> {
         let qmp = run.process.qmp();
         let cluster = self.cluster().map_err(|e| e.to_string())?;
-        // The switch-over ends with the commit's round trip to the destination (and, with
-        // disks, the mirrors' last one): measured now, on the connection the prepare opened,
-        // it is kept out of the downtime QEMU may plan for.
+        // The switch-over ends with the commit's answer from the destination, a round trip
+        // after the guest stopped (the mirrors' last one runs alongside): measured now, on
+        // the connection the prepare opened, it is kept out of the downtime QEMU may plan for.
         let asked = Instant::now();
         let reserve = match run.client.health().await {
-            Ok(()) => asked
-                .elapsed()
-                .saturating_mul(if ready.disks.is_empty() { 1 } else { 2 }),
+            Ok(()) => asked.elapsed(),
             Err(_) => Duration::ZERO,
         };
         let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
@@ -367,7 +365,10 @@ impl Node {
             &run.target,
             &ready.memory_stream,
             ours,
-            Some(window_rx),
+            streams::Controls {
+                window_limit: Some(window_rx),
+                ..streams::Controls::default()
+            },
         );
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
             .await
@@ -384,16 +385,6 @@ impl Node {
         // The guest is stopped here from now on.
         let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);
-        // The mirrors copy the last writes; each write is answered by the destination's
-        // QEMU, so once they end its disks hold what the guest wrote.
-        mirror::finish(qmp, mirrors).await?;
-        // The commit goes out once every byte is handed to DWCP, without waiting for the
-        // stream's confirmation: the destination runs the guest only once the memory stream
-        // arrived whole and verified (`finish_incoming`), so waiting here too would only add
-        // round trips to the downtime.
-        if let Some(e) = sending.failure() {
-            return Err(format!("the memory stream did not arrive over DWCP: {e}").into());
-        }
         // Recorded before the commit goes out: a daemon restarted from here on cannot know
         // whether the guest runs on the destination (see `recover`).
         let mut committing = run.op.clone();
@@ -404,8 +395,37 @@ impl Node {
         self.apply(Command::PutOperation(committing))
             .await
             .map_err(|e| format!("could not record the switch-over: {e}"))?;
+        // The commit goes out as soon as the guest stopped, while QEMU sends its last bytes
+        // and the mirrors copy the last writes: the destination runs the guest only once its
+        // QEMU loaded the whole stream (verified end to end) and each mirror's stream ended,
+        // which this node lets happen only once the mirror completed, every write answered
+        // (`finish_incoming`). Waiting for either here first would add round trips to the
+        // downtime. Should QEMU or a mirror fail here, the destination's wait fails with it.
         let commit_client = run.client.clone().with_timeout(COMMIT_TIMEOUT);
-        match commit_client.peer_commit(run.op.id).await {
+        let here = async {
+            let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+            let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
+                s.is_finished() || (stopped.postcopy && *s == MigrationStatus::PostcopyActive)
+            })
+            .await
+            .map_err(|e| format!("QEMU did not finish sending: {}", chain(&e)))?;
+            let sent = info.status == MigrationStatus::Completed
+                || (stopped.postcopy && info.status == MigrationStatus::PostcopyActive);
+            if !sent {
+                return Err(format!(
+                    "QEMU's migration {}: {}",
+                    info.status,
+                    info.error_desc
+                        .unwrap_or_else(|| "no reason given".to_owned())
+                ));
+            }
+            mirror::finish(qmp, mirrors).await
+        };
+        let (committed, here) = tokio::join!(commit_client.peer_commit(run.op.id), here);
+        if let Err(e) = &here {
+            tracing::warn!(operation = %run.op.id, error = %e, "the switch-over failed on this node");
+        }
+        match committed {
             Ok(_) => {
                 let downtime = u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX);
                 if stopped.postcopy {
@@ -422,9 +442,11 @@ impl Node {
                 mirror::closed(mirrors, SUMMARY_WAIT).await;
                 Ok(downtime)
             }
-            Err(e) if e.status().is_some() => {
-                Err(format!("{} could not start the guest: {e}", run.target).into())
+            Err(e) if e.status().is_some() => Err(match here {
+                Err(here) => format!("{here}; {} could not start the guest: {e}", run.target),
+                Ok(()) => format!("{} could not start the guest: {e}", run.target),
             }
+            .into()),
             Err(e) => match run.client.peer_abort(run.op.id).await {
                 Ok(()) => Err(format!(
                     "no answer from {} to the commit ({e}); it dropped the migration",
@@ -442,8 +464,9 @@ impl Node {
         }
     }
 
-    /// Samples the migration until QEMU reports `completed`; returns when the guest stopped
-    /// (approximately: the moment of `completed` less QEMU's own downtime).
+    /// Samples the migration until the guest stops (QEMU sends its devices, switches to
+    /// post-copy, or already completed) and returns when it stopped: the moment seen, or
+    /// that of `completed` less QEMU's own downtime.
     async fn follow(
         &self,
         run: &Run,
@@ -539,6 +562,12 @@ impl Node {
             }
             self.publish_progress(run, progress);
             match info.status {
+                MigrationStatus::Device | MigrationStatus::PreSwitchover => {
+                    return Ok(Stopped {
+                        at: postcopy_at.unwrap_or_else(Instant::now),
+                        postcopy: postcopy_at.is_some(),
+                    });
+                }
                 MigrationStatus::Completed => {
                     let downtime = info.downtime.unwrap_or_default();
                     let at = Instant::now()

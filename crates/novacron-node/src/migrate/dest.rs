@@ -378,6 +378,19 @@ impl Node {
         qmp.cont()
             .await
             .map_err(|e| format!("QEMU refused to run the guest: {}", chain(&e)))?;
+        if postcopy {
+            // QEMU starts the guest once the devices' state, sent after post-copy began, is
+            // loaded: the answer waits for that, so that the downtime the source measures is
+            // the guest's.
+            let running = async {
+                while !qmp.query_status().await.is_ok_and(|s| s.running) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(COMMIT_WAIT, running)
+                .await
+                .map_err(|_| "the guest did not start after post-copy began".to_owned())?;
+        }
         let vm = self
             .store()
             .vm(incoming.vm)

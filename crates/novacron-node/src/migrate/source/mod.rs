@@ -315,10 +315,12 @@ impl Node {
         let cluster = self.cluster().map_err(|e| e.to_string())?;
         // The switch-over ends with the commit's answer from the destination, a round trip
         // after the guest stopped (the mirrors' last one runs alongside): measured now, on
-        // the connection the prepare opened, it is kept out of the downtime QEMU may plan for.
+        // the connection the prepare opened, it is kept out of the downtime QEMU may plan for,
+        // up to a quarter of it (on a long link a smaller budget costs more passes than it
+        // saves downtime).
         let asked = Instant::now();
         let reserve = match run.client.health().await {
-            Ok(()) => asked.elapsed(),
+            Ok(()) => asked.elapsed().min(run.policy.max_downtime / 4),
             Err(_) => Duration::ZERO,
         };
         let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;

@@ -340,6 +340,8 @@ impl Node {
     /// source ends their streams only then), closes the exports and runs the guest.
     async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
         use novacron_qemu::qmp::MigrationStatus;
+        let asked = std::time::Instant::now();
+        let ms = || asked.elapsed().as_millis();
         // In post-copy the guest runs here before the stream ends: it pulls what it lacks.
         let postcopy = incoming.memory_replies.is_some();
         if !postcopy {
@@ -349,6 +351,7 @@ impl Node {
                 .await
                 .map_err(|e| format!("the memory stream failed: {e}"))?;
         }
+        let stream_ms = ms();
         let qmp = incoming.process.qmp();
         let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
         let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
@@ -365,11 +368,13 @@ impl Node {
                 info.error_desc.unwrap_or_default()
             ));
         }
+        let loaded_ms = ms();
         for (index, m) in incoming.mirrors.iter().enumerate() {
             m.in_sync()
                 .await
                 .map_err(|e| format!("the mirror of disk {index} did not end in sync: {e}"))?;
         }
+        let disks_ms = ms();
         if !incoming.mirrors.is_empty() {
             qmp.nbd_server_stop()
                 .await
@@ -391,6 +396,8 @@ impl Node {
                 .await
                 .map_err(|_| "the guest did not start after post-copy began".to_owned())?;
         }
+        // Where the switch-over went here, from the commit's arrival.
+        tracing::info!(vm = %incoming.vm, stream_ms, loaded_ms, disks_ms, running_ms = ms(), "switch-over here");
         let vm = self
             .store()
             .vm(incoming.vm)

@@ -421,9 +421,19 @@ impl Node {
                         .unwrap_or_else(|| "no reason given".to_owned())
                 ));
             }
-            mirror::finish(qmp, mirrors).await
+            let qemu_ms = stopped_at.elapsed().as_millis();
+            mirror::finish(qmp, mirrors).await?;
+            Ok((qemu_ms, stopped_at.elapsed().as_millis()))
         };
-        let (committed, here) = tokio::join!(commit_client.peer_commit(run.op.id), here);
+        let commit = async {
+            let answer = commit_client.peer_commit(run.op.id).await;
+            (answer, stopped_at.elapsed().as_millis())
+        };
+        let ((committed, commit_ms), here) = tokio::join!(commit, here);
+        if let Ok((qemu_ms, mirrors_ms)) = &here {
+            // Where the downtime went, from the moment the guest stopped.
+            tracing::info!(operation = %run.op.id, qemu_sent_ms = qemu_ms, mirrors_ended_ms = mirrors_ms, commit_answered_ms = commit_ms, "switch-over");
+        }
         if let Err(e) = &here {
             tracing::warn!(operation = %run.op.id, error = %e, "the switch-over failed on this node");
         }
@@ -446,7 +456,7 @@ impl Node {
             }
             Err(e) if e.status().is_some() => Err(match here {
                 Err(here) => format!("{here}; {} could not start the guest: {e}", run.target),
-                Ok(()) => format!("{} could not start the guest: {e}", run.target),
+                Ok(_) => format!("{} could not start the guest: {e}", run.target),
             }
             .into()),
             Err(e) => match run.client.peer_abort(run.op.id).await {

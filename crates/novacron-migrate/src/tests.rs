@@ -162,16 +162,27 @@ fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_
     assert_eq!(window(fast.observe(&s)), Some(MAX_WINDOW));
 }
 
-#[test]
-fn with_postcopy_allowed_the_guest_moves_after_the_first_pass_once() {
-    let mut c = Convergence::new(Policy {
-        postcopy: true,
-        ..Policy::default()
-    });
+/// A tracker under `policy` that has seen the first pass under way (200 MiB left).
+fn after_first_sample(policy: Policy) -> Convergence {
+    let mut c = Convergence::new(policy);
     assert!(matches!(
         c.observe(&sample(1, 1, 200 * MIB)),
         Verdict::Continue { .. }
     ));
+    c
+}
+
+/// The default policy with post-copy allowed.
+fn postcopy() -> Policy {
+    Policy {
+        postcopy: true,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn with_postcopy_allowed_the_guest_moves_after_the_first_pass_once() {
+    let mut c = after_first_sample(postcopy());
     let Verdict::StartPostcopy(why) = c.observe(&sample(5, 2, 40 * MIB)) else {
         panic!("post-copy not started")
     };
@@ -185,14 +196,7 @@ fn with_postcopy_allowed_the_guest_moves_after_the_first_pass_once() {
 
 #[test]
 fn what_fits_in_the_downtime_needs_no_postcopy() {
-    let mut c = Convergence::new(Policy {
-        postcopy: true,
-        ..Policy::default()
-    });
-    assert!(matches!(
-        c.observe(&sample(1, 1, 200 * MIB)),
-        Verdict::Continue { .. }
-    ));
+    let mut c = after_first_sample(postcopy());
     // 12 MB/s for 300 ms is 3.6 MB.
     assert!(matches!(
         c.observe(&sample(5, 2, 3 * MIB)),
@@ -202,11 +206,7 @@ fn what_fits_in_the_downtime_needs_no_postcopy() {
 
 #[test]
 fn without_postcopy_the_first_pass_goes_on_to_more_passes() {
-    let mut c = Convergence::new(Policy::default());
-    assert!(matches!(
-        c.observe(&sample(1, 1, 200 * MIB)),
-        Verdict::Continue { .. }
-    ));
+    let mut c = after_first_sample(Policy::default());
     assert!(matches!(
         c.observe(&sample(5, 2, 40 * MIB)),
         Verdict::Continue { .. }
@@ -251,14 +251,7 @@ fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use
 
 #[test]
 fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
-    let mut c = Convergence::new(Policy {
-        postcopy: true,
-        ..Policy::default()
-    });
-    assert!(matches!(
-        c.observe(&sample(1, 1, 200 * MIB)),
-        Verdict::Continue { .. }
-    ));
+    let mut c = after_first_sample(postcopy());
     // 8 MB held by DWCP: 300 ms of a 12 MB/s link is 3.6 MB, so the window narrows first.
     let mut s = sample(5, 2, 40 * MIB);
     s.stream_bytes = 100_000_000;

@@ -81,6 +81,8 @@ pub(crate) struct SourceMirror {
     replies: Expected,
     /// Set once QEMU's job completed: the requests' stream may then end.
     completed: Arc<AtomicBool>,
+    /// The daemon's end of the NBD socket, to end the requests' stream at once.
+    reader: UnixStream,
     /// QEMU's events since the mirror started, to tell how it ended.
     events: tokio::sync::Mutex<tokio::sync::broadcast::Receiver<QmpEvent>>,
 }
@@ -134,6 +136,10 @@ pub(crate) async fn start(
         // The requests' stream ends only once the mirror completed: the destination takes
         // its end as the disk being in sync.
         let completed = Arc::new(AtomicBool::new(false));
+        let reader = p
+            .ours
+            .try_clone()
+            .map_err(|e| format!("disk {index}: could not use the NBD socket: {e}"))?;
         let requests = streams::send_stream(
             cluster,
             addr,
@@ -161,6 +167,7 @@ pub(crate) async fn start(
             requests,
             replies: p.replies,
             completed,
+            reader,
             events: tokio::sync::Mutex::new(qmp.events()),
         };
         // A node of that name is left only by a migration whose daemon stopped mid-way (its
@@ -234,7 +241,14 @@ pub(crate) async fn finish(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<
     for m in mirrors {
         let mut events = m.events.lock().await;
         match wait_job_end(&mut events, &m.job, END_WAIT).await {
-            Ok(JobEnd::Completed) => m.completed.store(true, Ordering::SeqCst),
+            Ok(JobEnd::Completed) => {
+                // Every request the mirror made was answered: the stream ends now rather
+                // than when QEMU's NBD client has disconnected.
+                m.completed.store(true, Ordering::SeqCst);
+                if let Err(e) = m.reader.shutdown(std::net::Shutdown::Read) {
+                    tracing::debug!(disk = m.index, error = %e, "NBD socket already closed");
+                }
+            }
             Ok(JobEnd::Cancelled) => {
                 return Err(format!("the mirror of disk {} stopped early", m.index));
             }

@@ -4,7 +4,7 @@
 //! source and nothing behind on the destination.
 
 use crate::fixtures::cluster::{
-    assert_guest_continues, free_port, migrate, pair, start_node, vm_absent,
+    Node, assert_guest_continues, free_port, migrate, pair, start_node, vm_absent,
 };
 use crate::fixtures::{last_heartbeat, make_pki, novacron};
 use serde_json::json;
@@ -75,32 +75,9 @@ fn with_postcopy_allowed_the_guest_runs_on_the_destination_before_every_page_arr
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
     // A guest that rewrites 32 MB/s: more than 1 ms of the link can carry at any pass.
-    let g = crate::fixtures::guest_dir();
-    let cmdline = std::fs::read_to_string(g.join("cmdline"))
-        .unwrap()
-        .trim()
-        .replace("nc.dirty=1M", "nc.dirty=32M");
+    let cmdline = guest_cmdline().replace("nc.dirty=1M", "nc.dirty=32M");
     assert!(cmdline.contains("nc.dirty=32M"), "{cmdline}");
-    for node in [&a, &b] {
-        let (s, op) = node.api.post(
-            "/api/v1/images",
-            &json!({
-                "name": "busy",
-                "disk": g.join("disk.qcow2"),
-                "kernel": g.join("vmlinux"),
-                "initrd": g.join("initrd.img"),
-                "cmdline": cmdline,
-            }),
-        );
-        assert_eq!(s, 202, "{op}");
-        assert_eq!(node.api.wait(&op)["status"], "succeeded");
-    }
-    let (s, vm) = a.api.post(
-        "/api/v1/vms",
-        &json!({"name": "pulled", "vcpus": 1, "memory": "128M", "image": "busy"}),
-    );
-    assert_eq!(s, 201, "{vm}");
-    a.api.act_ok("pulled", "start");
+    start_guest_of(&[&a, &b], "busy", &cmdline, "pulled");
     let console = a.api.wait_heartbeats("pulled", 2, Duration::from_secs(90));
     let before = last_heartbeat(&console).unwrap();
 
@@ -178,6 +155,41 @@ fn refused_migrations_leave_the_guest_on_the_source() {
     assert_eq!(v["error"], "node_only", "{v}");
 }
 
+/// The test guest's kernel command line.
+fn guest_cmdline() -> String {
+    let g = crate::fixtures::guest_dir();
+    std::fs::read_to_string(g.join("cmdline"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Imports the test guest as image `image` with `cmdline` on each of `nodes`, then creates and
+/// starts VM `vm` of it on the first.
+fn start_guest_of(nodes: &[&Node], image: &str, cmdline: &str, vm: &str) {
+    let g = crate::fixtures::guest_dir();
+    for node in nodes {
+        let (s, op) = node.api.post(
+            "/api/v1/images",
+            &json!({
+                "name": image,
+                "disk": g.join("disk.qcow2"),
+                "kernel": g.join("vmlinux"),
+                "initrd": g.join("initrd.img"),
+                "cmdline": cmdline,
+            }),
+        );
+        assert_eq!(s, 202, "{op}");
+        assert_eq!(node.api.wait(&op)["status"], "succeeded");
+    }
+    let (s, v) = nodes[0].api.post(
+        "/api/v1/vms",
+        &json!({"name": vm, "vcpus": 1, "memory": "128M", "image": image}),
+    );
+    assert_eq!(s, 201, "{v}");
+    nodes[0].api.act_ok(vm, "start");
+}
+
 /// The highest `NCGUEST disk-write seq=N` on a console.
 fn last_disk_write(console: &str) -> Option<u64> {
     console
@@ -207,31 +219,8 @@ fn wait_disk_write(api: &crate::fixtures::Api, vm: &str, seq: u64) -> u64 {
 fn the_guest_disk_moves_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
-    let g = crate::fixtures::guest_dir();
-    let cmdline = format!(
-        "{} ncdisk=1",
-        std::fs::read_to_string(g.join("cmdline")).unwrap().trim()
-    );
-    for node in [&a, &b] {
-        let (s, op) = node.api.post(
-            "/api/v1/images",
-            &json!({
-                "name": "disky",
-                "disk": g.join("disk.qcow2"),
-                "kernel": g.join("vmlinux"),
-                "initrd": g.join("initrd.img"),
-                "cmdline": cmdline,
-            }),
-        );
-        assert_eq!(s, 202, "{op}");
-        assert_eq!(node.api.wait(&op)["status"], "succeeded");
-    }
-    let (s, vm) = a.api.post(
-        "/api/v1/vms",
-        &json!({"name": "disky", "vcpus": 1, "memory": "128M", "image": "disky"}),
-    );
-    assert_eq!(s, 201, "{vm}");
-    a.api.act_ok("disky", "start");
+    let cmdline = format!("{} ncdisk=1", guest_cmdline());
+    start_guest_of(&[&a, &b], "disky", &cmdline, "disky");
     let written_on_a = wait_disk_write(&a.api, "disky", 3);
 
     let done = a

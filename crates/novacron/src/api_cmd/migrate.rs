@@ -41,14 +41,19 @@ pub struct MigrateArgs {
     pub wait: WaitArgs,
 }
 
-/// Starts the migration and follows it to its end.
-pub async fn run(ctx: &Ctx, args: &MigrateArgs) -> anyhow::Result<()> {
-    let req = VmMigrateRequest {
+/// The request `args` ask for.
+pub fn request(args: &MigrateArgs) -> VmMigrateRequest {
+    VmMigrateRequest {
         target: args.to.clone(),
         max_downtime_ms: args.max_downtime,
         timeout_secs: args.timeout,
         postcopy: args.postcopy,
-    };
+    }
+}
+
+/// Starts the migration and follows it to its end.
+pub async fn run(ctx: &Ctx, args: &MigrateArgs) -> anyhow::Result<()> {
+    let req = request(args);
     let op = ctx
         .client
         .migrate_vm(&args.vm, &req)

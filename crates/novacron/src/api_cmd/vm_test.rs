@@ -193,3 +193,37 @@ fn show_gives_state_reason_pid_and_disks() {
     assert!(text.contains("pid:           -\n"), "{text}");
     assert!(text.ends_with("disks:         -\n"), "{text}");
 }
+
+#[test]
+fn migrate_flags_become_the_request() {
+    let VmCommand::Migrate(a) = vm_cmd(&[
+        "migrate",
+        "web",
+        "--to",
+        "b",
+        "--max-downtime",
+        "100",
+        "--timeout",
+        "60",
+        "--postcopy",
+    ]) else {
+        panic!()
+    };
+    assert_eq!(
+        super::migrate::request(&a),
+        novacron_api::migration::VmMigrateRequest {
+            target: "b".to_owned(),
+            max_downtime_ms: Some(100),
+            timeout_secs: Some(60),
+            postcopy: true,
+        }
+    );
+    let VmCommand::Migrate(a) = vm_cmd(&["migrate", "web", "--to", "b"]) else {
+        panic!()
+    };
+    assert!(!super::migrate::request(&a).postcopy, "post-copy is opt-in");
+    assert!(
+        parse(&["vm", "migrate", "web"]).is_err(),
+        "--to is required"
+    );
+}

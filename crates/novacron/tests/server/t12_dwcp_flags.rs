@@ -362,6 +362,14 @@ fn streams_sent(d: &Daemon) -> Vec<Value> {
         .collect()
 }
 
+/// `sent` is one stream: the answers of disk 0's export, under the kill switch or not.
+fn assert_only_disk_answers(sent: &[Value], kill_switch: bool, d: &Daemon) {
+    assert_eq!(sent.len(), 1, "{}", d.log());
+    let name = sent[0]["stream"].as_str().unwrap();
+    assert!(name.ends_with("-disk0-reply"), "{}", sent[0]);
+    assert_eq!(sent[0]["kill_switch"], json!(kill_switch), "{}", sent[0]);
+}
+
 #[test]
 fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -412,16 +420,7 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     }
     // b sent only the answers of its disk's export, with its own flags (all on).
     let replies_b = streams_sent(&b.daemon);
-    assert_eq!(replies_b.len(), 1, "{}", b.daemon.log());
-    assert!(
-        replies_b[0]["stream"]
-            .as_str()
-            .unwrap()
-            .ends_with("-disk0-reply"),
-        "{}",
-        replies_b[0]
-    );
-    assert_eq!(replies_b[0]["kill_switch"], json!(false));
+    assert_only_disk_answers(&replies_b, false, &b.daemon);
     assert_eq!(replies_b[0]["dedup"], json!(true));
 
     // b starts all on; with multistream turned off through the API, its streams are still
@@ -450,14 +449,5 @@ fn each_migration_stream_takes_the_flags_of_its_node_when_it_starts() {
     }
     // a, the destination now, sent only its export's answers, still under its kill switch.
     let replies_a = streams_sent(&a.daemon).split_off(from_a.len());
-    assert_eq!(replies_a.len(), 1, "{}", a.daemon.log());
-    assert!(
-        replies_a[0]["stream"]
-            .as_str()
-            .unwrap()
-            .ends_with("-disk0-reply"),
-        "{}",
-        replies_a[0]
-    );
-    assert_eq!(replies_a[0]["kill_switch"], json!(true));
+    assert_only_disk_answers(&replies_a, true, &a.daemon);
 }

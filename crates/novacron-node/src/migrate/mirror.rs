@@ -9,9 +9,10 @@
 //! ```
 //!
 //! The mirror copies what the overlay holds (its backing image is on both nodes), reaches
-//! `ready`, and from then on copies each write as the guest makes it. At switch-over the
-//! guest is stopped; cancelling a ready mirror copies what is left and leaves the export in
-//! sync, and only then does the source commit.
+//! `ready`, and from then on copies each write as the guest makes it. Once the guest stops,
+//! the mirror is cancelled, which for a ready mirror copies what is left and leaves the export
+//! in sync; only then does the source let the requests' stream end, and the destination runs
+//! the guest only after that end.
 
 use super::Cluster;
 use super::streams::{self, Expected, Sending};

@@ -8,10 +8,12 @@
 //!    │                                                       NBD export of each disk
 //!    ├─ block mirror ─► NBD ─► DWCP, answers back over DWCP ► export (see `mirror`), until ready
 //!    ├─ QEMU migrate fd: ─► socket ─► DWCP (mutual TLS) ───► socket ─► QEMU migrate-incoming
-//!    ├─ sample query-migrate + DWCP ─► policy (downtime limit, cancel) ─► progress, events
-//!    ├─ completed (source paused): mirrors copy the last writes and end
-//!    ├─ POST /peer/migrations/{id}/commit ─────────────────► wait stream + QEMU `completed`,
-//!    │                                                       close exports, `cont`: running here
+//!    ├─ sample query-migrate + DWCP (every 250 ms and at each QEMU migration event) ─► policy
+//!    │  (downtime limit, post-copy, cancel) ─► progress, events
+//!    ├─ guest stopped: mirrors asked to end, and at once
+//!    ├─ POST /peer/migrations/{id}/commit ─────────────────► wait stream + QEMU `completed`
+//!    │  (meanwhile: QEMU's last bytes, mirrors' last writes;  (or `postcopy-active`), each mirror's
+//!    │   a mirror's stream ends once it completed)          stream ended; close exports, `cont`
 //!    └─ delete the record, QEMU and disks here
 //!  any failure before the commit: migrate_cancel, DELETE /peer/migrations/{id}, guest resumed
 //! ```

@@ -21,6 +21,21 @@ use novacron_api::{Caller, ServiceError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// Logs `what` happened to the flags in force (`source`: where they came from), with the kill
+/// switch and the components they turn on for node `node`.
+pub fn log_dwcp_flags(flags: &Flags, node: &str, source: &str, what: &str) {
+    let on = flags.for_node(node);
+    tracing::info!(
+        source,
+        kill_switch = flags.kill_switch(),
+        hde = on.hde,
+        pba = on.pba,
+        multistream = on.multistream,
+        dedup_store = on.dedup_store,
+        "{what}"
+    );
+}
+
 /// Why a flags file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DwcpFlagsError {
@@ -224,15 +239,11 @@ impl Node {
                 })?;
         }
         cluster.flags.update(flags);
-        let on = flags.for_node(&cluster.config.node_name);
-        tracing::info!(
-            token = %caller.token,
-            kill_switch = flags.kill_switch(),
-            hde = on.hde,
-            pba = on.pba,
-            multistream = on.multistream,
-            dedup_store = on.dedup_store,
-            "DWCP feature flags changed through the API"
+        log_dwcp_flags(
+            &flags,
+            &cluster.config.node_name,
+            &format!("token {}", caller.token),
+            "DWCP feature flags changed through the API",
         );
         Ok(response(cluster, &flags))
     }

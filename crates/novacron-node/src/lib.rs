@@ -31,6 +31,6 @@ mod service;
 mod vms;
 
 pub use admin::{ADMIN_TENANT, new_token_secret, token_hash};
-pub use dwcp_flags::{DwcpFlagsError, read_dwcp_flags};
+pub use dwcp_flags::{DwcpFlagsError, log_dwcp_flags, read_dwcp_flags};
 pub use migrate::{ClusterConfig, ClusterError};
 pub use node::{Node, NodeConfig, NodeError};

@@ -177,16 +177,10 @@ async fn serve(
                 anyhow::bail!("--peer {name} is given twice");
             }
         }
-        let on = dwcp_flags.for_node(node);
-        tracing::info!(
-            file = %dwcp_flags_file.as_deref().map_or_else(|| "none".into(), |p| p.display().to_string()),
-            kill_switch = dwcp_flags.kill_switch(),
-            hde = on.hde,
-            pba = on.pba,
-            multistream = on.multistream,
-            dedup_store = on.dedup_store,
-            "DWCP feature flags"
-        );
+        let source = dwcp_flags_file
+            .as_deref()
+            .map_or_else(|| "no file".into(), |p| format!("file {}", p.display()));
+        novacron_node::log_dwcp_flags(&dwcp_flags, node, &source, "DWCP feature flags");
         config.cluster = Some(ClusterConfig {
             node_name: node.clone(),
             tls: TlsFiles::in_dir(dir, node),
@@ -310,17 +304,12 @@ fn reload_on_sighup(node: Node, name: Option<String>) -> Option<tokio::task::Joi
     Some(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             match node.reload_dwcp_flags().await {
-                Ok(Some(flags)) => {
-                    let on = flags.for_node(name.as_deref().unwrap_or_default());
-                    tracing::info!(
-                        kill_switch = flags.kill_switch(),
-                        hde = on.hde,
-                        pba = on.pba,
-                        multistream = on.multistream,
-                        dedup_store = on.dedup_store,
-                        "SIGHUP: DWCP feature flags re-read"
-                    );
-                }
+                Ok(Some(flags)) => novacron_node::log_dwcp_flags(
+                    &flags,
+                    name.as_deref().unwrap_or_default(),
+                    "SIGHUP",
+                    "SIGHUP: DWCP feature flags re-read",
+                ),
                 Ok(None) => tracing::info!(
                     "SIGHUP: no DWCP feature flags file to re-read (--dwcp-flags, with --tls-dir)"
                 ),

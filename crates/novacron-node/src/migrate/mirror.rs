@@ -163,8 +163,8 @@ pub(crate) async fn start(
         drop(p.theirs);
         let mirror = SourceMirror {
             index,
-            job,
-            node,
+            job: job.clone(),
+            node: node.clone(),
             requests,
             replies: p.replies,
             completed,
@@ -173,22 +173,15 @@ pub(crate) async fn start(
         };
         // A node of that name is left only by a migration whose daemon stopped mid-way (its
         // connection died with the daemon): it goes first.
-        if qmp.blockdev_del(&mirror.node).await.is_ok() {
-            tracing::info!(node = %mirror.node, "removed an NBD node left by an earlier migration");
+        if qmp.blockdev_del(&node).await.is_ok() {
+            tracing::info!(%node, "removed an NBD node left by an earlier migration");
         }
-        let added = qmp
-            .blockdev_add_nbd_fd(&mirror.node, &mirror.node, &export.export)
-            .await;
+        let added = qmp.blockdev_add_nbd_fd(&node, &node, &export.export).await;
         mirrors.push(mirror);
         added.map_err(|e| qemu("QEMU could not reach the destination's export", e))?;
-        qmp.blockdev_mirror_top(
-            &format!("nc-mirror-disk{index}"),
-            &disk_node(index),
-            &format!("nc-nbd-disk{index}"),
-            MIRROR_BUF,
-        )
-        .await
-        .map_err(|e| qemu("QEMU refused the mirror", e))?;
+        qmp.blockdev_mirror_top(&job, &disk_node(index), &node, MIRROR_BUF)
+            .await
+            .map_err(|e| qemu("QEMU refused the mirror", e))?;
     }
     Ok(())
 }

@@ -114,8 +114,8 @@ pub fn set_max_pacing_rate(fd: std::os::fd::RawFd, bytes_per_sec: u64) {
     );
 }
 
-/// The start of the kernel's `struct tcp_info` (linux/tcp.h) up to the byte counters, which
-/// the `libc` crate's copy of the struct does not reach.
+/// The start of the kernel's `struct tcp_info` (linux/tcp.h) up to `tcpi_delivered`, which the
+/// `libc` crate's copy of the struct does not reach.
 #[repr(C)]
 #[derive(Default)]
 struct TcpInfo {
@@ -127,20 +127,39 @@ struct TcpInfo {
     max_pacing_rate: u64,
     bytes_acked: u64,
     bytes_received: u64,
+    /// `tcpi_segs_out`, `tcpi_segs_in`, `tcpi_notsent_bytes`, `tcpi_min_rtt`,
+    /// `tcpi_data_segs_in`, `tcpi_data_segs_out`.
+    after_bytes: [u32; 6],
+    /// `tcpi_delivery_rate`, `tcpi_busy_time`, `tcpi_rwnd_limited`, `tcpi_sndbuf_limited`.
+    times: [u64; 4],
+    /// `tcpi_delivered`, `tcpi_delivered_ce`.
+    delivered: [u32; 2],
 }
 
+/// Position of `tcpi_snd_mss` in [`TcpInfo::u32s`].
+const TCPI_SND_MSS: usize = 2;
 /// Position of `tcpi_rtt` (microseconds) in [`TcpInfo::u32s`].
 const TCPI_RTT: usize = 15;
 /// Position of `tcpi_total_retrans` in [`TcpInfo::u32s`].
 const TCPI_TOTAL_RETRANS: usize = 23;
+/// Position of `tcpi_min_rtt` (microseconds) in [`TcpInfo::after_bytes`].
+const TCPI_MIN_RTT: usize = 3;
 
 /// What the kernel knows about one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpStats {
     /// Smoothed round-trip time, if measured yet.
     pub rtt: Option<Duration>,
+    /// Lowest round-trip time the connection has measured, if any (kernels from 4.6).
+    pub min_rtt: Option<Duration>,
     /// Bytes the peer's TCP has acknowledged since the connection opened.
     pub bytes_acked: u64,
+    /// Segments the peer has received, acknowledged cumulatively or selectively (kernels from
+    /// 4.18; zero before): unlike `bytes_acked` it does not jump when a lost segment's
+    /// retransmission fills a gap.
+    pub delivered: u32,
+    /// The connection's current maximum segment size.
+    pub mss: u32,
     /// Segments retransmitted since the connection opened.
     pub total_retrans: u32,
 }
@@ -165,11 +184,16 @@ pub fn tcp_stats(fd: std::os::fd::RawFd) -> Option<TcpStats> {
     if rc != 0 {
         return None;
     }
-    let rtt_us = info.u32s.get(TCPI_RTT).copied().unwrap_or(0);
+    let micros = |us: u32| (us > 0).then(|| Duration::from_micros(u64::from(us)));
     Some(TcpStats {
-        rtt: (rtt_us > 0).then(|| Duration::from_micros(u64::from(rtt_us))),
+        rtt: micros(info.u32s.get(TCPI_RTT).copied().unwrap_or(0)),
+        // Older kernels stop before it and leave it at zero; an unmeasured one is all ones.
+        min_rtt: micros(info.after_bytes.get(TCPI_MIN_RTT).copied().unwrap_or(0))
+            .filter(|_| info.after_bytes.get(TCPI_MIN_RTT) != Some(&u32::MAX)),
         // Kernels older than 4.1 stop before the byte counters and leave them at zero.
         bytes_acked: info.bytes_acked,
+        delivered: info.delivered.first().copied().unwrap_or(0),
+        mss: info.u32s.get(TCPI_SND_MSS).copied().unwrap_or(0),
         total_retrans: info.u32s.get(TCPI_TOTAL_RETRANS).copied().unwrap_or(0),
     })
 }
@@ -390,5 +414,46 @@ impl Acceptor {
             }
         };
         Ok(Connection { stream, fd, peer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    use std::time::Instant;
+
+    use super::tcp_stats;
+
+    #[test]
+    fn tcp_stats_count_what_the_peer_received_and_the_lowest_rtt() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = listener.accept().unwrap();
+        let len = 4 << 20;
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).unwrap();
+            got.len()
+        });
+        tx.write_all(&vec![7u8; len]).unwrap();
+        // Everything written was read; its acknowledgements arrive within moments.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let stats = loop {
+            let s = tcp_stats(tx.as_raw_fd()).unwrap();
+            if s.bytes_acked >= len as u64 || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::yield_now();
+        };
+        tx.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(reader.join().unwrap(), len);
+        assert!(stats.bytes_acked >= len as u64, "{stats:?}");
+        assert!(stats.mss > 0, "{stats:?}");
+        let delivered = u64::from(stats.delivered) * u64::from(stats.mss);
+        // Segments may be shorter than the MSS, never longer.
+        assert!(delivered >= len as u64, "{stats:?}");
+        let (rtt, min) = (stats.rtt.unwrap(), stats.min_rtt.unwrap());
+        assert!(min <= rtt, "{stats:?}");
     }
 }

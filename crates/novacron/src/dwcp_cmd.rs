@@ -152,6 +152,11 @@ pub struct SendArgs {
     /// Cap on the sending rate (`100mbit`, `1gbit`, `12M` bytes/s).
     #[arg(long, value_parser = parse_rate)]
     rate_limit: Option<u64>,
+    /// Session pacing: `auto` paces all connections together at the rate the link delivers
+    /// except on datacenter links, `on` everywhere, `off` leaves each connection to its
+    /// congestion control.
+    #[arg(long, default_value = "auto")]
+    pacing: dwcp::amst::Pacing,
     /// Seconds without any working connection before giving up.
     #[arg(long, default_value_t = 30)]
     reconnect_timeout: u64,
@@ -392,6 +397,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     opts.window = args.window;
     opts.resume = args.resume;
     opts.rate_limit = args.rate_limit;
+    opts.pacing = args.pacing;
     opts.reconnect_timeout = Duration::from_secs(args.reconnect_timeout);
     opts.reduce = reduce;
     opts.dedup = dedup;

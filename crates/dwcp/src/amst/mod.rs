@@ -15,7 +15,9 @@
 //! ```
 //!
 //! The number of connections is fixed, or `auto`: [`tuner::StreamTuner`] grows it while goodput
-//! rises and falls back when it stops rising.
+//! rises and falls back when it stops rising. Outside datacenters, [`pacer::Pacer`] caps the
+//! session's connections together at the rate the link delivers, so that they do not
+//! overrun the bottleneck's queue.
 //!
 //! # Sinks and stream sources
 //!
@@ -52,6 +54,7 @@ mod hde_frame;
 mod hde_test;
 mod inflight;
 mod names;
+pub mod pacer;
 mod pages;
 mod progress;
 mod rate;
@@ -77,6 +80,7 @@ mod window;
 
 pub use cutter::{ParseSegmentingError, Segmenting};
 pub use names::{NameError, validate_name};
+pub use pacer::{Pacing, ParsePacingError};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};
 pub use reduce::{ParseReductionError, Reduction};

@@ -139,6 +139,11 @@ pub struct TransferSummary {
     pub ref_bytes: u64,
     /// Frames sent again as literals because the receiver lacked a referenced segment.
     pub content_requests: u64,
+    /// Whether the session was paced as a whole (see `dwcp::amst::pacer`).
+    pub paced: bool,
+    /// The pacer's cap on the session's rate at the end, in Mbit/s of stream payload
+    /// (`None`: not paced, or still in startup).
+    pub pacing_mbit: Option<f64>,
 }
 
 mod secs {

@@ -72,6 +72,16 @@ impl SessionReduce {
         }
     }
 
+    /// The mode the first connection's RTT suggested.
+    pub(crate) fn guessed_mode(&self) -> Mode {
+        self.guessed
+    }
+
+    /// Time the producer has waited for the window since the session started.
+    pub(crate) fn blocked(&self) -> Duration {
+        Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed))
+    }
+
     /// The producer's encoder, when HDE was confirmed; `dedup` when deduplication was too.
     pub(crate) fn encoder(&self, dedup: Option<Dedup>) -> Option<ChunkEncoder> {
         if !self.hde {
@@ -93,7 +103,7 @@ impl SessionReduce {
         SenderSample {
             at: Instant::now(),
             wire_acked,
-            blocked: Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed)),
+            blocked: self.blocked(),
             rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
         }
     }

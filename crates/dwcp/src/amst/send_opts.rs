@@ -72,6 +72,10 @@ pub struct SendOptions {
     /// early), and the transfer fails instead of ending, so the receiver never takes a
     /// truncated stream for a whole one.
     pub end_confirmed: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Whether the session is paced as a whole ([`super::pacer`]): its connections together
+    /// send at the rate the link delivers instead of overrunning its queue. By default where
+    /// the session's mode calls for pacing.
+    pub pacing: super::pacer::Pacing,
 }
 
 impl SendOptions {
@@ -92,6 +96,7 @@ impl SendOptions {
             record: None,
             segmenting: super::Segmenting::Auto,
             end_confirmed: None,
+            pacing: super::pacer::Pacing::Auto,
         }
     }
 }

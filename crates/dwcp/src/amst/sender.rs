@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use super::MAX_STREAMS;
 use super::dedup::Dedup;
 use super::inflight::{Charge, ConnId, InFlight};
+use super::pacer::{Pacer, PacerSample};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
 pub use super::rate::error_chain;
@@ -130,6 +131,7 @@ pub async fn send(
         rtt,
         opts.rate_limit,
     );
+    let pacer = opts.pacing.applies(reduce.guessed_mode()).then(Pacer::new);
     let start = ack.start_offset;
     if total_len.is_some_and(|len| start > len) {
         return Err(SendError::Protocol(format!(
@@ -166,11 +168,14 @@ pub async fn send(
         acked: Notify::new(),
         events: events_tx,
         srtt_us: AtomicU64::new(0),
+        min_rtt_us: AtomicU64::new(u64::MAX),
         tcp_acked: AtomicU64::new(0),
+        tcp_delivered: AtomicU64::new(0),
         pacing: AtomicU64::new(0),
         acked_hint: Arc::new(AtomicU64::new(start)),
         cutter,
         needs: AtomicU64::new(0),
+        written_end: AtomicU64::new(start),
     });
     let producer = Producer {
         session,
@@ -211,6 +216,10 @@ pub async fn send(
         started,
         features,
         reduce,
+        pacer,
+        paced: None,
+        backlogged: Duration::ZERO,
+        last_tick: Instant::now(),
     };
     let result = sup.run(first, producer, events).await;
     // Whatever happened, stop the connections and the producer.
@@ -269,6 +278,13 @@ struct Supervisor {
     /// Features the receiver confirmed; joining connections ask for the same.
     features: u32,
     reduce: SessionReduce,
+    /// The session's pacing, when its mode calls for it.
+    pacer: Option<Pacer>,
+    /// The pacer's cap in force, bytes per second, and the slack of each connection's share.
+    paced: Option<(f64, f64)>,
+    /// Time frames waited in the work queue for a connection (as seen at each tick).
+    backlogged: Duration,
+    last_tick: Instant,
 }
 
 /// Where the stream stood still, for [`Supervisor::unblock`].
@@ -405,6 +421,7 @@ impl Supervisor {
                         self.shared.tcp_acked.load(Ordering::Relaxed),
                         self.shared.srtt_us.load(Ordering::Relaxed),
                     );
+                    self.pace(tuner.current());
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
                         return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
                     }
@@ -527,12 +544,52 @@ impl Supervisor {
         });
     }
 
-    /// Splits the rate limit over `target` connections.
-    fn set_pacing(&self, target: usize) {
-        if let Some(limit) = self.opts.rate_limit {
-            let per_conn = (limit / target.max(1) as u64).max(1);
-            self.shared.pacing.store(per_conn, Ordering::Relaxed);
+    /// Feeds the pacer this tick's measurements and applies its cap when it changed.
+    fn pace(&mut self, target: usize) {
+        let now = Instant::now();
+        let produced = self.start + self.reduce.shared.stream_bytes.load(Ordering::Relaxed);
+        if produced > self.shared.written_end.load(Ordering::Relaxed) {
+            self.backlogged += now.saturating_duration_since(self.last_tick);
         }
+        self.last_tick = now;
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
+        let micros = |us: u64| (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us));
+        let cap = pacer.on_sample(PacerSample {
+            at: now,
+            delivered: self.shared.tcp_delivered.load(Ordering::Relaxed),
+            srtt: micros(self.shared.srtt_us.load(Ordering::Relaxed)),
+            min_rtt: micros(self.shared.min_rtt_us.load(Ordering::Relaxed)),
+            blocked: self.reduce.blocked(),
+            backlogged: self.backlogged,
+        });
+        let paced = cap.map(|c| (c, pacer.share_slack()));
+        if paced != self.paced {
+            tracing::trace!(
+                cap,
+                slack = pacer.share_slack(),
+                bandwidth = pacer.bandwidth(),
+                "session pacing"
+            );
+            self.paced = paced;
+            self.set_pacing(target);
+        }
+    }
+
+    /// Splits the session's cap over `target` connections: the lower of its rate limit and
+    /// the pacer's rate, where each connection may go the pacer's slack over its share of the
+    /// pacer's rate (never of the rate limit).
+    fn set_pacing(&self, target: usize) {
+        let n = target.max(1) as f64;
+        let limited = self.opts.rate_limit.map(|r| r as f64 / n);
+        let paced = self.paced.map(|(rate, slack)| rate * slack / n);
+        let per_conn = match (limited, paced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let per_conn = per_conn.map_or(0, |r| crate::pba::auto::bytes_of(r).max(1));
+        self.shared.pacing.store(per_conn, Ordering::Relaxed);
     }
 
     fn spawn_conn(&mut self, conn: Option<crate::transport::Connection>, index: u16) {
@@ -699,6 +756,8 @@ impl Supervisor {
             dedup: self.features & FEATURE_DEDUP != 0,
             ref_bytes: self.reduce.shared.ref_bytes.load(Ordering::Relaxed),
             content_requests: self.shared.needs.load(Ordering::Relaxed),
+            paced: self.pacer.is_some(),
+            pacing_mbit: self.paced.map(|(rate, _)| rate * 8.0 / 1e6),
         }
     }
 }

@@ -44,11 +44,18 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
     /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
     pub(crate) srtt_us: AtomicU64,
+    /// Lowest RTT any connection has measured, in microseconds (`u64::MAX` = unknown).
+    pub(crate) min_rtt_us: AtomicU64,
     /// Bytes acknowledged at the TCP level, summed over all connections: a smooth measure of
     /// delivery for the stream tuner, unlike the stream offset, which jumps when a gap fills.
     pub(crate) tcp_acked: AtomicU64,
-    /// Pacing cap per connection in bytes per second (0 = none): the total rate limit divided
-    /// by the connection count, re-applied by each connection when it changes.
+    /// Bytes delivered at the TCP level (segments acknowledged cumulatively or selectively,
+    /// times the segment size), summed over all connections: what the pacer measures the
+    /// link's rate by, as it does not wait for a loss's retransmission.
+    pub(crate) tcp_delivered: AtomicU64,
+    /// Pacing cap per connection in bytes per second (0 = none): the session's cap (its rate
+    /// limit, or the pacer's rate if lower) divided by the connection count, re-applied by
+    /// each connection when it changes.
     pub(crate) pacing: AtomicU64,
     /// The acknowledged offset, for the producer (which decides what the receiver holds).
     pub(crate) acked_hint: Arc<AtomicU64>,
@@ -56,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) cutter: Option<Cutter>,
     /// Frames sent again as literals after a `Need`.
     pub(crate) needs: AtomicU64,
+    /// End of the furthest data frame a connection has written: the stream up to it has left
+    /// the work queue.
+    pub(crate) written_end: AtomicU64,
 }
 
 /// How a connection ended.
@@ -184,6 +194,10 @@ impl SenderConn {
             if let Err(err) = write_frame(wr, &out.frame).await {
                 return Err(err.to_string());
             }
+            if out.stream_len > 0 {
+                let end = out.frame.header.offset.saturating_add(out.stream_len);
+                self.shared.written_end.fetch_max(end, Ordering::Relaxed);
+            }
             wr.flush().await.map_err(|e| e.to_string())?;
         }
     }
@@ -214,13 +228,13 @@ impl SenderConn {
 }
 
 /// How often a connection reads its kernel statistics.
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// Adds this connection's TCP-acknowledged bytes to the session total and records its RTT,
-/// every [`SAMPLE_EVERY`], for as long as the connection runs (it never returns on its own;
+/// Adds this connection's TCP-acknowledged bytes to the session total and records its RTT
+/// (smoothed, and the session's lowest), every [`SAMPLE_EVERY`], for as long as the connection runs (it never returns on its own;
 /// it lives inside the connection's task, so its descriptor cannot outlive the socket).
 async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), String> {
-    let mut last = None::<u64>;
+    let mut last = None::<(u64, u32)>;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
         tick.tick().await;
@@ -228,14 +242,20 @@ async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), Strin
             continue;
         };
         // The first sample is the baseline: the handshake's bytes are not stream delivery.
-        if let Some(prev) = last {
-            let delta = stats.bytes_acked.saturating_sub(prev);
+        if let Some((acked, delivered)) = last {
+            let delta = stats.bytes_acked.saturating_sub(acked);
             shared.tcp_acked.fetch_add(delta, Ordering::Relaxed);
+            let segments = stats.delivered.wrapping_sub(delivered);
+            let bytes = u64::from(segments) * u64::from(stats.mss);
+            shared.tcp_delivered.fetch_add(bytes, Ordering::Relaxed);
         }
-        last = Some(stats.bytes_acked);
+        last = Some((stats.bytes_acked, stats.delivered));
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         if let Some(rtt) = stats.rtt {
-            let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-            shared.srtt_us.store(us, Ordering::Relaxed);
+            shared.srtt_us.store(micros(rtt), Ordering::Relaxed);
+        }
+        if let Some(min) = stats.min_rtt {
+            shared.min_rtt_us.fetch_min(micros(min), Ordering::Relaxed);
         }
     }
 }

@@ -238,7 +238,7 @@ impl ReductionController {
 }
 
 /// `x` bytes as an integer, saturating (`x` is finite and non-negative here).
-fn bytes_of(x: f64) -> u64 {
+pub(crate) fn bytes_of(x: f64) -> u64 {
     if x.is_finite() && x > 0.0 {
         // A byte count of a period fits u64 many times over; `as` saturates.
         #[allow(

@@ -169,6 +169,59 @@ fn t04b_a_connection_that_goes_silent_is_worked_around_without_redialing() {
 }
 
 #[test]
+fn t04c_a_paced_session_measures_the_rate_it_is_held_to_and_stays_intact() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let server = Server::start(dst.path(), &["--insecure"]);
+    let path = write_file(src.path(), "paced", 48 * MIB + 5, 21);
+    // Held to 200 Mbit/s, the session is network-limited: the pacer leaves startup and
+    // cruises at about the rate the connections deliver.
+    let out = send(
+        &path,
+        server.addr,
+        &[
+            "--insecure",
+            "--streams",
+            "4",
+            "--pacing",
+            "on",
+            "--rate-limit",
+            "200mbit",
+        ],
+    );
+    let s = out.summary();
+    assert_eq!(s["paced"], true, "{s}");
+    let mbit = s["pacing_mbit"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no pacing rate: {s}"));
+    assert!(
+        (100.0..=300.0).contains(&mbit),
+        "paced at {mbit} Mbit/s: {s}"
+    );
+    assert_eq!(file_hash(&dst.path().join("paced")), file_hash(&path));
+
+    // On loopback `auto` does not pace (a datacenter link); `off` never does.
+    for pacing in ["auto", "off"] {
+        let name = format!("unpaced-{pacing}");
+        let path = write_file(src.path(), &name, MIB, 22);
+        let out = send(&path, server.addr, &["--insecure", "--pacing", pacing]);
+        let s = out.summary();
+        assert_eq!(s["paced"], false, "{pacing}: {s}");
+        assert!(s["pacing_mbit"].is_null(), "{pacing}: {s}");
+    }
+
+    let bad = novacron()
+        .args(["dwcp", "send", "--insecure", "--pacing", "sometimes"])
+        .arg(&path)
+        .arg(server.addr.to_string())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("pacing must be auto, on or off"), "{err}");
+}
+
+#[test]
 fn t05_a_frame_corrupted_in_flight_fails_the_transfer() {
     let src = tempfile::tempdir().unwrap();
     let dst = tempfile::tempdir().unwrap();

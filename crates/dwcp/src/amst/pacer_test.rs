@@ -1,0 +1,233 @@
+use std::time::{Duration, Instant};
+
+/// [`CYCLE`] as a sample index.
+#[allow(clippy::cast_possible_truncation, reason = "a small constant")]
+const CYCLE_U32: u32 = CYCLE as u32;
+/// [`BW_INTERVALS`] as a sample index.
+#[allow(clippy::cast_possible_truncation, reason = "a small constant")]
+const BW_U32: u32 = BW_INTERVALS as u32;
+
+use super::{BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, gains};
+
+/// Probe and drain gains at [`RTT`] (intervals of two RTTs: a quarter up and down).
+const PROBE: f64 = 1.25;
+const DRAIN: f64 = 0.75;
+
+const RTT: Duration = Duration::from_millis(150);
+/// The interval the pacer uses at [`RTT`].
+const STEP: Duration = Duration::from_millis(300);
+
+/// A bottleneck of `rate` bytes per second with a queue: what a session paced at `cap`
+/// delivers, and the RTT its queue adds. Always network-limited (frames wait in the queue).
+struct Link {
+    at: Instant,
+    delivered: u64,
+    held: Duration,
+    /// Bytes standing in the bottleneck's queue.
+    queue: f64,
+    rate: f64,
+}
+
+impl Link {
+    fn new(rate: f64) -> Self {
+        Self {
+            at: Instant::now(),
+            delivered: 0,
+            held: Duration::ZERO,
+            queue: 0.0,
+            rate,
+        }
+    }
+
+    /// One interval of sending at `cap` (uncapped: twice the link's rate, as flows in startup).
+    fn step(&mut self, cap: Option<f64>) -> PacerSample {
+        let secs = STEP.as_secs_f64();
+        let offered = cap.unwrap_or(self.rate * 2.0) * secs + self.queue;
+        let out = offered.min(self.rate * secs);
+        self.queue = (offered - out).min(self.rate * RTT.as_secs_f64());
+        self.delivered += crate::pba::auto::bytes_of(out);
+        self.at += STEP;
+        self.held += STEP;
+        PacerSample {
+            at: self.at,
+            delivered: self.delivered,
+            srtt: Some(RTT + Duration::from_secs_f64(self.queue / self.rate)),
+            min_rtt: Some(RTT),
+            blocked: Duration::ZERO,
+            backlogged: self.held,
+        }
+    }
+
+    /// Runs `n` intervals under `pacer`; returns the caps it set.
+    fn run(&mut self, pacer: &mut Pacer, n: usize) -> Vec<Option<f64>> {
+        let mut caps = Vec::new();
+        let first = self.step(pacer.cap());
+        pacer.on_sample(first);
+        for _ in 0..n {
+            let s = self.step(pacer.cap());
+            caps.push(pacer.on_sample(s));
+        }
+        caps
+    }
+}
+
+fn mean(caps: &[Option<f64>]) -> f64 {
+    caps.iter().map(|c| c.unwrap_or(f64::NAN)).sum::<f64>() / caps.len() as f64
+}
+
+#[test]
+fn startup_is_uncapped_until_delivery_stops_growing_then_cruises_at_the_link_rate() {
+    let rate = 12.5e6;
+    let mut link = Link::new(rate);
+    let mut pacer = Pacer::new();
+    let caps = link.run(&mut pacer, 3 * CYCLE);
+    assert_eq!(caps.first(), Some(&None), "startup sends uncapped");
+    assert!(pacer.is_cruising());
+    let cruise = caps.get(caps.len() - CYCLE..).unwrap_or_default();
+    for cap in cruise {
+        let cap = cap.unwrap_or(0.0);
+        assert!(
+            cap >= rate * DRAIN * 0.99 && cap <= rate * PROBE * 1.01,
+            "cap {cap} strays from the link rate {rate}"
+        );
+    }
+    let avg = mean(cruise);
+    assert!(
+        (avg / rate - 1.0).abs() < 0.05,
+        "a cruise cycle averages {avg}, not about the link's {rate}"
+    );
+    assert!(
+        link.queue < rate * RTT.as_secs_f64() * 0.5,
+        "the queue stays under half a BDP"
+    );
+}
+
+#[test]
+fn the_cap_follows_a_link_that_gets_faster_or_slower() {
+    let mut link = Link::new(10e6);
+    let mut pacer = Pacer::new();
+    link.run(&mut pacer, 3 * CYCLE);
+    link.rate = 20e6;
+    // A probe finds a quarter more each cycle: 1.25^4 > 2 within five cycles.
+    let caps = link.run(&mut pacer, 5 * CYCLE);
+    let best = caps.iter().flatten().copied().fold(0.0, f64::max);
+    assert!(
+        best >= 20e6,
+        "the cap never reached the faster link: {best}"
+    );
+    assert!((pacer.bandwidth() / 20e6 - 1.0).abs() < 0.05);
+
+    link.rate = 5e6;
+    let caps = link.run(&mut pacer, BW_INTERVALS + CYCLE);
+    let last = caps.get(caps.len() - CYCLE..).unwrap_or_default();
+    let worst = last.iter().flatten().copied().fold(0.0, f64::max);
+    assert!(
+        worst <= 5e6 * PROBE * 1.01,
+        "the old rate was not forgotten: {worst}"
+    );
+}
+
+#[test]
+fn a_queue_in_the_rtt_stops_the_probe_and_drains() {
+    let mut pacer = Pacer::new();
+    let start = Instant::now();
+    let sample = |i: u32, srtt: Duration| PacerSample {
+        at: start + STEP * i,
+        delivered: u64::from(i) * 3_000_000,
+        srtt: Some(srtt),
+        min_rtt: Some(RTT),
+        blocked: STEP * i,
+        backlogged: Duration::ZERO,
+    };
+    pacer.on_sample(sample(0, RTT));
+    // Flat delivery with a queue twice in a row ends startup at once.
+    pacer.on_sample(sample(1, RTT * 2));
+    assert!(!pacer.is_cruising());
+    let cap = pacer.on_sample(sample(2, RTT * 2));
+    assert!(pacer.is_cruising());
+    let rate = 3_000_000.0 / STEP.as_secs_f64();
+    assert_eq!(cap, Some(rate * DRAIN));
+    // Every later phase, the probe included, is held at the drain gain while the queue lasts.
+    for i in 3..3 + CYCLE_U32 {
+        let cap = pacer.on_sample(sample(i, RTT * 2)).unwrap_or(0.0);
+        assert!(cap <= rate * DRAIN + 1.0, "phase {i}: {cap}");
+    }
+    // Without a queue the probe comes back within a cycle.
+    let caps: Vec<f64> = (10..10 + CYCLE_U32)
+        .filter_map(|i| pacer.on_sample(sample(i, RTT)))
+        .collect();
+    assert!(caps.iter().any(|c| *c > rate * 1.2), "{caps:?}");
+}
+
+#[test]
+fn intervals_the_source_set_the_pace_of_neither_end_startup_nor_lower_the_estimate() {
+    let mut pacer = Pacer::new();
+    let start = Instant::now();
+    // A source trickling 1 MB per interval, never waiting: startup never ends on it.
+    for i in 0..20u32 {
+        let cap = pacer.on_sample(PacerSample {
+            at: start + STEP * i,
+            delivered: u64::from(i) * 1_000_000,
+            srtt: Some(RTT),
+            min_rtt: Some(RTT),
+            blocked: Duration::ZERO,
+            backlogged: Duration::ZERO,
+        });
+        assert_eq!(cap, None);
+    }
+    assert!(!pacer.is_cruising());
+
+    // Network-limited at 12.5 MB/s until cruising, then the source slows down again.
+    let mut link = Link::new(12.5e6);
+    let mut pacer = Pacer::new();
+    link.run(&mut pacer, 3 * CYCLE);
+    let bandwidth = pacer.bandwidth();
+    for i in 1..=3 * BW_U32 {
+        pacer.on_sample(PacerSample {
+            at: link.at + STEP * i,
+            delivered: link.delivered + u64::from(i) * 100_000,
+            srtt: Some(RTT),
+            min_rtt: Some(RTT),
+            blocked: Duration::ZERO,
+            backlogged: link.held,
+        });
+    }
+    assert!((pacer.bandwidth() - bandwidth).abs() < 1.0);
+    assert!(pacer.cap().is_some_and(|c| c >= bandwidth * DRAIN));
+}
+
+#[test]
+fn no_rtt_no_cap_and_a_window_without_delivery_starts_over() {
+    let mut pacer = Pacer::new();
+    let start = Instant::now();
+    let at = |i: u32, delivered: u64, min_rtt: Option<Duration>| PacerSample {
+        at: start + MIN_INTERVAL * i,
+        delivered,
+        srtt: min_rtt,
+        min_rtt,
+        blocked: MIN_INTERVAL * i,
+        backlogged: Duration::ZERO,
+    };
+    for i in 0..10 {
+        assert_eq!(pacer.on_sample(at(i, u64::from(i) * 1_000_000, None)), None);
+    }
+    let rtt = Some(Duration::from_millis(20));
+    for i in 10..20 {
+        pacer.on_sample(at(i, 5_000_000, rtt));
+    }
+    assert_eq!(pacer.cap(), None, "nothing delivered: no rate to pace at");
+    assert!(!pacer.is_cruising());
+}
+
+#[test]
+fn a_probe_queues_at_most_half_a_bdp_however_many_round_trips_an_interval_spans() {
+    assert_eq!(gains(RTT, STEP), (PROBE, DRAIN));
+    // metro: 10 ms round trips, 200 ms intervals.
+    let rtt = Duration::from_millis(10);
+    let (probe, drain) = gains(rtt, MIN_INTERVAL);
+    let queued_bdp = (probe - 1.0) * MIN_INTERVAL.as_secs_f64() / rtt.as_secs_f64();
+    assert!((queued_bdp - 0.5).abs() < 1e-9, "{queued_bdp}");
+    assert!((probe + drain - 2.0).abs() < 1e-9);
+    // Never more than a quarter up, even when an interval is shorter than it should be.
+    assert_eq!(gains(RTT, Duration::from_millis(10)).0, PROBE);
+}

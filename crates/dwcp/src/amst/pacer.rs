@@ -18,7 +18,11 @@
 //! - **Cruise**: the cap is the highest delivery rate of the last [`BW_INTERVALS`] intervals
 //!   times a gain that cycles over [`CYCLE`] intervals: one above it (to find bandwidth that
 //!   freed up; [`PROBE_QUEUE`] says how far), one as far below (to drain what that probe
-//!   queued), then at it. While the RTT shows a queue, the gain is at most the drain's.
+//!   queued), then at it. While the RTT shows a queue over half a BDP, the next interval
+//!   sends as much less as brings it back to [`QUEUE_TARGET`] (its delay at the bottleneck's
+//!   rate; at least [`MIN_GAIN`] of the estimate), and the estimate restarts from that
+//!   interval's delivery: with a standing queue the bottleneck was busy throughout, so it
+//!   delivered exactly its rate.
 //!
 //! An interval is two minimum RTTs, at least [`MIN_INTERVAL`]. Only intervals in which the
 //! network held the session back count: those in which frames waited for a connection, or the
@@ -27,14 +31,17 @@
 //! when it raises the estimate (as BBR treats application-limited samples). A session that was
 //! never held back by the network stays uncapped.
 //!
-//! The pacer is a pure function of its samples, so it is tested without a network; the sender
-//! divides its cap over the connections (`SO_MAX_PACING_RATE`).
+//! The pacer is a pure function of its samples, so it is tested without a network. The sender
+//! applies its cap with a [`TokenBucket`] the connections draw from before each frame (so
+//! that connections with room take up what a recovering one leaves), and caps each
+//! connection's kernel pacing at [`SHARE_BURST`] times its share (`SO_MAX_PACING_RATE`), so
+//! that a connection does not push a frame out in one burst.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Intervals of one cruise cycle: a probe, a drain, then holding at the estimate.
-pub const CYCLE: usize = 6;
+pub const CYCLE: usize = 8;
 /// Highest gain of a probe interval.
 pub const MAX_PROBE_GAIN: f64 = 1.25;
 /// Most a probe may queue at the bottleneck, in bandwidth-delay products: a probe interval's
@@ -42,7 +49,7 @@ pub const MAX_PROBE_GAIN: f64 = 1.25;
 /// link, whose interval spans many round trips, the probe does not overflow a queue of one
 /// BDP. The drain interval after it (and any interval that sees a queue) has the gain
 /// `2 − probe gain`, which takes out what the probe put in.
-pub const PROBE_QUEUE: f64 = 0.5;
+pub const PROBE_QUEUE: f64 = 0.25;
 /// Intervals whose highest delivery rate sets the cap: more than one cycle, so that the
 /// probe's measurement is still in the window at the next probe.
 pub const BW_INTERVALS: usize = CYCLE + 2;
@@ -54,29 +61,30 @@ pub const STARTUP_GROWTH: f64 = 1.25;
 /// Flat intervals that end startup.
 pub const STARTUP_FLAT: u8 = 3;
 /// A smoothed RTT above `min_rtt × QUEUE_FACTOR + QUEUE_SLACK` means a queue at the
-/// bottleneck of more than a quarter of the bandwidth-delay product.
-pub const QUEUE_FACTOR: f64 = 1.25;
+/// bottleneck of more than half the bandwidth-delay product. A smaller one is left alone: it
+/// keeps the bottleneck busy while some connections recover from losses, and a queue of
+/// one BDP (a common router buffer, and the emulator's) still has room.
+pub const QUEUE_FACTOR: f64 = 1.5;
+/// Lowest gain of an interval that drains a queue.
+pub const MIN_GAIN: f64 = 0.75;
+/// The queue a drain brings a larger one back to, in bandwidth-delay products.
+pub const QUEUE_TARGET: f64 = 0.25;
 /// Absolute slack of the queue test, for delayed acknowledgements on short links.
 pub const QUEUE_SLACK: Duration = Duration::from_millis(2);
 /// Share of an interval that frames must have waited for a connection (or the source for the
 /// window) for the interval to count as limited by the network.
 pub const LIMITED_SHARE: f64 = 0.25;
 
-/// How far over its even share of the cap each connection may send, at first: a connection
-/// recovering from a loss sends less than its share, and the others take it up. Measured on the
-/// emulated `intercontinental` link (16 connections, 256 MiB): 1.0 gave 83 Mbit/s, 1.2 gave
-/// 87 with 1.2 % of segments sent again, 1.5 gave 87 with 8.7 %. On a link without loss
-/// every connection uses its slack and together they overrun the cap, so the slack adapts
-/// (within [`SLACK_RANGE`], by [`SLACK_STEP`] per interval): down while the RTT shows a
-/// queue, up while the session delivers less than [`UNDERUSE`] of its cap in a holding
-/// interval.
-pub const SHARE_SLACK: f64 = 1.2;
-/// Lowest and highest share slack.
-pub const SLACK_RANGE: (f64, f64) = (1.0, 1.5);
-/// Change of the share slack per interval.
-pub const SLACK_STEP: f64 = 0.05;
-/// Share of its cap below which a holding interval counts as underused.
-pub const UNDERUSE: f64 = 0.95;
+/// How far over its even share of the cap each connection may send (its kernel pacing cap):
+/// a connection recovering from a loss sends less than its share, and the others take it up.
+/// The session as a whole stays within the cap through its [`TokenBucket`]; this bounds how
+/// fast one connection pushes out what it drew. Measured on the emulated links (16
+/// connections): an adaptive slack of 1.0–1.5 gave 85 Mbit/s on `intercontinental`, a fixed
+/// 1.5 or 2.0 gave 88–89; 2.0 let `metro`'s connections overrun its queue more often.
+pub const SHARE_BURST: f64 = 1.5;
+/// What the session's [`TokenBucket`] holds at most: this long at the cap, and at least two
+/// of the pieces connections draw it in.
+pub const BUCKET_DEPTH: Duration = Duration::from_millis(20);
 
 /// Whether a session is paced as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,7 +164,6 @@ pub struct Pacer {
     /// Delivery rates of the last intervals, bytes per second, newest last.
     rates: VecDeque<f64>,
     cap: Option<f64>,
-    slack: f64,
 }
 
 impl Default for Pacer {
@@ -178,7 +185,6 @@ impl Pacer {
             open: None,
             rates: VecDeque::with_capacity(BW_INTERVALS + 1),
             cap: None,
-            slack: SHARE_SLACK,
         }
     }
 
@@ -186,12 +192,6 @@ impl Pacer {
     #[must_use]
     pub fn cap(&self) -> Option<f64> {
         self.cap
-    }
-
-    /// How far over its even share of the cap each connection may send ([`SHARE_SLACK`]).
-    #[must_use]
-    pub fn share_slack(&self) -> f64 {
-        self.slack
     }
 
     /// Whether startup is over.
@@ -230,13 +230,19 @@ impl Pacer {
             // The source set the pace: nothing learnt about the link.
             return self.cap;
         }
+        let queue = s.srtt.is_some_and(|srtt| {
+            srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
+        });
+        if queue && limited {
+            // With a standing queue the bottleneck was busy all interval: what it delivered is
+            // its rate. Earlier, higher samples were noise or a faster past; keeping them would
+            // hold the cap above the link and the queue would never drain.
+            self.rates.clear();
+        }
         self.rates.push_back(rate);
         while self.rates.len() > BW_INTERVALS {
             self.rates.pop_front();
         }
-        let queue = s.srtt.is_some_and(|srtt| {
-            srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
-        });
         self.state = match self.state {
             State::Startup { best, flat, queued } if limited => {
                 let (best, flat) = if rate > best * STARTUP_GROWTH {
@@ -255,17 +261,9 @@ impl Pacer {
                 }
             }
             startup @ State::Startup { .. } => startup,
-            State::Cruise { phase } => {
-                let held = phase >= 2 && self.cap.is_some_and(|cap| rate < cap * UNDERUSE);
-                if queue {
-                    self.slack = (self.slack - SLACK_STEP).max(SLACK_RANGE.0);
-                } else if held && limited {
-                    self.slack = (self.slack + SLACK_STEP).min(SLACK_RANGE.1);
-                }
-                State::Cruise {
-                    phase: (phase + 1) % CYCLE,
-                }
-            }
+            State::Cruise { phase } => State::Cruise {
+                phase: (phase + 1) % CYCLE,
+            },
         };
         let bandwidth = self.bandwidth();
         if bandwidth <= 0.0 {
@@ -281,10 +279,91 @@ impl Pacer {
                 1 => drain,
                 _ => 1.0,
             };
-            let gain = if queue { gain.min(drain) } else { gain };
+            let gain = match s.srtt {
+                // Send in the next interval as much less as takes out the queue the RTT
+                // shows (its delay at the bottleneck's rate), and no less than a drain.
+                Some(srtt) if queue => {
+                    let delay = srtt.saturating_sub(min_rtt).as_secs_f64()
+                        - QUEUE_TARGET * min_rtt.as_secs_f64();
+                    let take_out = 1.0 - delay / elapsed.as_secs_f64().max(f64::EPSILON);
+                    gain.min(take_out.max(MIN_GAIN))
+                }
+                _ => gain,
+            };
             self.cap = Some(bandwidth * gain);
         }
         self.cap
+    }
+}
+
+/// Shares the session's cap among its connections by the bytes each writes: a connection
+/// takes what a frame needs before writing it, and waits when the bucket is in debt, so the
+/// connections together never send faster than the cap for longer than [`BUCKET_DEPTH`],
+/// whichever of them have room. Pure: time is an input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBucket {
+    /// Bytes per second (`None`: no cap, nobody waits).
+    rate: Option<f64>,
+    /// Bytes that may go now; negative when in debt.
+    tokens: f64,
+    /// Most tokens held.
+    depth: f64,
+    /// Two of the largest draws: the least `depth` may be.
+    frames: f64,
+    /// When `tokens` was last brought up to date.
+    at: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A bucket without a cap, for draws of up to `piece` bytes.
+    #[must_use]
+    pub fn new(piece: u32) -> Self {
+        let frames = f64::from(piece) * 2.0;
+        Self {
+            rate: None,
+            tokens: 0.0,
+            depth: frames,
+            frames,
+            at: None,
+        }
+    }
+
+    /// Sets the cap at `now` (`None` lifts it).
+    pub fn set_rate(&mut self, now: Instant, rate: Option<f64>) {
+        self.refill(now);
+        self.rate = rate.filter(|r| *r > 0.0 && r.is_finite());
+        let burst = self.rate.map_or(0.0, |r| r * BUCKET_DEPTH.as_secs_f64());
+        self.depth = burst.max(self.frames);
+        self.tokens = self.tokens.min(self.depth);
+    }
+
+    /// Whether a cap is set.
+    #[must_use]
+    pub fn is_capped(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let (Some(rate), Some(at)) = (self.rate, self.at) {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            self.tokens = (self.tokens + rate * dt).min(self.depth);
+        }
+        self.at = Some(now);
+    }
+
+    /// Takes `bytes` at `now`; returns how long the writer waits before sending them (zero
+    /// when the bucket had them, or without a cap).
+    pub fn take(&mut self, now: Instant, bytes: u64) -> Duration {
+        self.refill(now);
+        let Some(rate) = self.rate else {
+            return Duration::ZERO;
+        };
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((-self.tokens / rate).min(60.0))
+        }
     }
 }
 

@@ -7,11 +7,11 @@ const CYCLE_U32: u32 = CYCLE as u32;
 #[allow(clippy::cast_possible_truncation, reason = "a small constant")]
 const BW_U32: u32 = BW_INTERVALS as u32;
 
-use super::{BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, gains};
+use super::{BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, TokenBucket, gains};
 
-/// Probe and drain gains at [`RTT`] (intervals of two RTTs: a quarter up and down).
-const PROBE: f64 = 1.25;
-const DRAIN: f64 = 0.75;
+/// Probe and drain gains at [`RTT`] (intervals of two RTTs: an eighth up and down).
+const PROBE: f64 = 1.125;
+const DRAIN: f64 = 0.875;
 
 const RTT: Duration = Duration::from_millis(150);
 /// The interval the pacer uses at [`RTT`].
@@ -108,7 +108,7 @@ fn the_cap_follows_a_link_that_gets_faster_or_slower() {
     let mut pacer = Pacer::new();
     link.run(&mut pacer, 3 * CYCLE);
     link.rate = 20e6;
-    // A probe finds a quarter more each cycle: 1.25^4 > 2 within five cycles.
+    // Each cycle's probe finds more, until the faster link is full.
     let caps = link.run(&mut pacer, 5 * CYCLE);
     let best = caps.iter().flatten().copied().fold(0.0, f64::max);
     assert!(
@@ -128,35 +128,60 @@ fn the_cap_follows_a_link_that_gets_faster_or_slower() {
 }
 
 #[test]
-fn a_queue_in_the_rtt_stops_the_probe_and_drains() {
+fn a_queue_in_the_rtt_is_taken_out_and_the_estimate_restarts_from_the_bottleneck() {
     let mut pacer = Pacer::new();
     let start = Instant::now();
-    let sample = |i: u32, srtt: Duration| PacerSample {
+    let sample = |i: u32, bytes: u64, srtt: Duration| PacerSample {
         at: start + STEP * i,
-        delivered: u64::from(i) * 3_000_000,
+        delivered: u64::from(i) * bytes,
         srtt: Some(srtt),
         min_rtt: Some(RTT),
         blocked: STEP * i,
         backlogged: Duration::ZERO,
     };
-    pacer.on_sample(sample(0, RTT));
-    // Flat delivery with a queue twice in a row ends startup at once.
-    pacer.on_sample(sample(1, RTT * 2));
+    pacer.on_sample(sample(0, 3_000_000, RTT));
+    // Flat delivery with a queue ends startup at once.
+    pacer.on_sample(sample(1, 3_000_000, RTT));
     assert!(!pacer.is_cruising());
-    let cap = pacer.on_sample(sample(2, RTT * 2));
+    pacer.on_sample(sample(2, 3_000_000, RTT * 2));
     assert!(pacer.is_cruising());
+    // A queue of one BDP (RTT twice the minimum): the next interval sends less by what brings
+    // it back to a quarter of a BDP, 0.75 × RTT of delay out of a 2-RTT interval.
     let rate = 3_000_000.0 / STEP.as_secs_f64();
-    assert_eq!(cap, Some(rate * DRAIN));
-    // Every later phase, the probe included, is held at the drain gain while the queue lasts.
-    for i in 3..3 + CYCLE_U32 {
-        let cap = pacer.on_sample(sample(i, RTT * 2)).unwrap_or(0.0);
-        assert!(cap <= rate * DRAIN + 1.0, "phase {i}: {cap}");
-    }
+    let cap = pacer
+        .on_sample(sample(3, 3_000_000, RTT * 2))
+        .unwrap_or(0.0);
+    let expected = rate * (1.0_f64 - 0.75 / 2.0).max(super::MIN_GAIN);
+    assert!((cap - expected).abs() < 1.0, "{cap} != {expected}");
+
     // Without a queue the probe comes back within a cycle.
-    let caps: Vec<f64> = (10..10 + CYCLE_U32)
-        .filter_map(|i| pacer.on_sample(sample(i, RTT)))
+    let caps: Vec<f64> = (4..4 + CYCLE_U32)
+        .filter_map(|i| pacer.on_sample(sample(i, 3_000_000, RTT)))
         .collect();
-    assert!(caps.iter().any(|c| *c > rate * 1.2), "{caps:?}");
+    assert!(caps.iter().any(|c| *c > rate * 1.1), "{caps:?}");
+
+    // Higher samples from before are forgotten once a queue shows what the bottleneck carries.
+    let mut pacer = Pacer::new();
+    pacer.on_sample(sample(0, 4_000_000, RTT));
+    for i in 1..=4 {
+        pacer.on_sample(sample(i, 4_000_000, RTT));
+    }
+    assert!(pacer.is_cruising());
+    let at = |i: u32, delivered: u64, srtt: Duration| PacerSample {
+        at: start + STEP * i,
+        delivered,
+        srtt: Some(srtt),
+        min_rtt: Some(RTT),
+        blocked: STEP * i,
+        backlogged: Duration::ZERO,
+    };
+    let cap = pacer.on_sample(at(5, 4 * 4_000_000 + 3_000_000, RTT * 2));
+    assert!(cap.is_some_and(|c| c < rate), "{cap:?}");
+    assert!(
+        (pacer.bandwidth() - rate).abs() < 1.0,
+        "{}",
+        pacer.bandwidth()
+    );
 }
 
 #[test]
@@ -220,14 +245,49 @@ fn no_rtt_no_cap_and_a_window_without_delivery_starts_over() {
 }
 
 #[test]
-fn a_probe_queues_at_most_half_a_bdp_however_many_round_trips_an_interval_spans() {
+fn a_probe_queues_at_most_a_quarter_bdp_however_many_round_trips_an_interval_spans() {
     assert_eq!(gains(RTT, STEP), (PROBE, DRAIN));
     // metro: 10 ms round trips, 200 ms intervals.
     let rtt = Duration::from_millis(10);
     let (probe, drain) = gains(rtt, MIN_INTERVAL);
     let queued_bdp = (probe - 1.0) * MIN_INTERVAL.as_secs_f64() / rtt.as_secs_f64();
-    assert!((queued_bdp - 0.5).abs() < 1e-9, "{queued_bdp}");
+    assert!(
+        (queued_bdp - super::PROBE_QUEUE).abs() < 1e-9,
+        "{queued_bdp}"
+    );
     assert!((probe + drain - 2.0).abs() < 1e-9);
     // Never more than a quarter up, even when an interval is shorter than it should be.
-    assert_eq!(gains(RTT, Duration::from_millis(10)).0, PROBE);
+    assert_eq!(
+        gains(RTT, Duration::from_millis(10)).0,
+        super::MAX_PROBE_GAIN
+    );
+}
+
+#[test]
+fn the_token_bucket_holds_writers_to_the_rate_whoever_draws() {
+    let start = Instant::now();
+    let mut bucket = TokenBucket::new(64 << 10);
+    assert!(!bucket.is_capped());
+    assert_eq!(bucket.take(start, 10 << 20), Duration::ZERO);
+    // 10 MB/s: the bucket starts empty, so each 64 KiB draw waits its turn, the waits adding
+    // up whether one writer or several draw.
+    bucket.set_rate(start, Some(10e6));
+    assert!(bucket.is_capped());
+    let mut last = Duration::ZERO;
+    for _ in 0..10 {
+        let wait = bucket.take(start, 64 << 10);
+        assert!(wait > last, "{wait:?} after {last:?}");
+        last = wait;
+    }
+    let expected = 10.0 * f64::from(64u32 << 10) / 10e6;
+    assert!((last.as_secs_f64() - expected).abs() < 1e-6, "{last:?}");
+    // Time pays the debt back, and an idle bucket saves at most its depth.
+    let later = start + Duration::from_secs(10);
+    assert_eq!(bucket.take(later, 64 << 10), Duration::ZERO);
+    let depth = 10e6 * super::BUCKET_DEPTH.as_secs_f64();
+    let over = bucket.take(later, 2 * crate::pba::auto::bytes_of(depth));
+    assert!(over > Duration::ZERO);
+    // Lifting the cap stops all waiting.
+    bucket.set_rate(later, None);
+    assert_eq!(bucket.take(later, 1 << 30), Duration::ZERO);
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::MAX_STREAMS;
 use super::dedup::Dedup;
 use super::inflight::{Charge, ConnId, InFlight};
-use super::pacer::{Pacer, PacerSample};
+use super::pacer::{Pacer, PacerSample, SHARE_BURST, TokenBucket};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
 pub use super::rate::error_chain;
@@ -176,6 +176,7 @@ pub async fn send(
         cutter,
         needs: AtomicU64::new(0),
         written_end: AtomicU64::new(start),
+        bucket: std::sync::Mutex::new(TokenBucket::new(super::sender_conn::PACED_PIECE)),
     });
     let producer = Producer {
         session,
@@ -280,8 +281,8 @@ struct Supervisor {
     reduce: SessionReduce,
     /// The session's pacing, when its mode calls for it.
     pacer: Option<Pacer>,
-    /// The pacer's cap in force, bytes per second, and the slack of each connection's share.
-    paced: Option<(f64, f64)>,
+    /// The pacer's cap in force, bytes per second.
+    paced: Option<f64>,
     /// Time frames waited in the work queue for a connection (as seen at each tick).
     backlogged: Duration,
     last_tick: Instant,
@@ -564,26 +565,31 @@ impl Supervisor {
             blocked: self.reduce.blocked(),
             backlogged: self.backlogged,
         });
-        let paced = cap.map(|c| (c, pacer.share_slack()));
-        if paced != self.paced {
+        if cap != self.paced {
             tracing::trace!(
                 cap,
-                slack = pacer.share_slack(),
                 bandwidth = pacer.bandwidth(),
+                srtt_us = self.shared.srtt_us.load(Ordering::Relaxed),
+                min_rtt_us = self.shared.min_rtt_us.load(Ordering::Relaxed),
                 "session pacing"
             );
-            self.paced = paced;
+            self.paced = cap;
+            self.shared
+                .bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set_rate(now, cap);
             self.set_pacing(target);
         }
     }
 
-    /// Splits the session's cap over `target` connections: the lower of its rate limit and
-    /// the pacer's rate, where each connection may go the pacer's slack over its share of the
-    /// pacer's rate (never of the rate limit).
+    /// Sets each of `target` connections' kernel pacing cap: its share of the rate limit, or
+    /// [`SHARE_BURST`] times its share of the pacer's rate if lower (the pacer's rate itself
+    /// is kept by the session's token bucket).
     fn set_pacing(&self, target: usize) {
         let n = target.max(1) as f64;
         let limited = self.opts.rate_limit.map(|r| r as f64 / n);
-        let paced = self.paced.map(|(rate, slack)| rate * slack / n);
+        let paced = self.paced.map(|rate| rate * SHARE_BURST / n);
         let per_conn = match (limited, paced) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -757,7 +763,7 @@ impl Supervisor {
             ref_bytes: self.reduce.shared.ref_bytes.load(Ordering::Relaxed),
             content_requests: self.shared.needs.load(Ordering::Relaxed),
             paced: self.pacer.is_some(),
-            pacing_mbit: self.paced.map(|(rate, _)| rate * 8.0 / 1e6),
+            pacing_mbit: self.paced.map(|rate| rate * 8.0 / 1e6),
         }
     }
 }

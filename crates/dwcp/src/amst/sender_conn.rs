@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
@@ -19,6 +19,8 @@ use crate::wire::{
 
 /// How long the receiver may take to answer a `Hello`.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes a paced connection writes per draw from the session's token bucket.
+pub(crate) const PACED_PIECE: u32 = 64 << 10;
 /// How long a closing connection waits for its last frames to be acknowledged.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -66,6 +68,8 @@ pub(crate) struct Shared {
     /// End of the furthest data frame a connection has written: the stream up to it has left
     /// the work queue.
     pub(crate) written_end: AtomicU64,
+    /// The pacer's rate, shared by the connections frame by frame.
+    pub(crate) bucket: std::sync::Mutex<super::pacer::TokenBucket>,
 }
 
 /// How a connection ended.
@@ -191,7 +195,7 @@ impl SenderConn {
                 set_max_pacing_rate(fd, if pacing == 0 { u64::MAX } else { pacing });
                 paced = pacing;
             }
-            if let Err(err) = write_frame(wr, &out.frame).await {
+            if let Err(err) = self.write_paced(wr, &out.frame).await {
                 return Err(err.to_string());
             }
             if out.stream_len > 0 {
@@ -200,6 +204,45 @@ impl SenderConn {
             }
             wr.flush().await.map_err(|e| e.to_string())?;
         }
+    }
+
+    /// Writes a frame; while the session is paced, in pieces of [`PACED_PIECE`] bytes, each
+    /// after drawing its bytes from the session's token bucket. A whole frame can hold more
+    /// than the link carries in a round trip, so drawing for it at once would let every
+    /// connection push one out together.
+    async fn write_paced(
+        &self,
+        wr: &mut WriteHalf<BoxStream>,
+        frame: &Frame,
+    ) -> Result<(), crate::wire::WireError> {
+        let take = |bytes: usize| {
+            self.shared
+                .bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(Instant::now(), bytes as u64)
+        };
+        if !self
+            .shared
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_capped()
+        {
+            return write_frame(wr, frame).await;
+        }
+        let header = frame.header.encode();
+        let mut buf = bytes::Buf::chain(&header[..], &frame.payload[..]);
+        while bytes::Buf::has_remaining(&buf) {
+            let piece = bytes::Buf::remaining(&buf).min(PACED_PIECE as usize);
+            let wait = take(piece);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let mut part = bytes::Buf::take(&mut buf, piece);
+            wr.write_all_buf(&mut part).await?;
+        }
+        Ok(())
     }
 
     /// Tells the receiver this connection is done and waits for its frames to be acknowledged.

@@ -12,9 +12,12 @@
 #      (dc's targets against the time-bounded one);
 #   3. `novacron dwcp send --streams auto` over mutual TLS (the default) and again with
 #      --insecure; goodput = file bits / the transfer's `seconds`, streams, peak RSS of each end
-#      (GNU time); the stored file is compared byte for byte with the payload, then deleted.
-# Prints one Markdown table and the targets (met/missed), and saves both, with the raw JSON of
-# every run, under bench/out/.
+#      (GNU time); the stored file is compared byte for byte with the payload, then deleted;
+#   4. on the emulated links, the TLS transfer again with `--pacing off` (each connection left
+#      to its congestion control), the baseline of session pacing; for every DWCP run the TCP
+#      segments the sender's namespace sent and sent again (/proc/net/snmp).
+# Prints two Markdown tables (goodput; pacing) and the targets (met/missed), and saves them,
+# with the raw JSON of every run, under bench/out/.
 #
 # Usage: sudo bench/dwcp-links.sh [LINK...]   (default: dc metro continent intercontinental edge)
 # Environment:
@@ -23,6 +26,7 @@
 #   DWCP_BENCH_TIMEOUT  seconds allowed per DWCP transfer (default: enough for 10 % of the rate)
 #   DWCP_BENCH_PORT     DWCP port (default 7471); IPERF_PORT iperf3 port (default 5271)
 #   DWCP_BENCH_NO_BUILD=1  use the binaries already in $CARGO_TARGET_DIR/release
+#   DWCP_BENCH_UNPACED=0   skip the `--pacing off` runs
 #   CARGO_TARGET_DIR    where cargo builds (default <repo>/target)
 # Needs root, iproute2, iperf3, GNU time (/usr/bin/time), jq, timeout, cmp
 #   (apt-get install -y iperf3 time jq).
@@ -36,6 +40,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 NC=$TARGET_DIR/release/novacron
 WANEM=$TARGET_DIR/release/novacron-wanem
 SCALE=${DWCP_BENCH_SCALE:-1}
+UNPACED=${DWCP_BENCH_UNPACED:-1}
 IPERF_SECONDS=${IPERF_SECONDS:-20}
 DWCP_PORT=${DWCP_BENCH_PORT:-7471}
 IPERF_PORT=${IPERF_PORT:-5271}
@@ -151,14 +156,17 @@ iperf_run() {
     IPERF_MBIT=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e6' "$WORK/$tag.json" 2>/dev/null || true)
 }
 
-# One DWCP transfer of file $1 (mode tls|insecure); the sender's JSON goes to $WORK/$tag.json,
-# the peak RSS (KiB) of each end to $WORK/$tag.{tx,rx}.rss. Returns non-zero on any failure.
+# One DWCP transfer of file $1 (mode tls|insecure|unpaced, the last TLS with --pacing off); the
+# sender's JSON goes to $WORK/$tag.json, the peak RSS (KiB) of each end to $WORK/$tag.{tx,rx}.rss,
+# the sender namespace's TCP segments sent and sent again to $WORK/$tag.segs. Returns non-zero
+# on any failure.
 dwcp_run() {
-    local file=$1 mode=$2 tag=$3 limit=$4 i pid rc=0 srx=0
+    local file=$1 mode=$2 tag=$3 limit=$4 i pid rc=0 srx=0 s0 s1
     local rx_args tx_args
-    if [ "$mode" = tls ]; then
+    if [ "$mode" = tls ] || [ "$mode" = unpaced ]; then
         rx_args=(--tls-dir "$PKI" --node "$RX_NODE")
         tx_args=(--tls-dir "$PKI" --node "$TX_NODE" --server-name "$RX_NODE")
+        [ "$mode" = tls ] || tx_args+=(--pacing off)
     else
         rx_args=(--insecure)
         tx_args=(--insecure)
@@ -181,9 +189,12 @@ dwcp_run() {
         forget_pid "$pid"
         return 1
     fi
+    s0=$(tcp_segments)
     run "${IN_A[@]}" timeout -k 5 "$limit" /usr/bin/time -f %M -o "$WORK/$tag.tx.rss" \
         "$NC" dwcp send "$file" "$RX_ADDR:$DWCP_PORT" "${tx_args[@]}" --streams auto --json --quiet \
         >"$WORK/$tag.json" 2>"$WORK/$tag.tx.log" || rc=$?
+    s1=$(tcp_segments)
+    echo "$s0 $s1" >"$WORK/$tag.segs"
     # The receiver exits once the session ended; give it 30 s.
     for i in $(seq 300); do
         kill -0 "$pid" 2>/dev/null || break
@@ -217,6 +228,18 @@ dwcp_run() {
     fi
     rm -f "$RX_DIR"/* 2>/dev/null || true
     [ "$rc" -eq 0 ] && [ "$srx" -eq 0 ]
+}
+
+# TCP segments sent and sent again so far in the sender's namespace (the host's on dc).
+tcp_segments() {
+    "${IN_A[@]}" awk '/^Tcp:/ { if (!n) { for (i = 2; i <= NF; i++) col[$i] = i; n = 1 }
+        else print $col["OutSegs"], $col["RetransSegs"] }' /proc/net/snmp
+}
+
+# Percentage of the segments a DWCP run sent that were sent again (or "-").
+resent_pct() {
+    awk 'NF == 4 && $3 > $1 { printf "%.2f", ($4 - $2) * 100 / ($3 - $1); ok = 1 } END { if (!ok) printf "-" }' \
+        "$WORK/$1.segs" 2>/dev/null || echo -
 }
 
 # Fields of a DWCP run: Mbit/s streams_max rss_tx_mib rss_rx_mib (or "-" each).
@@ -284,7 +307,9 @@ for link in "${LINKS[@]}"; do
         bits_per_second: .end.sum_received.bits_per_second,
         retransmits: .end.sum_sent.retransmits}' "$WORK/$link.iperf3-bbr-n.json" >>"$RAW" 2>/dev/null || true
 
-    for mode in tls insecure; do
+    modes=(tls insecure)
+    [ "$link" = dc ] || [ "$UNPACED" != 1 ] || modes+=(unpaced)
+    for mode in "${modes[@]}"; do
         tag=$link.dwcp-$mode
         log "$link: DWCP $mode, ${mib} MiB (limit ${limit} s)"
         ok=1
@@ -295,9 +320,12 @@ for link in "${LINKS[@]}"; do
         R[$link.$mode.streams]=$streams
         R[$link.$mode.tx]=$tx
         R[$link.$mode.rx]=$rx
-        log "$link: DWCP $mode $mbit Mbit/s, streams $streams, RSS sender $tx MiB, receiver $rx MiB"
+        R[$link.$mode.resent]=$(resent_pct "$tag")
+        R[$link.$mode.paced]=$(jq -r '.pacing_mbit // "-" | if type == "number" then . * 10 | round / 10 else . end' "$WORK/$tag.json" 2>/dev/null || echo -)
+        log "$link: DWCP $mode $mbit Mbit/s, streams $streams, RSS sender $tx MiB, receiver $rx MiB, segments sent again ${R[$link.$mode.resent]} %"
         jq -c --arg link "$link" --arg mode "$mode" --arg tx "$tx" --arg rx "$rx" \
-            '. + {link: $link, tool: "dwcp", mode: $mode, rss_sender_mib: $tx, rss_receiver_mib: $rx}' \
+            --arg resent "${R[$link.$mode.resent]}" \
+            '. + {link: $link, tool: "dwcp", mode: $mode, rss_sender_mib: $tx, rss_receiver_mib: $rx, segments_resent_pct: $resent}' \
             "$WORK/$tag.json" >>"$RAW" 2>/dev/null ||
             jq -nc --arg link "$link" --arg mode "$mode" '{link: $link, tool: "dwcp", mode: $mode, failed: true}' >>"$RAW"
     done
@@ -340,6 +368,18 @@ table() {
     done
 }
 
+# DWCP with session pacing (the TLS run) against the same transfer with --pacing off.
+pacing_table() {
+    echo "| link | DWCP TLS Mbit/s | segments sent again % | pacer's rate at the end, Mbit/s | --pacing off Mbit/s | segments sent again % (--pacing off) | goodput paced / unpaced |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    local link t u
+    for link in "${LINKS[@]}"; do
+        if [ "$link" = dc ] || [ -z "${R[$link.unpaced]:-}" ]; then continue; fi
+        t=${R[$link.tls]} u=${R[$link.unpaced]}
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$link" "$(fmt "$t" 1)" "${R[$link.tls.resent]}" \
+            "${R[$link.tls.paced]}" "$(fmt "$u" 1)" "${R[$link.unpaced.resent]}" "$(ratio "$t" "$u" 3)"
+    done
+}
 
 targets() {
     local link t r v
@@ -402,6 +442,12 @@ REPORT=$OUT_DIR/dwcp-links-$STAMP.md
     echo
     table
     echo
+    if [ "$UNPACED" = 1 ]; then
+        echo "Session pacing (TLS; the unpaced run is the same transfer with --pacing off):"
+        echo
+        pacing_table
+        echo
+    fi
     targets
 } >"$REPORT"
 if grep -q "MISSED\|FAILED\|INCOMPLETE" "$REPORT"; then failed=1; fi

@@ -253,7 +253,8 @@ pub enum CompressionPolicy {
     None,
     /// A fast codec only (lz4).
     Light,
-    /// PBA picks the codec and level from the predicted bandwidth and observed ratio.
+    /// PBA picks the codec and level from the predicted bandwidth and observed ratio,
+    /// starting at zstd-3.
     Adaptive,
 }
 
@@ -296,8 +297,9 @@ impl ModeDefaults {
     ///   window-sized bursts do not overflow the bottleneck queue at tens of milliseconds.
     /// - `internet`: long RTT and loss cap each TCP connection (Mathis: rate ∝ 1/(RTT·√loss)),
     ///   so 16 connections. 256 KiB frames: a lost connection re-sends less, and more frames
-    ///   are in flight to stripe over the connections. Adaptive compression: the link is
-    ///   slower than the compressors, so PBA spends CPU to send fewer bytes. Pacing on.
+    ///   are in flight to stripe over the connections. Adaptive compression, from zstd-3: the
+    ///   link is slower than the compressors, so PBA spends CPU to send fewer bytes. Pacing
+    ///   on.
     #[must_use]
     pub fn for_mode(mode: Mode) -> Self {
         match mode {

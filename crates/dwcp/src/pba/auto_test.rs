@@ -182,6 +182,10 @@ fn the_first_look_sets_the_initial_codec() {
     );
     assert_eq!(
         initial_codec(Duration::from_micros(200), Some(12.5 * MB)),
-        (Codec::Lz4, Mode::Internet)
+        (Codec::Zstd3, Mode::Internet)
+    );
+    assert_eq!(
+        initial_codec(Duration::from_millis(150), None),
+        (Codec::Zstd3, Mode::Internet)
     );
 }

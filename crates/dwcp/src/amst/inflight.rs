@@ -130,6 +130,10 @@ impl InFlight {
             st.end = Some(entry);
             return true;
         }
+        if frame.header.kind == FrameKind::Error {
+            // An abort is written once and never answered.
+            return true;
+        }
         let end = frame.header.offset + out.stream_len;
         if end <= st.acked {
             return false;

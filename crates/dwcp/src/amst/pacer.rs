@@ -3,13 +3,13 @@
 //!
 //! Each connection runs the kernel's congestion control (BBR by default) on its own, and each
 //! keeps up to twice its share of the bandwidth-delay product in flight. Sixteen of them
-//! together overflow a bottleneck queue of one BDP again and again: on the emulated
-//! `continent` and `intercontinental` links one segment in five was sent twice, where the
-//! same connections capped at the link's rate sent again only what the link itself dropped.
+//! together overflow a bottleneck queue of one BDP again and again: on the emulated links
+//! 13–21 % of their segments were sent twice, where the same connections capped at the link's
+//! rate sent again little more than what the link itself dropped.
 //!
 //! The pacer does for the session what BBR does for one flow, on the session's own
-//! measurements (bytes acknowledged at the TCP level, summed over its connections, and the
-//! connections' smoothed and minimum RTT):
+//! measurements (segments its connections' peers acknowledged, cumulatively or selectively,
+//! and the connections' smoothed and minimum RTT):
 //!
 //! - **Startup**: no cap while delivery still grows by a quarter per interval. It ends after
 //!   [`STARTUP_FLAT`] intervals without such growth, or as soon as a queue shows in the RTT
@@ -26,16 +26,16 @@
 //!
 //! An interval is two minimum RTTs, at least [`MIN_INTERVAL`]. Only intervals in which the
 //! network held the session back count: those in which frames waited for a connection, or the
-//! source for the window, at least [`LIMITED_SHARE`] of the time. In the others the source (a guest writing slowly, a
-//! compressor at work) set the pace, and their rate says nothing of the link: it is kept only
-//! when it raises the estimate (as BBR treats application-limited samples). A session that was
-//! never held back by the network stays uncapped.
+//! source for the window, at least [`LIMITED_SHARE`] of the time. In the others the source (a
+//! guest writing slowly, a compressor at work) set the pace, and their rate says nothing of
+//! the link: it is kept only when it raises the estimate (as BBR treats application-limited
+//! samples). A session that was never held back by the network stays uncapped.
 //!
 //! The pacer is a pure function of its samples, so it is tested without a network. The sender
-//! applies its cap with a [`TokenBucket`] the connections draw from before each frame (so
-//! that connections with room take up what a recovering one leaves), and caps each
-//! connection's kernel pacing at [`SHARE_BURST`] times its share (`SO_MAX_PACING_RATE`), so
-//! that a connection does not push a frame out in one burst.
+//! applies its cap with a [`TokenBucket`] the connections draw from before each piece of a
+//! frame they write (so that connections with room take up what a recovering one leaves), and
+//! caps each connection's kernel pacing at [`SHARE_BURST`] times its share
+//! (`SO_MAX_PACING_RATE`), so that a connection does not push out what it drew in one burst.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -47,8 +47,8 @@ pub const MAX_PROBE_GAIN: f64 = 1.25;
 /// Most a probe may queue at the bottleneck, in bandwidth-delay products: a probe interval's
 /// gain is `1 + PROBE_QUEUE × RTT / interval` (at most [`MAX_PROBE_GAIN`]), so that on a short
 /// link, whose interval spans many round trips, the probe does not overflow a queue of one
-/// BDP. The drain interval after it (and any interval that sees a queue) has the gain
-/// `2 − probe gain`, which takes out what the probe put in.
+/// BDP. The drain interval after it has the gain `2 − probe gain`, which takes out what the
+/// probe put in.
 pub const PROBE_QUEUE: f64 = 0.25;
 /// Intervals whose highest delivery rate sets the cap: more than one cycle, so that the
 /// probe's measurement is still in the window at the next probe.
@@ -134,7 +134,8 @@ impl Pacing {
 pub struct PacerSample {
     /// When.
     pub at: Instant,
-    /// Bytes acknowledged at the TCP level since the session started, over all connections.
+    /// Bytes the connections' peers received since the session started (segments
+    /// acknowledged cumulatively or selectively, times the segment size).
     pub delivered: u64,
     /// A connection's smoothed RTT, if measured.
     pub srtt: Option<Duration>,

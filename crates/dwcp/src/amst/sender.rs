@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use super::MAX_STREAMS;
 use super::dedup::Dedup;
-use super::inflight::{Charge, ConnId, InFlight};
+use super::inflight::{Charge, ConnId, InFlight, Outgoing};
 use super::pacer::{Pacer, PacerSample, SHARE_BURST, TokenBucket};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
@@ -29,8 +29,8 @@ use super::tuner::StreamTuner;
 use crate::hde::ContentIndex;
 use crate::transport::{Dialer, Security, tcp_stats};
 use crate::wire::{
-    ErrorCode, FEATURE_DEDUP, FEATURE_HDE, FrameKind, HelloAck, HelloMode, MAX_PAYLOAD, SessionId,
-    read_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloAck, HelloMode,
+    MAX_PAYLOAD, SessionId, read_frame,
 };
 
 fn rejected_or_lost(f: HelloFailure) -> SendError {
@@ -177,6 +177,7 @@ pub async fn send(
         needs: AtomicU64::new(0),
         written_end: AtomicU64::new(start),
         bucket: std::sync::Mutex::new(TokenBucket::new(super::sender_conn::PACED_PIECE)),
+        abort_written: Notify::new(),
     });
     let producer = Producer {
         session,
@@ -300,6 +301,8 @@ struct Blocked {
 
 /// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
+/// How long a failing session waits for its abort to be written.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     async fn run(
@@ -394,9 +397,12 @@ impl Supervisor {
                             produced = Some(p);
                             self.progress.send_modify(|pr| pr.bytes_total = Some(p.len));
                         }
-                        // The receiver drops the session when its connections end, keeping
-                        // what it got as NAME.partial.
-                        Ok(Err(e)) => return Err(e.into()),
+                        // The receiver is told at once (it keeps what it got as
+                        // NAME.partial), instead of finding out when the connections go.
+                        Ok(Err(e)) => {
+                            self.abort(&e).await;
+                            return Err(e.into());
+                        }
                         Err(join) => {
                             return Err(SendError::Source(Box::new(join)));
                         }
@@ -448,6 +454,26 @@ impl Supervisor {
                     }
                 }
             }
+        }
+    }
+
+    /// Tells the receiver that the session is given up because its source failed: an `Error`
+    /// frame (code `Aborted`, the reason as its message) on whichever connection is free,
+    /// waiting at most [`ABORT_GRACE`] for it to be written.
+    async fn abort(&self, reason: &ProduceError) {
+        let message = ErrorMessage {
+            code: ErrorCode::Aborted,
+            message: format!("the sender gave up: {reason}"),
+        };
+        let Ok(frame) = Frame::control(FrameKind::Error, self.shared.session, 0, message.encode())
+        else {
+            return;
+        };
+        let written = self.shared.abort_written.notified();
+        if self.shared.queue_tx.send(Outgoing::plain(frame)).is_ok()
+            && tokio::time::timeout(ABORT_GRACE, written).await.is_err()
+        {
+            tracing::debug!("no connection wrote the abort in time");
         }
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) written_end: AtomicU64,
     /// The pacer's rate, shared by the connections frame by frame.
     pub(crate) bucket: std::sync::Mutex<super::pacer::TokenBucket>,
+    /// Told when a connection wrote the session's abort (an `Error` frame to the receiver).
+    pub(crate) abort_written: Notify,
 }
 
 /// How a connection ended.
@@ -201,6 +203,9 @@ impl SenderConn {
             if out.stream_len > 0 {
                 let end = out.frame.header.offset.saturating_add(out.stream_len);
                 self.shared.written_end.fetch_max(end, Ordering::Relaxed);
+            }
+            if out.frame.header.kind == FrameKind::Error {
+                self.shared.abort_written.notify_one();
             }
             wr.flush().await.map_err(|e| e.to_string())?;
         }

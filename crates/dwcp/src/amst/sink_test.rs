@@ -439,10 +439,17 @@ async fn a_stream_whose_end_was_not_confirmed_fails_instead_of_ending() {
             outcome.unwrap();
             assert_eq!(len, data.len() as u64);
         } else {
-            // The writer closed its end unconfirmed: a cut, on both ends.
+            // The writer closed its end unconfirmed: a cut, on both ends. The receiver hears
+            // it from the sender (not from its connections going quiet).
             let err = sent.unwrap_err();
             assert!(format!("{err:?}").contains("Cut"), "{err:?}");
-            assert!(outcome.is_err(), "{outcome:?}");
+            match outcome {
+                Err(SinkError::Failed { code, message }) => {
+                    assert_eq!(code, ErrorCode::Aborted);
+                    assert!(message.contains("the stream was cut"), "{message}");
+                }
+                other => panic!("expected the sender's abort, got {other:?}"),
+            }
         }
     }
 }

@@ -25,11 +25,12 @@
 //!   delivered exactly its rate.
 //!
 //! An interval is two minimum RTTs, at least [`MIN_INTERVAL`]. Only intervals in which the
-//! network held the session back count: those in which frames waited for a connection, or the
-//! source for the window, at least [`LIMITED_SHARE`] of the time. In the others the source (a
-//! guest writing slowly, a compressor at work) set the pace, and their rate says nothing of
-//! the link: it is kept only when it raises the estimate (as BBR treats application-limited
-//! samples). A session that was never held back by the network stays uncapped.
+//! network held the session back count: those in which frames waited for a connection at
+//! least [`LIMITED_SHARE`] of the time. In the others the source (a guest writing slowly, a
+//! compressor at work) or the window (narrowed by a migration, or smaller than the path's
+//! bandwidth-delay product) set the pace, and their rate says nothing of the link: it is kept
+//! only when it raises the estimate (as BBR treats application-limited samples). A session
+//! that was never held back by the network stays uncapped.
 //!
 //! The pacer is a pure function of its samples, so it is tested without a network. The sender
 //! applies its cap with a [`TokenBucket`] the connections draw from before each piece of a
@@ -71,8 +72,8 @@ pub const MIN_GAIN: f64 = 0.75;
 pub const QUEUE_TARGET: f64 = 0.25;
 /// Absolute slack of the queue test, for delayed acknowledgements on short links.
 pub const QUEUE_SLACK: Duration = Duration::from_millis(2);
-/// Share of an interval that frames must have waited for a connection (or the source for the
-/// window) for the interval to count as limited by the network.
+/// Share of an interval that frames must have waited for a connection for the interval to
+/// count as limited by the network.
 pub const LIMITED_SHARE: f64 = 0.25;
 
 /// How far over its even share of the cap each connection may send (its kernel pacing cap):
@@ -141,8 +142,6 @@ pub struct PacerSample {
     pub srtt: Option<Duration>,
     /// The lowest RTT any connection has seen.
     pub min_rtt: Option<Duration>,
-    /// Time the source has waited for the window since the session started.
-    pub blocked: Duration,
     /// Time frames have waited in the work queue for a connection since the session started.
     pub backlogged: Duration,
 }
@@ -222,10 +221,7 @@ impl Pacer {
         }
         self.open = Some(s);
         let rate = s.delivered.saturating_sub(from.delivered) as f64 / elapsed.as_secs_f64();
-        let waited = s
-            .blocked
-            .saturating_sub(from.blocked)
-            .max(s.backlogged.saturating_sub(from.backlogged));
+        let waited = s.backlogged.saturating_sub(from.backlogged);
         let limited = waited.as_secs_f64() >= elapsed.as_secs_f64() * LIMITED_SHARE;
         if !limited && rate <= self.bandwidth() {
             // The source set the pace: nothing learnt about the link.

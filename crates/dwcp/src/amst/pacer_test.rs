@@ -53,7 +53,6 @@ impl Link {
             delivered: self.delivered,
             srtt: Some(RTT + Duration::from_secs_f64(self.queue / self.rate)),
             min_rtt: Some(RTT),
-            blocked: Duration::ZERO,
             backlogged: self.held,
         }
     }
@@ -136,8 +135,7 @@ fn a_queue_in_the_rtt_is_taken_out_and_the_estimate_restarts_from_the_bottleneck
         delivered: u64::from(i) * bytes,
         srtt: Some(srtt),
         min_rtt: Some(RTT),
-        blocked: STEP * i,
-        backlogged: Duration::ZERO,
+        backlogged: STEP * i,
     };
     pacer.on_sample(sample(0, 3_000_000, RTT));
     // Flat delivery with a queue ends startup at once.
@@ -172,8 +170,7 @@ fn a_queue_in_the_rtt_is_taken_out_and_the_estimate_restarts_from_the_bottleneck
         delivered,
         srtt: Some(srtt),
         min_rtt: Some(RTT),
-        blocked: STEP * i,
-        backlogged: Duration::ZERO,
+        backlogged: STEP * i,
     };
     let cap = pacer.on_sample(at(5, 4 * 4_000_000 + 3_000_000, RTT * 2));
     assert!(cap.is_some_and(|c| c < rate), "{cap:?}");
@@ -195,7 +192,6 @@ fn intervals_the_source_set_the_pace_of_neither_end_startup_nor_lower_the_estima
             delivered: u64::from(i) * 1_000_000,
             srtt: Some(RTT),
             min_rtt: Some(RTT),
-            blocked: Duration::ZERO,
             backlogged: Duration::ZERO,
         });
         assert_eq!(cap, None);
@@ -213,7 +209,6 @@ fn intervals_the_source_set_the_pace_of_neither_end_startup_nor_lower_the_estima
             delivered: link.delivered + u64::from(i) * 100_000,
             srtt: Some(RTT),
             min_rtt: Some(RTT),
-            blocked: Duration::ZERO,
             backlogged: link.held,
         });
     }
@@ -230,8 +225,7 @@ fn no_rtt_no_cap_and_a_window_without_delivery_starts_over() {
         delivered,
         srtt: min_rtt,
         min_rtt,
-        blocked: MIN_INTERVAL * i,
-        backlogged: Duration::ZERO,
+        backlogged: MIN_INTERVAL * i,
     };
     for i in 0..10 {
         assert_eq!(pacer.on_sample(at(i, u64::from(i) * 1_000_000, None)), None);

@@ -588,7 +588,6 @@ impl Supervisor {
             delivered: self.shared.tcp_delivered.load(Ordering::Relaxed),
             srtt: micros(self.shared.srtt_us.load(Ordering::Relaxed)),
             min_rtt: micros(self.shared.min_rtt_us.load(Ordering::Relaxed)),
-            blocked: self.reduce.blocked(),
             backlogged: self.backlogged,
         });
         if cap != self.paced {

@@ -55,9 +55,9 @@ pub(crate) struct Shared {
     /// times the segment size), summed over all connections: what the pacer measures the
     /// link's rate by, as it does not wait for a loss's retransmission.
     pub(crate) tcp_delivered: AtomicU64,
-    /// Pacing cap per connection in bytes per second (0 = none): the session's cap (its rate
-    /// limit, or the pacer's rate if lower) divided by the connection count, re-applied by
-    /// each connection when it changes.
+    /// Pacing cap per connection in bytes per second (0 = none): its share of the session's
+    /// rate limit, or [`super::pacer::SHARE_BURST`] times its share of the pacer's rate if
+    /// lower, re-applied by each connection when it changes.
     pub(crate) pacing: AtomicU64,
     /// The acknowledged offset, for the producer (which decides what the receiver holds).
     pub(crate) acked_hint: Arc<AtomicU64>,
@@ -68,7 +68,7 @@ pub(crate) struct Shared {
     /// End of the furthest data frame a connection has written: the stream up to it has left
     /// the work queue.
     pub(crate) written_end: AtomicU64,
-    /// The pacer's rate, shared by the connections frame by frame.
+    /// The pacer's rate, which the connections draw from piece by piece as they write.
     pub(crate) bucket: std::sync::Mutex<super::pacer::TokenBucket>,
     /// Told when a connection wrote the session's abort (an `Error` frame to the receiver).
     pub(crate) abort_written: Notify,
@@ -204,10 +204,10 @@ impl SenderConn {
                 let end = out.frame.header.offset.saturating_add(out.stream_len);
                 self.shared.written_end.fetch_max(end, Ordering::Relaxed);
             }
+            wr.flush().await.map_err(|e| e.to_string())?;
             if out.frame.header.kind == FrameKind::Error {
                 self.shared.abort_written.notify_one();
             }
-            wr.flush().await.map_err(|e| e.to_string())?;
         }
     }
 

@@ -682,13 +682,13 @@ eff() {
 eff_num() { if [ "${R[$LINK.$1.$2.st]:-}" = ok ]; then eff "$1" "$2"; fi; }
 # Comparisons of two numbers, false when either is not one (called through verdict and judge).
 # shellcheck disable=SC2317
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 <= b + 0) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 < b + 0) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 <= b + 0) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 < b + 0) }'; }
 # shellcheck disable=SC2317
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 >= b + 0) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 >= b + 0) }'; }
 # shellcheck disable=SC2317
-gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 > b + 0) }'; }
-times() { awk -v a="$1" -v f="$2" 'BEGIN { if (a ~ /^[0-9.eE+-]+$/) printf "%.6f", a * f; else printf "-" }'; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 > b + 0) }'; }
+times() { awk -v a="$1" -v f="$2" 'BEGIN { if (a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/) printf "%.6f", a * f; else printf "-" }'; }
 # a as a percentage of b with $3 decimals (default 1), "-" when either is not a number.
 pct() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.*f", d, a / b * 100; else printf "-" }'; }
 plus() { if num "$1" && num "$2"; then echo $(($1 + $2)); else echo -; fi; }

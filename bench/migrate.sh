@@ -253,7 +253,7 @@ nc_console() { cli "$VM_NODE" vm console "$VM_NAME" --lines 10000 >"$1.tmp" 2>/d
 file_console() { [ -f "$1" ]; }
 
 # is a <= b (numbers)?
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && a + 0 <= b + 0) }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && a + 0 <= b + 0) }'; }
 num() { [[ $1 =~ ^[0-9.]+$ ]]; }
 
 declare -A R          # results: R[link.run.field]
@@ -542,8 +542,12 @@ link_report() {
     fi
     echo "Targets:"
     if [ "$link" = continent ] || [ "$link" = intercontinental ]; then
-        echo "- total time ≤ 0.5 × QEMU best: $(ratio "$ns" "$bs") × - $(verdict le "$(ratio "$ns" "$bs" 4)" 0.5)"
-        echo "- wire bytes ≤ 0.5 × QEMU best: $(ratio "$nm" "$bm") × - $(verdict le "$(ratio "$nm" "$bm" 4)" 0.5)"
+        if [ "$bs" = - ]; then
+            echo "- total time and wire bytes ≤ 0.5 × QEMU best: not measured (no QEMU run completed)"
+        else
+            echo "- total time ≤ 0.5 × QEMU best: $(ratio "$ns" "$bs") × - $(verdict le "$(ratio "$ns" "$bs" 4)" 0.5)"
+            echo "- wire bytes ≤ 0.5 × QEMU best: $(ratio "$nm" "$bm") × - $(verdict le "$(ratio "$nm" "$bm" 4)" 0.5)"
+        fi
     fi
     for r in nc-first nc-back nc-second nc-postcopy; do
         [ -n "${R[$link.$r.check]:-}" ] || continue

@@ -129,9 +129,9 @@ qmp_ok() {
 }
 
 # $1 with $2 decimals (default 1), or $1 as it is when it is not a number.
-fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.*f", d, v; else printf "%s", v }'; }
+fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/) printf "%.*f", d, v; else printf "%s", v }'; }
 # ratio a/b with $3 decimals, "-" when either is not a number
 ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {
-    if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
+    if (a ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b ~ /^[-+]?[0-9]*[.]?[0-9]+([eE][-+]?[0-9]+)?$/ && b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
 # "met" when the command succeeds, else "MISSED".
 verdict() { if "$@"; then echo met; else echo MISSED; fi; }

@@ -77,11 +77,6 @@ impl SessionReduce {
         self.guessed
     }
 
-    /// Time the producer has waited for the window since the session started.
-    pub(crate) fn blocked(&self) -> Duration {
-        Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed))
-    }
-
     /// The producer's encoder, when HDE was confirmed; `dedup` when deduplication was too.
     pub(crate) fn encoder(&self, dedup: Option<Dedup>) -> Option<ChunkEncoder> {
         if !self.hde {
@@ -103,7 +98,7 @@ impl SessionReduce {
         SenderSample {
             at: Instant::now(),
             wire_acked,
-            blocked: self.blocked(),
+            blocked: Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed)),
             rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
         }
     }

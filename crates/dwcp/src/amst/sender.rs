@@ -573,15 +573,15 @@ impl Supervisor {
 
     /// Feeds the pacer this tick's measurements and applies its cap when it changed.
     fn pace(&mut self, target: usize) {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
         let now = Instant::now();
         let produced = self.start + self.reduce.shared.stream_bytes.load(Ordering::Relaxed);
         if produced > self.shared.written_end.load(Ordering::Relaxed) {
             self.backlogged += now.saturating_duration_since(self.last_tick);
         }
         self.last_tick = now;
-        let Some(pacer) = self.pacer.as_mut() else {
-            return;
-        };
         let micros = |us: u64| (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us));
         let cap = pacer.on_sample(PacerSample {
             at: now,

@@ -278,9 +278,10 @@ impl SenderConn {
 /// How often a connection reads its kernel statistics.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// Adds this connection's TCP-acknowledged bytes to the session total and records its RTT
-/// (smoothed, and the session's lowest), every [`SAMPLE_EVERY`], for as long as the connection runs (it never returns on its own;
-/// it lives inside the connection's task, so its descriptor cannot outlive the socket).
+/// Adds this connection's TCP-acknowledged and delivered bytes to the session totals and
+/// records its RTT (smoothed, and the session's lowest), every [`SAMPLE_EVERY`], for as long
+/// as the connection runs (it never returns on its own; it lives inside the connection's
+/// task, so its descriptor cannot outlive the socket).
 async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), String> {
     let mut last = None::<(u64, u32)>;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);

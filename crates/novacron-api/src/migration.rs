@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::server::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use novacron_model::{OperationId, Vm};
+use novacron_model::{Image, OperationId, Vm};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -56,6 +56,87 @@ pub struct PeerPrepareRequest {
     /// its QEMU's page requests back as the session [`memory_reply_stream`] names.
     #[serde(default)]
     pub postcopy: bool,
+}
+
+/// A file of an image, as the source offers it to a destination that may lack the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFile {
+    /// The base disk.
+    Disk,
+    /// The kernel for direct boot.
+    Kernel,
+    /// The initial ramdisk for direct boot.
+    Initrd,
+}
+
+impl ImageFile {
+    /// The lowercase name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Disk => "disk",
+            Self::Kernel => "kernel",
+            Self::Initrd => "initrd",
+        }
+    }
+}
+
+/// One file of an offered image and its length in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerImageFile {
+    /// Which file.
+    pub file: ImageFile,
+    /// Its length: the destination takes no more than this.
+    pub size: u64,
+}
+
+/// `POST /api/v1/peer/migrations/{id}/image`: the image of the migrating VM, offered before
+/// the prepare, so that a destination lacking it can receive it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerImageOffer {
+    /// The source's record of the image; its `digest` is set.
+    pub image: Image,
+    /// The image's files with their lengths.
+    pub files: Vec<PeerImageFile>,
+    /// The source's time budget in seconds: a reception not committed within it (plus a
+    /// margin) is dropped.
+    pub timeout_secs: u64,
+}
+
+/// Where one file of an image goes: the DWCP session to send it as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerImageStream {
+    /// Which file.
+    pub file: ImageFile,
+    /// DWCP session name.
+    pub stream: String,
+}
+
+/// The destination's answer to a [`PeerImageOffer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PeerImageAnswer {
+    /// The destination holds the same image (same digest): nothing to send.
+    Present,
+    /// Another migration is bringing an image of that name here: ask again later.
+    Busy,
+    /// Send each file as its session to the destination's DWCP receiver, then commit.
+    Send {
+        /// Port of the destination's DWCP receiver.
+        dwcp_port: u16,
+        /// One session per offered file.
+        streams: Vec<PeerImageStream>,
+    },
+}
+
+/// DWCP session name of one file of the image sent ahead of migration `migration`.
+#[must_use]
+pub fn image_stream(migration: OperationId, file: ImageFile) -> String {
+    format!("migrate-{migration}-image-{}", file.as_str())
 }
 
 /// DWCP session name of the destination QEMU's messages back to the source (the page

@@ -62,6 +62,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(vms::console))
         .routes(routes!(migrate::migrate_vm))
         .routes(routes!(migrate::cancel_operation))
+        .routes(routes!(migrate::peer_image_offer))
+        .routes(routes!(migrate::peer_image_commit))
         .routes(routes!(migrate::peer_prepare))
         .routes(routes!(migrate::peer_commit))
         .routes(routes!(migrate::peer_abort))

@@ -2,7 +2,10 @@
 //! The node daemon implements it over the store and QEMU; tests implement it in memory.
 
 use crate::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
-use crate::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest};
+use crate::migration::{
+    PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest, PeerPrepareResponse,
+    VmMigrateRequest,
+};
 use crate::types::{
     ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
     TokenCreateResponse, VmAction,
@@ -218,6 +221,26 @@ pub trait NodeService: Send + Sync + 'static {
         _caller: &Caller,
         _flags: DwcpFlags,
     ) -> BoxFuture<'_, Result<DwcpFlagsResponse, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
+    /// Destination side: answers whether the image of a VM `peer` is about to migrate here
+    /// must be sent, and if so where.
+    fn peer_image_offer(
+        &self,
+        _peer: &PeerNode,
+        _migration: OperationId,
+        _offer: PeerImageOffer,
+    ) -> BoxFuture<'_, Result<PeerImageAnswer, ServiceError>> {
+        Box::pin(async { Err(not_migrating()) })
+    }
+
+    /// Destination side: the source has sent the image's files; verify and keep the image.
+    fn peer_image_commit(
+        &self,
+        _peer: &PeerNode,
+        _migration: OperationId,
+    ) -> BoxFuture<'_, Result<Image, ServiceError>> {
         Box::pin(async { Err(not_migrating()) })
     }
 

@@ -318,6 +318,8 @@ pub fn progress(target: &str, phase: MigrationPhase, s: &Sample) -> MigrationPro
         // The disks' mirrors are sampled apart from QEMU's migration.
         disk_copied: 0,
         disk_total: 0,
+        image_copied: 0,
+        image_total: 0,
         postcopy: false,
     }
 }

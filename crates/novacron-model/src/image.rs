@@ -25,4 +25,9 @@ pub struct Image {
     pub cmdline: Option<String>,
     /// When it was imported.
     pub created_at: Timestamp,
+    /// BLAKE3 of the image's content (disk, kernel, initrd and command line), in hex: two
+    /// nodes hold the same image when their digests match. Images imported before digests
+    /// were kept have none; it is then computed when needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }

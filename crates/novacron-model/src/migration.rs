@@ -10,6 +10,9 @@ use utoipa::ToSchema;
 pub enum MigrationPhase {
     /// The destination is being asked to receive: VM record, disks, QEMU waiting.
     Prepare,
+    /// The VM's image (base disk, kernel, initrd) is being copied to a destination that
+    /// lacks it.
+    Image,
     /// Local disks are being copied.
     Disk,
     /// Memory is being copied while the guest runs (pass N is in `pass`).
@@ -30,6 +33,7 @@ impl MigrationPhase {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Prepare => "prepare",
+            Self::Image => "image",
             Self::Disk => "disk",
             Self::Memory => "memory",
             Self::SwitchOver => "switch_over",
@@ -90,6 +94,12 @@ pub struct MigrationProgress {
     /// Bytes the mirror has to copy (what the disks' overlays hold, and writes since).
     #[serde(default)]
     pub disk_total: u64,
+    /// Bytes of the VM's image copied to the destination, which lacked it, so far.
+    #[serde(default)]
+    pub image_copied: u64,
+    /// Bytes of the image's files to copy (0: the destination held the image).
+    #[serde(default)]
+    pub image_total: u64,
     /// Whether the migration switched to post-copy (the guest ran on the destination while
     /// it pulled the pages it lacked).
     #[serde(default)]

@@ -29,6 +29,48 @@ fn check_file(field: &str, path: &str) -> Result<PathBuf, ServiceError> {
     }
 }
 
+/// BLAKE3 of what makes an image (see [`Image::digest`]): each file's BLAKE3, tagged by its
+/// role, and the command line. The stored digest when the record has one.
+///
+/// # Errors
+/// A file of the image cannot be read.
+pub(crate) async fn digest_of(image: &Image) -> std::io::Result<String> {
+    if let Some(d) = &image.digest {
+        return Ok(d.clone());
+    }
+    let files = [
+        ("disk", Some(PathBuf::from(&image.disk))),
+        ("kernel", image.kernel.as_ref().map(PathBuf::from)),
+        ("initrd", image.initrd.as_ref().map(PathBuf::from)),
+    ];
+    let cmdline = image.cmdline.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut all = blake3::Hasher::new();
+        for (role, path) in files {
+            all.update(role.as_bytes());
+            match path {
+                Some(path) => {
+                    let mut file = blake3::Hasher::new();
+                    file.update_reader(std::fs::File::open(&path)?)?;
+                    all.update(b"=").update(file.finalize().as_bytes());
+                }
+                None => {
+                    all.update(b"-");
+                }
+            }
+        }
+        if let Some(c) = cmdline {
+            let len = u64::try_from(c.len()).unwrap_or(u64::MAX);
+            all.update(b"cmdline=")
+                .update(&len.to_le_bytes())
+                .update(c.as_bytes());
+        }
+        Ok(all.finalize().to_hex().to_string())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 impl Node {
     /// Admits an import and runs it as an operation.
     pub(crate) async fn image_import(
@@ -163,7 +205,7 @@ impl Node {
             Some(i) => Some(copy(i, dir.join("initrd.img")).await?),
             None => None,
         };
-        let image = Image {
+        let mut image = Image {
             name: name.clone(),
             disk: disk_copy,
             disk_format: info.format,
@@ -172,7 +214,13 @@ impl Node {
             initrd: initrd_copy,
             cmdline,
             created_at: Timestamp::now(),
+            digest: None,
         };
+        image.digest = Some(
+            digest_of(&image)
+                .await
+                .map_err(|e| format!("could not read the copies back: {e}"))?,
+        );
         self.apply(Command::PutImage(image))
             .await
             .map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 //! DIR/store.redb               the state store
 //! DIR/admin.token              the first admin token (mode 0600), written on first start
 //! DIR/images/NAME/             an image: disk, and kernel/initrd for direct boot
+//! DIR/images/.incoming-ID/     an image arriving ahead of migration ID, until checked
 //! DIR/vms/ID/root.qcow2        a VM's root disk (overlay on its image's disk)
 //! DIR/vms/ID/run/              QMP socket, pidfile, console.log, qemu.log
 //! ```

@@ -23,6 +23,7 @@ impl Node {
         }
         let vms = self.store().vms(None);
         self.remove_orphans(&vms).await;
+        self.remove_stale_receptions().await;
     }
 
     async fn reattach(&self, vm: &Vm) {

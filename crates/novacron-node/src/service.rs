@@ -3,7 +3,8 @@
 use crate::node::Node;
 use novacron_api::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use novacron_api::migration::{
-    PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+    PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest, PeerPrepareResponse,
+    VmMigrateRequest,
 };
 use novacron_api::types::{
     ImageImportRequest, NodeInfo, StateCount, TenantPutRequest, TenantResponse, TokenCreateRequest,
@@ -171,6 +172,25 @@ impl NodeService for Node {
     ) -> BoxFuture<'_, Result<DwcpFlagsResponse, ServiceError>> {
         let caller = caller.clone();
         Box::pin(async move { self.dwcp_flags_put(&caller, flags).await })
+    }
+
+    fn peer_image_offer(
+        &self,
+        peer: &PeerNode,
+        migration: OperationId,
+        offer: PeerImageOffer,
+    ) -> BoxFuture<'_, Result<PeerImageAnswer, ServiceError>> {
+        let peer = peer.clone();
+        Box::pin(async move { self.peer_image_offer_in(&peer, migration, offer).await })
+    }
+
+    fn peer_image_commit(
+        &self,
+        peer: &PeerNode,
+        migration: OperationId,
+    ) -> BoxFuture<'_, Result<Image, ServiceError>> {
+        let peer = peer.clone();
+        Box::pin(async move { self.peer_image_commit_in(&peer, migration).await })
     }
 
     fn peer_prepare(

@@ -70,6 +70,7 @@ fn image(n: &str) -> Image {
         initrd: None,
         cmdline: None,
         created_at: Timestamp(1),
+        digest: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Live migration calls: the operator's (`migrate`, `cancel`) and those between nodes.
 
 use super::{Client, ClientError, NO_BODY, label};
-use crate::migration::{PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest};
+use crate::migration::{
+    PeerImageAnswer, PeerImageOffer, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+};
 use crate::types::OperationResponse;
-use novacron_model::{Operation, OperationId, Vm};
+use novacron_model::{Image, Operation, OperationId, Vm};
 use reqwest::Method;
 
 impl Client {
@@ -32,6 +34,40 @@ impl Client {
         let id = id.to_string();
         self.json(Method::POST, &["operations", &id, "cancel"], NO_BODY)
             .await
+    }
+
+    /// `POST /api/v1/peer/migrations/{id}/image` (node to node).
+    ///
+    /// # Errors
+    /// [`ClientError::Api`] 403 without a node certificate, 409 when the destination holds a
+    /// different image of that name; any other [`ClientError`].
+    pub async fn peer_image_offer(
+        &self,
+        migration: OperationId,
+        offer: &PeerImageOffer,
+    ) -> Result<PeerImageAnswer, ClientError> {
+        let id = migration.to_string();
+        self.json(
+            Method::POST,
+            &["peer", "migrations", &id, "image"],
+            Some(offer),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/peer/migrations/{id}/image/commit` (node to node).
+    ///
+    /// # Errors
+    /// [`ClientError::Api`] 404 when no image is being received for the migration, 409 when
+    /// what arrived is not the image offered; any other [`ClientError`].
+    pub async fn peer_image_commit(&self, migration: OperationId) -> Result<Image, ClientError> {
+        let id = migration.to_string();
+        self.json(
+            Method::POST,
+            &["peer", "migrations", &id, "image", "commit"],
+            NO_BODY,
+        )
+        .await
     }
 
     /// `POST /api/v1/peer/migrations` (node to node).

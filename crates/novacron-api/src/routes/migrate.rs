@@ -3,7 +3,10 @@
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::migration::{PeerNode, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest};
+use crate::migration::{
+    PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest, PeerPrepareResponse,
+    VmMigrateRequest,
+};
 use crate::routes::operations::parse_id;
 use crate::server::AppState;
 use crate::service::Caller;
@@ -11,7 +14,7 @@ use crate::types::{ErrorBody, OperationResponse};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use novacron_model::{Operation, Role, Vm};
+use novacron_model::{Image, Operation, Role, Vm};
 
 /// Moves a running VM to a peer node while it keeps running. The operation carries the
 /// migration's progress and, on failure, why; the VM then runs here as before.
@@ -45,6 +48,41 @@ pub async fn cancel_operation(
     caller.require(Role::Operator)?;
     let op = state.svc.cancel_operation(&caller, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(op)))
+}
+
+/// Between nodes: the image of a VM about to migrate here. The answer says whether this node
+/// holds it already or where to send its files.
+#[utoipa::path(post, path = "/peer/migrations/{id}/image", tag = "peer",
+    request_body = PeerImageOffer, security(()),
+    params(("id" = String, Path, description = "migration (source operation) id")),
+    responses((status = 200, body = PeerImageAnswer), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn peer_image_offer(
+    State(state): State<AppState>,
+    peer: PeerNode,
+    Path(id): Path<String>,
+    ApiJson(offer): ApiJson<PeerImageOffer>,
+) -> Result<Json<PeerImageAnswer>, ApiError> {
+    let answer = state
+        .svc
+        .peer_image_offer(&peer, parse_id(&id)?, offer)
+        .await?;
+    Ok(Json(answer))
+}
+
+/// Between nodes: the image's files were sent; verify them and keep the image here.
+#[utoipa::path(post, path = "/peer/migrations/{id}/image/commit", tag = "peer", security(()),
+    params(("id" = String, Path, description = "migration (source operation) id")),
+    responses((status = 200, body = Image), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn peer_image_commit(
+    State(state): State<AppState>,
+    peer: PeerNode,
+    Path(id): Path<String>,
+) -> Result<Json<Image>, ApiError> {
+    Ok(Json(
+        state.svc.peer_image_commit(&peer, parse_id(&id)?).await?,
+    ))
 }
 
 /// Between nodes: prepare to receive a VM (record, disks, QEMU waiting for the stream).

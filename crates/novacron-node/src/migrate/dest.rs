@@ -424,6 +424,7 @@ impl Node {
         peer: &PeerNode,
         id: OperationId,
     ) -> Result<(), ServiceError> {
+        self.peer_abort_image_in(peer, id).await;
         let cluster = self.cluster()?;
         let known = cluster
             .incoming()

@@ -3,6 +3,8 @@
 //! ```text
 //!  source node                                              destination node
 //!  POST /vms/{vm}/migrate ─► migrating
+//!    ├─ POST /peer/migrations/{id}/image ─────────────────► the VM's image: held already, or
+//!    │  its files over DWCP, then …/image/commit ───────────► checked and kept (`image_in`)
 //!    ├─ POST /peer/migrations ─────────────────────────────► record `incoming`, disk overlay,
 //!    │                                                       QEMU -incoming defer -S, DWCP sinks,
 //!    │                                                       NBD export of each disk
@@ -24,11 +26,13 @@
 
 mod dest;
 mod features;
+mod image_in;
 mod mirror;
 mod source;
 mod streams;
 
 pub(crate) use dest::Incoming;
+pub(crate) use image_in::ImageIn;
 pub(crate) use source::Outgoing;
 
 use novacron_api::ServiceError;
@@ -85,6 +89,8 @@ pub(crate) struct Cluster {
     pub(crate) incoming: Mutex<HashMap<OperationId, Arc<Incoming>>>,
     /// Migrations leaving from here, by operation id.
     pub(crate) outgoing: Mutex<HashMap<OperationId, Arc<Outgoing>>>,
+    /// Images arriving ahead of migrations, by migration id.
+    pub(crate) images_in: Mutex<HashMap<OperationId, Arc<ImageIn>>>,
     /// Migrations ended since start: out succeeded, out failed, in succeeded, in failed.
     ended: [AtomicU64; 4],
     /// VMs being prepared to arrive: one prepare per VM at a time.
@@ -190,6 +196,7 @@ impl Cluster {
             content,
             incoming: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
+            images_in: Mutex::new(HashMap::new()),
             ended: Default::default(),
             preparing: Mutex::default(),
         })
@@ -269,6 +276,15 @@ impl Cluster {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Incoming>>> {
         self.incoming.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Images arriving ahead of migrations, by migration id.
+    pub(crate) fn images_in(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<ImageIn>>> {
+        self.images_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Migrations leaving, by operation id.

@@ -163,6 +163,11 @@ impl Sending {
         }
     }
 
+    /// Whether the receiver confirmed the whole stream.
+    pub(crate) fn succeeded(&self) -> bool {
+        matches!(*self.result.borrow(), Some(Ok(_)))
+    }
+
     /// Why the transfer failed, if it already has.
     pub(crate) fn failure(&self) -> Option<String> {
         self.result
@@ -232,7 +237,10 @@ fn start(
     });
     let mut opts = SendOptions::new(name);
     opts.reconnect_timeout = LINK_LOST;
-    opts.window = WINDOW;
+    if matches!(source, Source::Stream(_)) {
+        // A live stream: what DWCP holds, QEMU counts as sent. A file keeps DWCP's window.
+        opts.window = WINDOW;
+    }
     opts.window_limit = controls.window_limit;
     opts.end_confirmed = controls.end_confirmed;
     // Segments the peer holds (from earlier migrations either way) go as references; what is
@@ -270,4 +278,23 @@ pub(crate) fn send_stream(
     controls: Controls,
 ) -> Sending {
     start(cluster, addr, peer, name, Source::Stream(socket), controls)
+}
+
+/// Sends the file at `path` as session `name` to the peer's receiver at `addr`, whose
+/// certificate must name `peer`.
+pub(crate) fn send_file(
+    cluster: &Cluster,
+    addr: &str,
+    peer: &str,
+    name: &str,
+    path: &Path,
+) -> Sending {
+    start(
+        cluster,
+        addr,
+        peer,
+        name,
+        Source::File(path.to_path_buf()),
+        Controls::default(),
+    )
 }

@@ -96,6 +96,7 @@ pub fn image(name: &Name) -> Image {
         initrd: None,
         cmdline: None,
         created_at: Timestamp(1_000),
+        digest: None,
     }
 }
 

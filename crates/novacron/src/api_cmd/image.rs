@@ -235,6 +235,7 @@ mod tests {
             initrd: None,
             cmdline: None,
             created_at: Timestamp(0),
+            digest: None,
         };
         let disk = i.clone();
         i.name = Name::new("tiny").unwrap();

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use novacron_api::migration::VmMigrateRequest;
-use novacron_model::{MigrationProgress, Operation, OperationStatus};
+use novacron_model::{MigrationPhase, MigrationProgress, Operation, OperationStatus};
 
 use super::exit::CliError;
 use super::wait::WaitArgs;
@@ -140,6 +140,13 @@ pub fn progress_line(p: &MigrationProgress) -> String {
     } else {
         phase.replace('_', "-")
     }];
+    if p.image_total > 0 && p.phase == Some(MigrationPhase::Image) {
+        parts.push(format!(
+            "image {} of {} copied",
+            human_bytes(p.image_copied),
+            human_bytes(p.image_total)
+        ));
+    }
     if p.disk_total > 0 {
         parts.push(format!(
             "disks {} of {} copied",

@@ -42,6 +42,8 @@ fn openapi_document_matches_the_routes() {
         "POST /api/v1/operations/{id}/cancel",
         "POST /api/v1/peer/migrations",
         "POST /api/v1/peer/migrations/{id}/commit",
+        "POST /api/v1/peer/migrations/{id}/image",
+        "POST /api/v1/peer/migrations/{id}/image/commit",
         "POST /api/v1/tenants",
         "POST /api/v1/tokens",
         "POST /api/v1/vms",

@@ -1,7 +1,8 @@
 //! Live migration between two daemons on loopback, over DWCP with mutual TLS: a running guest
-//! moves and back (API, then CLI) and keeps its heartbeat and memory checks; a destination
-//! without the image and a target outside the cluster CA each leave the VM running on the
-//! source and nothing behind on the destination.
+//! moves to a node without its image (which gets the image) and back (API, then CLI) and keeps
+//! its heartbeat and memory checks; a destination holding a different image of that name and
+//! a target outside the cluster CA each leave the VM running on the source and nothing behind
+//! on the destination.
 
 use crate::fixtures::cluster::{
     Node, assert_guest_continues, free_port, migrate, pair, start_node, vm_absent,
@@ -14,8 +15,8 @@ use std::time::Duration;
 fn a_running_guest_migrates_and_back_and_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
+    // b has no image: the migration brings it.
     a.api.import_guest();
-    b.api.import_guest();
     a.api.create_vm("mover");
     a.api.act_ok("mover", "start");
     let console = a.api.wait_heartbeats("mover", 2, Duration::from_secs(90));
@@ -30,6 +31,24 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
     assert!(m["downtime_ms"].as_u64().is_some(), "{done}");
     assert!(m["memory_total"].as_u64().unwrap() >= 128 << 20, "{done}");
     assert!(m["wire_bytes"].as_u64().unwrap() > 0, "{done}");
+    // The image's files (a 64 MB kernel among them) crossed whole; b keeps the image.
+    let image_total = m["image_total"].as_u64().unwrap();
+    assert!(image_total > 60 << 20, "{done}");
+    assert_eq!(m["image_copied"].as_u64(), Some(image_total), "{done}");
+    let (s, ours) = a.api.get("/api/v1/images/guest");
+    assert_eq!(s, 200, "{ours}");
+    let (s, theirs) = b.api.get("/api/v1/images/guest");
+    assert_eq!(s, 200, "{theirs}");
+    assert_eq!(ours["digest"].as_str().map(str::len), Some(64), "{ours}");
+    assert_eq!(theirs["digest"], ours["digest"], "{theirs}");
+    assert_eq!(theirs["cmdline"], ours["cmdline"], "{theirs}");
+    assert!(
+        theirs["kernel"]
+            .as_str()
+            .unwrap()
+            .starts_with(b.daemon.data.to_str().unwrap()),
+        "{theirs}"
+    );
 
     vm_absent(&a.api, "mover");
     assert!(
@@ -124,13 +143,30 @@ fn refused_migrations_leave_the_guest_on_the_source() {
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["field"], "target", "{v}");
 
-    // b lacks the image: the operation fails with b's reason.
+    // b holds another image named guest (another command line): the operation fails with
+    // b's reason, and b's image stays as it was.
+    let g = crate::fixtures::guest_dir();
+    let (s, op) = b.api.post(
+        "/api/v1/images",
+        &json!({
+            "name": "guest",
+            "disk": g.join("disk.qcow2"),
+            "kernel": g.join("vmlinux"),
+            "initrd": g.join("initrd.img"),
+            "cmdline": "console=ttyS0 panic=-1",
+        }),
+    );
+    assert_eq!(s, 202, "{op}");
+    assert_eq!(b.api.wait(&op)["status"], "succeeded");
+    let before = b.api.get("/api/v1/images/guest").1;
     let done = a
         .api
         .wait(&migrate(&a.api, "stay", &json!({"target": "b"})));
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("no image named \"guest\""), "{error}");
+    assert!(error.contains("b refused image guest"), "{error}");
+    assert!(error.contains("digests differ"), "{error}");
+    assert_eq!(b.api.get("/api/v1/images/guest").1, before);
     assert_eq!(a.api.get("/api/v1/vms/stay").1["state"], "running");
     vm_absent(&b.api, "stay");
     assert!(b.daemon.qemu_pids().is_empty());
@@ -141,7 +177,7 @@ fn refused_migrations_leave_the_guest_on_the_source() {
         .wait(&migrate(&a.api, "stay", &json!({"target": "c"})));
     assert_eq!(done["status"], "failed", "{done}");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("c refused the migration"), "{error}");
+    assert!(error.contains("c refused"), "{error}");
     assert!(
         c.api.get("/api/v1/vms").1["items"]
             .as_array()

@@ -1,7 +1,9 @@
 //! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
-//! `phases`: the disk mirrors' copy before the memory, and post-copy after the commit.
+//! `image`: the VM's image to a destination that lacks it, before the prepare. `phases`: the
+//! disk mirrors' copy before the memory, and post-copy after the commit.
 
+mod image;
 mod phases;
 
 use super::mirror::{self, PendingMirror, SourceMirror};
@@ -270,6 +272,7 @@ impl Node {
         } else {
             None
         };
+        self.image_to_peer(run).await?;
         let ready = run
             .client
             .peer_prepare(&PeerPrepareRequest {
@@ -565,10 +568,11 @@ impl Node {
             };
             let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
             (progress.disk_copied, progress.disk_total) = disks;
+            let last = run.outgoing.progress();
+            (progress.image_copied, progress.image_total) = (last.image_copied, last.image_total);
             if phase == MigrationPhase::SwitchOver {
                 // Once the guest is stopped QEMU reports no dirtying and no throttle: the
                 // figures of the last pass are what the operator wants to see at the end.
-                let last = run.outgoing.progress();
                 progress.dirty_rate = last.dirty_rate;
                 progress.throttle_percent = last.throttle_percent;
             }

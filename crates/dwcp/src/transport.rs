@@ -138,6 +138,10 @@ struct TcpInfo {
 
 /// Position of `tcpi_snd_mss` in [`TcpInfo::u32s`].
 const TCPI_SND_MSS: usize = 2;
+/// Position of `tcpi_unacked` (segments) in [`TcpInfo::u32s`].
+const TCPI_UNACKED: usize = 4;
+/// Position of `tcpi_last_ack_recv` (milliseconds) in [`TcpInfo::u32s`].
+const TCPI_LAST_ACK_RECV: usize = 12;
 /// Position of `tcpi_rtt` (microseconds) in [`TcpInfo::u32s`].
 const TCPI_RTT: usize = 15;
 /// Position of `tcpi_total_retrans` in [`TcpInfo::u32s`].
@@ -162,6 +166,10 @@ pub struct TcpStats {
     pub mss: u32,
     /// Segments retransmitted since the connection opened.
     pub total_retrans: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Time since the last acknowledgement arrived (millisecond resolution).
+    pub since_ack: Duration,
 }
 
 /// Reads [`TcpStats`] for a socket; `None` if the kernel refuses (not a TCP socket, closed).
@@ -195,6 +203,10 @@ pub fn tcp_stats(fd: std::os::fd::RawFd) -> Option<TcpStats> {
         delivered: info.delivered.first().copied().unwrap_or(0),
         mss: info.u32s.get(TCPI_SND_MSS).copied().unwrap_or(0),
         total_retrans: info.u32s.get(TCPI_TOTAL_RETRANS).copied().unwrap_or(0),
+        unacked: info.u32s.get(TCPI_UNACKED).copied().unwrap_or(0),
+        since_ack: Duration::from_millis(u64::from(
+            info.u32s.get(TCPI_LAST_ACK_RECV).copied().unwrap_or(0),
+        )),
     })
 }
 

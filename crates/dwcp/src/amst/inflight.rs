@@ -72,6 +72,8 @@ impl Outgoing {
 struct Entry {
     out: Outgoing,
     conn: ConnId,
+    /// When the frame was handed to the connection.
+    at: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +127,7 @@ impl InFlight {
         let entry = Entry {
             out: out.clone(),
             conn,
+            at: std::time::Instant::now(),
         };
         if frame.header.kind == FrameKind::End {
             st.end = Some(entry);
@@ -199,6 +202,17 @@ impl InFlight {
     /// another one (with [`Self::take_conn`], which keeps the window accounting exact).
     pub(crate) fn oldest_conn(&self) -> Option<ConnId> {
         self.lock().data.values().next().map(|e| e.conn)
+    }
+
+    /// When the longest-waiting unacknowledged frame on `conn` was handed to it, if any.
+    pub(crate) fn oldest_on(&self, conn: ConnId) -> Option<std::time::Instant> {
+        let st = self.lock();
+        st.data
+            .values()
+            .chain(st.end.iter())
+            .filter(|e| e.conn == conn)
+            .map(|e| e.at)
+            .min()
     }
 
     /// Frames still waiting for acknowledgement on `conn`.

@@ -52,6 +52,7 @@ mod dedup_test;
 mod hde_frame;
 #[cfg(test)]
 mod hde_test;
+mod hedge;
 mod inflight;
 mod names;
 pub mod pacer;

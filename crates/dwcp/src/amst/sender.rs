@@ -2,6 +2,8 @@
 //! right number of connections alive (re-dialing dropped ones), and reports progress until the
 //! receiver confirms the stream.
 
+mod stall;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloAck, HelloMode,
     MAX_PAYLOAD, SessionId, read_frame,
 };
+use stall::Blocked;
 
 fn rejected_or_lost(f: HelloFailure) -> SendError {
     match f {
@@ -178,6 +181,11 @@ pub async fn send(
         written_end: AtomicU64::new(start),
         bucket: std::sync::Mutex::new(TokenBucket::new(super::sender_conn::PACED_PIECE)),
         abort_written: Notify::new(),
+        live: AtomicU64::new(0),
+        silent: AtomicU64::new(0),
+        hedged: AtomicU64::new(0),
+        produced: Arc::clone(&reduce.shared),
+        start,
     });
     let producer = Producer {
         session,
@@ -287,16 +295,6 @@ struct Supervisor {
     /// Time frames waited in the work queue for a connection (as seen at each tick).
     backlogged: Duration,
     last_tick: Instant,
-}
-
-/// Where the stream stood still, for [`Supervisor::unblock`].
-struct Blocked {
-    /// The acknowledged offset being watched.
-    acked: u64,
-    /// When it last moved.
-    since: Instant,
-    /// When frames were last sent again for this offset.
-    resent_at: Option<Instant>,
 }
 
 /// How often progress is published.
@@ -477,68 +475,6 @@ impl Supervisor {
         }
     }
 
-    /// When the acknowledged offset has not moved for [`Self::stall_limit`] while frames are
-    /// in flight, one connection is holding the stream back (a TCP retransmission timeout
-    /// can last seconds, and every other connection's data waits behind it in the receiver's
-    /// window). Its unacknowledged frames are sent again on the others; the receiver keeps
-    /// whichever copy arrives first.
-    fn unblock(&mut self, acked: u64, rate: f64, blocked: &mut Blocked) {
-        let now = Instant::now();
-        if acked != blocked.acked {
-            *blocked = Blocked {
-                acked,
-                since: now,
-                resent_at: None,
-            };
-            return;
-        }
-        let limit = self.stall_limit(rate);
-        let due = match blocked.resent_at {
-            None => now.duration_since(blocked.since) >= limit,
-            Some(at) => now.duration_since(at) >= limit * 2,
-        };
-        if !due {
-            return;
-        }
-        let Some(conn) = self.shared.inflight.oldest_conn() else {
-            return;
-        };
-        let frames = self.shared.inflight.take_conn(conn);
-        let bytes: u64 = frames
-            .iter()
-            .map(|f| u64::from(f.frame.header.length))
-            .sum();
-        tracing::debug!(
-            conn,
-            frames = frames.len(),
-            bytes,
-            acked,
-            "resending frames of a stalled connection"
-        );
-        for frame in frames {
-            // The queue lives as long as `shared`, which we hold.
-            let _ = self.shared.queue_tx.send(frame);
-        }
-        self.retransmitted += bytes;
-        blocked.resent_at = Some(now);
-    }
-
-    /// How long the stream may stand still before its blocking frames are sent again. A frame
-    /// normally takes `chunk × connections / rate` to cross its connection (each carries its
-    /// share of the peak rate), so that is waited for three times over, and at least four round
-    /// trips and 250 ms: sending again too eagerly spends the link on copies.
-    fn stall_limit(&self, rate: f64) -> Duration {
-        let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
-        let per_frame = if rate > 1.0 {
-            Duration::from_secs_f64(
-                (f64::from(self.opts.chunk_size) * self.live.max(1) as f64 / rate).min(60.0),
-            )
-        } else {
-            Duration::from_secs(1)
-        };
-        (per_frame * 3).max(rtt * 4).max(Duration::from_millis(250))
-    }
-
     /// The tuner's measurement window (and the warm-up after each change): 32 round trips,
     /// within 1..4 s, so that new connections are past slow start when measured and loss
     /// recoveries (whose selectively acknowledged bytes count only when the gap fills) average
@@ -550,7 +486,7 @@ impl Supervisor {
 
     fn publish(&self, acked: u64, rate: f64, source_done: bool) {
         let live = self.live;
-        let retransmitted = self.retransmitted;
+        let retransmitted = self.retransmitted + self.shared.hedged.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed();
         let wire = self.reduce.shared.wire_bytes.load(Ordering::Relaxed);
         let refs = self.reduce.shared.ref_bytes.load(Ordering::Relaxed);
@@ -767,7 +703,7 @@ impl Supervisor {
             goodput_mbit: goodput * 8.0 / 1e6,
             streams_max: self.streams_max,
             streams_final: self.live,
-            retransmitted_bytes: self.retransmitted,
+            retransmitted_bytes: self.retransmitted + self.shared.hedged.load(Ordering::Relaxed),
             reconnects: self.reconnects,
             blake3: done.hash.to_hex().to_string(),
             tls: matches!(self.dialer.security, Security::Tls { .. }),

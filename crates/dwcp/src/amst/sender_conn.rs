@@ -2,7 +2,7 @@
 //! and reads the receiver's acknowledgements, until it is told to close or the link breaks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -10,7 +10,9 @@ use tokio::sync::{Mutex, Notify, Semaphore, mpsc, watch};
 
 use super::cutter::Cutter;
 use super::dedup::literal_payload;
+use super::hedge;
 use super::inflight::{ConnId, InFlight, Outgoing};
+use super::reduce::ReduceShared;
 use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
     ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, WireError,
@@ -72,6 +74,29 @@ pub(crate) struct Shared {
     pub(crate) bucket: std::sync::Mutex<super::pacer::TokenBucket>,
     /// Told when a connection wrote the session's abort (an `Error` frame to the receiver).
     pub(crate) abort_written: Notify,
+    /// Connections running now.
+    pub(crate) live: AtomicU64,
+    /// Connections that have segments out and have heard nothing for a round trip and more
+    /// (see [`super::hedge`]): when most are, the path stalls, and sending again on the
+    /// others would not help.
+    pub(crate) silent: AtomicU64,
+    /// Bytes of frames sent again because their connection waited on a retransmission timer
+    /// (see [`super::hedge`]).
+    pub(crate) hedged: AtomicU64,
+    /// The producer's figures: how far it framed the stream.
+    pub(crate) produced: Arc<ReduceShared>,
+    /// Where the stream starts (non-zero when resuming).
+    pub(crate) start: u64,
+}
+
+impl Shared {
+    /// Whether every frame the producer made has been written to a connection: the work queue
+    /// holds none, and the link has room for copies.
+    pub(crate) fn all_written(&self) -> bool {
+        self.start
+            .saturating_add(self.produced.stream_bytes.load(Ordering::Relaxed))
+            <= self.written_end.load(Ordering::Relaxed)
+    }
 }
 
 /// How a connection ended.
@@ -147,11 +172,19 @@ impl SenderConn {
         let fd = conn.fd;
         let (mut rd, mut wr) = tokio::io::split(conn.stream);
         let shared = Arc::clone(&self.shared);
+        let held = AtomicBool::new(false);
+        let silent = AtomicBool::new(false);
+        let id = self.id;
+        shared.live.fetch_add(1, Ordering::Relaxed);
         let result = tokio::select! {
-            r = self.write_loop(&mut wr, fd) => r,
+            r = self.write_loop(&mut wr, fd, &held) => r,
             r = read_loop(&shared, &mut rd) => r,
-            r = sample_tcp(&shared, fd) => r,
+            r = sample_tcp(&shared, fd, id, (&held, &silent)) => r,
         };
+        shared.live.fetch_sub(1, Ordering::Relaxed);
+        if silent.load(Ordering::Relaxed) {
+            shared.silent.fetch_sub(1, Ordering::Relaxed);
+        }
         match result {
             Ok(()) => ConnExit::Closed,
             Err(reason) => ConnExit::Failed(reason),
@@ -162,11 +195,17 @@ impl SenderConn {
         &mut self,
         wr: &mut WriteHalf<BoxStream>,
         fd: std::os::fd::RawFd,
+        held: &AtomicBool,
     ) -> Result<(), String> {
         let mut paced = 0u64;
         loop {
             if *self.stop.borrow() {
                 return self.drain(wr).await;
+            }
+            if held.load(Ordering::Relaxed) {
+                // Its frames went to the others; it takes new ones once it hears back.
+                tokio::time::sleep(SAMPLE_EVERY).await;
+                continue;
             }
             let frame = tokio::select! {
                 biased;
@@ -281,8 +320,14 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// Adds this connection's TCP-acknowledged and delivered bytes to the session totals and
 /// records its RTT (smoothed, and the session's lowest), every [`SAMPLE_EVERY`], for as long
 /// as the connection runs (it never returns on its own; it lives inside the connection's
-/// task, so its descriptor cannot outlive the socket).
-async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), String> {
+/// task, so its descriptor cannot outlive the socket). Holds the connection (`held`) while it
+/// waits on a retransmission timer, its frames sent again on the others ([`super::hedge`]).
+async fn sample_tcp(
+    shared: &Shared,
+    fd: std::os::fd::RawFd,
+    id: ConnId,
+    (held, silent): (&AtomicBool, &AtomicBool),
+) -> Result<(), String> {
     let mut last = None::<(u64, u32)>;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
@@ -305,6 +350,39 @@ async fn sample_tcp(shared: &Shared, fd: std::os::fd::RawFd) -> Result<(), Strin
         }
         if let Some(min) = stats.min_rtt {
             shared.min_rtt_us.fetch_min(micros(min), Ordering::Relaxed);
+        }
+        let quiet = !hedge::recovered(&stats);
+        if quiet != silent.swap(quiet, Ordering::Relaxed) {
+            if quiet {
+                shared.silent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.silent.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if held.load(Ordering::Relaxed) {
+            if !quiet {
+                held.store(false, Ordering::Relaxed);
+            }
+        } else if quiet
+            && shared.all_written()
+            && shared.silent.load(Ordering::Relaxed) * 2 <= shared.live.load(Ordering::Relaxed)
+            && shared.live.load(Ordering::Relaxed) > 1
+            && hedge::stuck(&stats, shared.inflight.oldest_on(id), Instant::now())
+        {
+            let frames = shared.inflight.take_conn(id);
+            if !frames.is_empty() {
+                held.store(true, Ordering::Relaxed);
+                let bytes: u64 = frames
+                    .iter()
+                    .map(|f| u64::from(f.frame.header.length))
+                    .sum();
+                shared.hedged.fetch_add(bytes, Ordering::Relaxed);
+                tracing::debug!(conn = id, frames = frames.len(), bytes, since_ack = ?stats.since_ack, "connection waits on a retransmission timer; its frames go on the others");
+                for frame in frames {
+                    // The queue lives as long as `shared`, which we hold.
+                    let _ = shared.queue_tx.send(frame);
+                }
+            }
         }
     }
 }

@@ -65,6 +65,10 @@ pub(crate) struct Cut {
     /// Whether a frame may end where this segment starts: the next frame then starts at a
     /// point the cutting finds again (not inside a page record).
     pub(crate) resume: bool,
+    /// For a whole guest page, where it lives: the address of its QEMU RAM record (`auto`),
+    /// or its stream offset (`pages`). A page sent again at the same place may go as a delta
+    /// against its previous version.
+    pub(crate) page: Option<u64>,
 }
 
 /// Cuts chunks of one session: FastCDC sizes of about 4 KiB, larger for chunks over 1 MiB so
@@ -95,6 +99,7 @@ impl Cutter {
                 start: base + c.offset,
                 len: c.length,
                 resume: true,
+                page: None,
             }),
         );
     }
@@ -114,6 +119,7 @@ impl Cutter {
                         start: 0,
                         len: first,
                         resume: true,
+                        page: None,
                     });
                 }
                 let mut at = first;
@@ -123,6 +129,7 @@ impl Cutter {
                         start: at,
                         len,
                         resume: true,
+                        page: (len == PAGE).then(|| offset.saturating_add(at as u64)),
                     });
                     at += len;
                 }
@@ -139,11 +146,13 @@ impl Cutter {
                                 start: s,
                                 len: e - s,
                                 resume: true,
+                                page: None,
                             }),
                             Region::Page(s) => out.push(Cut {
                                 start: s,
                                 len: PAGE,
                                 resume: false,
+                                page: record_address(data, s),
                             }),
                         }
                     }
@@ -152,6 +161,13 @@ impl Cutter {
         }
         out
     }
+}
+
+/// The guest address in the RAM record header before the page at `start` (the header word
+/// without its flag bits).
+fn record_address(data: &[u8], start: usize) -> Option<u64> {
+    let header: [u8; 8] = data.get(start.checked_sub(8)?..start)?.try_into().ok()?;
+    Some(u64::from_be_bytes(header) & !0xfff)
 }
 
 #[cfg(test)]

@@ -12,6 +12,11 @@
 //! the sender sends that frame again with every segment as a literal
 //! ([`literal_payload`]).
 //!
+//! A guest page sent again at the same place (a later pass of a migration) whose previous
+//! version the receiver holds goes as a delta against it when at least half its bytes are
+//! unchanged: the XOR, mostly zeros, joins the literal block and its codec packs it. The
+//! previous versions of the last [`VERSIONS_CAPACITY`] pages sent are kept for that.
+//!
 //! With a local store to record into ([`super::SendOptions::record`]), a background thread
 //! also stores every segment sent, so that this node can be referenced when the stream comes
 //! back the other way (a VM migrated out and later back).
@@ -32,6 +37,8 @@ use crate::wire::PayloadKind;
 
 /// Segments this session remembers sending (about 1 GiB of content at 4 KiB each).
 const SENT_CAPACITY: usize = 1 << 18;
+/// Guest pages whose last version sent is kept for deltas (32 MiB of content).
+const VERSIONS_CAPACITY: usize = 1 << 13;
 /// Segments queued for the recorder before new ones are dropped.
 const RECORD_QUEUE: usize = 4096;
 
@@ -73,6 +80,51 @@ impl Recorder {
     }
 }
 
+/// The last version sent of the most recently sent pages, by where they live.
+#[derive(Debug, Default)]
+struct Versions {
+    pages: HashMap<u64, (ContentHash, Bytes)>,
+    /// Places in the order their versions were recorded (with repeats; a place is dropped when
+    /// its oldest record comes up and it was not recorded since).
+    order: VecDeque<(u64, ContentHash)>,
+}
+
+impl Versions {
+    fn get(&self, page: u64) -> Option<&(ContentHash, Bytes)> {
+        self.pages.get(&page)
+    }
+
+    fn set(&mut self, page: u64, hash: ContentHash, bytes: Bytes) {
+        self.pages.insert(page, (hash, bytes));
+        self.order.push_back((page, hash));
+        while self.pages.len() > VERSIONS_CAPACITY || self.order.len() > 4 * VERSIONS_CAPACITY {
+            let Some((old, old_hash)) = self.order.pop_front() else {
+                break;
+            };
+            if self.pages.get(&old).is_some_and(|(h, _)| *h == old_hash) {
+                self.pages.remove(&old);
+            }
+        }
+    }
+
+    fn forget(&mut self, page: u64) {
+        self.pages.remove(&page);
+    }
+}
+
+/// `new` XOR `base` into `out` when at least half of the bytes are unchanged.
+fn xor_if_close(new: &[u8], base: &[u8], out: &mut Vec<u8>) -> bool {
+    if new.len() != base.len() {
+        return false;
+    }
+    let same = new.iter().zip(base).filter(|(a, b)| a == b).count();
+    if same * 2 < new.len() {
+        return false;
+    }
+    out.extend(new.iter().zip(base).map(|(a, b)| a ^ b));
+    true
+}
+
 /// The producer's deduplication state for one session.
 #[derive(Debug)]
 pub(crate) struct Dedup {
@@ -84,6 +136,8 @@ pub(crate) struct Dedup {
     recorder: Option<Recorder>,
     /// Segments of the next chunk, found by [`Self::frame_len`], so it is not cut twice.
     next_cuts: Vec<Cut>,
+    /// Previous versions of pages, for deltas.
+    versions: Versions,
 }
 
 impl Dedup {
@@ -102,6 +156,7 @@ impl Dedup {
             order: VecDeque::new(),
             recorder: record.and_then(Recorder::start),
             next_cuts: Vec::new(),
+            versions: Versions::default(),
         }
     }
 
@@ -161,17 +216,24 @@ impl Dedup {
         let mut segments = Vec::new();
         let mut literals = Vec::with_capacity(chunk.len());
         let mut ref_bytes = 0u64;
+        let mut deltas = false;
         let mut new = Vec::new();
         let mut cuts = std::mem::take(&mut self.next_cuts);
         if cuts.last().map(|c| c.start + c.len) != Some(chunk.len()) {
             let offset = end - chunk.len() as u64;
             cuts = self.cutter.cut(&chunk, offset);
         }
-        for &Cut { start, len, .. } in &cuts {
+        for &Cut {
+            start, len, page, ..
+        } in &cuts
+        {
             let bytes = chunk.slice(start..start + len);
             let len32 = u32::try_from(len).unwrap_or(u32::MAX);
             if crate::hde::is_zero(&bytes) {
                 segments.push(Segment::Zero(len32));
+                if let Some(page) = page {
+                    self.versions.forget(page);
+                }
                 continue;
             }
             if len < MIN_STORED {
@@ -183,13 +245,30 @@ impl Dedup {
             if let Some(rec) = &self.recorder {
                 rec.record(hash, bytes.clone());
             }
+            let base = page
+                .and_then(|p| self.versions.get(p))
+                .filter(|(base, _)| *base != hash && self.receiver_holds(base, acked));
             if self.receiver_holds(&hash, acked) {
                 segments.push(Segment::Ref { len: len32, hash });
                 ref_bytes += len as u64;
+            } else if let Some((base, _)) =
+                base.filter(|(_, old)| xor_if_close(&bytes, old, &mut literals))
+            {
+                segments.push(Segment::Delta {
+                    len: len32,
+                    base: *base,
+                });
+                deltas = true;
+                new.push(hash);
             } else {
                 segments.push(Segment::Literal(len32));
                 literals.extend_from_slice(&bytes);
                 new.push(hash);
+            }
+            if let Some(page) = page {
+                // A copy: a slice would keep its whole chunk alive.
+                self.versions
+                    .set(page, hash, Bytes::copy_from_slice(&bytes));
             }
         }
         for hash in new {
@@ -218,7 +297,7 @@ impl Dedup {
             kind: PayloadKind::Segments,
             payload,
             observed,
-            original: (ref_bytes > 0).then_some(chunk),
+            original: (ref_bytes > 0 || deltas).then_some(chunk),
             ref_bytes,
         })
     }

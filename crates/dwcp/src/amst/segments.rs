@@ -10,13 +10,17 @@
 //!   tag 1 zero     len: u32                          5 bytes
 //!   tag 2 ref      len: u32, hash: [u8; 32]          37 bytes
 //!   tag 3 literal  len: u32                          5 bytes
+//!   tag 4 delta    len: u32, base: [u8; 32]          37 bytes
 //! codec: u8 (0 none, 1 lz4, 2 zstd), level: i8, block_len: u32, block[block_len]
 //! ```
 //!
 //! Every `len` is at least 1 and their sum is at most the session's chunk size; the block
 //! decodes to exactly the sum of the literal lengths (with codec 0 it is that long), and
-//! nothing follows it. The receiver checks all of this before allocating, resolves each
-//! reference in its store (verified against the hash) and stores each literal segment so that
+//! nothing follows it. A delta segment's bytes are its base (content the receiver's store
+//! holds, like a reference's) XOR its `len` bytes of the literal block: a page sent again with
+//! a few bytes changed is mostly zeros there, which the block's codec packs to almost nothing.
+//! The receiver checks all of this before allocating, resolves each reference and base in its
+//! store (verified against the hash) and stores each literal segment and delta result so that
 //! later frames and sessions can reference it.
 
 use std::sync::Mutex;
@@ -30,6 +34,7 @@ pub(crate) const MAX_SEGMENTS: usize = 4096;
 const TAG_ZERO: u8 = 1;
 const TAG_REF: u8 = 2;
 const TAG_LITERAL: u8 = 3;
+const TAG_DELTA: u8 = 4;
 /// Literal segments shorter than this are not stored (nor referenced by the sender): a
 /// reference would not be much smaller than they are.
 pub(crate) const MIN_STORED: usize = 256;
@@ -48,13 +53,23 @@ pub(crate) enum Segment {
     },
     /// The next `len` bytes of the literal block.
     Literal(u32),
+    /// Content the receiver holds under `base` XOR the next `len` bytes of the literal block.
+    Delta {
+        /// Length of the content (and of its base).
+        len: u32,
+        /// BLAKE3 of the base.
+        base: ContentHash,
+    },
 }
 
 impl Segment {
     /// Stream bytes the segment stands for.
     pub(crate) fn len(self) -> u32 {
         match self {
-            Self::Zero(len) | Self::Literal(len) | Self::Ref { len, .. } => len,
+            Self::Zero(len)
+            | Self::Literal(len)
+            | Self::Ref { len, .. }
+            | Self::Delta { len, .. } => len,
         }
     }
 }
@@ -179,6 +194,13 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
                 literal_len += n;
                 Segment::Literal(len)
             }
+            TAG_DELTA => {
+                literal_len += n;
+                Segment::Delta {
+                    len,
+                    base: ContentHash(c.array()?),
+                }
+            }
             other => return Err(SegmentsError::Tag(other)),
         });
     }
@@ -235,6 +257,11 @@ pub(crate) fn write(segments: &[Segment], codec: Option<(Codec, i8)>, block: &[u
                 out.put_u8(TAG_LITERAL);
                 out.put_u32(len);
             }
+            Segment::Delta { len, base } => {
+                out.put_u8(TAG_DELTA);
+                out.put_u32(len);
+                out.put_slice(&base.0);
+            }
         }
     }
     let (codec, level) = codec.map_or((0, 0), |(c, l)| (c as u8, l));
@@ -289,28 +316,46 @@ pub(crate) fn decode(
                 }
                 out.put_slice(bytes);
             }
-            Segment::Ref { len, hash } => {
-                let held = match store.get(&hash) {
-                    Ok(Some(content)) => content,
-                    Ok(None) => return Err(SegmentsError::Missing(hash)),
-                    Err(e) => {
-                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
-                        return Err(SegmentsError::Missing(hash));
-                    }
-                };
-                let said = usize::try_from(len).unwrap_or(usize::MAX);
-                if held.len() != said {
-                    return Err(SegmentsError::RefLength {
-                        hash,
-                        said,
-                        held: held.len(),
-                    });
+            Segment::Ref { len, hash } => out.put_slice(&held(&mut store, hash, len)?),
+            Segment::Delta { len, base } => {
+                let mut content = held(&mut store, base, len)?;
+                let n = content.len();
+                let (xor, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
+                lit = rest;
+                for (c, x) in content.iter_mut().zip(xor) {
+                    *c ^= x;
                 }
-                out.put_slice(&held);
+                if n >= MIN_STORED {
+                    if let Err(e) = store.put(ContentHash::of(&content), &content) {
+                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
+                    }
+                }
+                out.put_slice(&content);
             }
         }
     }
     Ok(out.freeze())
+}
+
+/// The content `store` holds under `hash`, which the frame says is `len` bytes long.
+fn held(store: &mut DiskStore, hash: ContentHash, len: u32) -> Result<Vec<u8>, SegmentsError> {
+    let content = match store.get(&hash) {
+        Ok(Some(content)) => content,
+        Ok(None) => return Err(SegmentsError::Missing(hash)),
+        Err(e) => {
+            tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
+            return Err(SegmentsError::Missing(hash));
+        }
+    };
+    let said = usize::try_from(len).unwrap_or(usize::MAX);
+    if content.len() != said {
+        return Err(SegmentsError::RefLength {
+            hash,
+            said,
+            held: content.len(),
+        });
+    }
+    Ok(content)
 }
 
 #[cfg(test)]

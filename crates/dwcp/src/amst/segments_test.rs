@@ -150,3 +150,92 @@ fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
         Err(SegmentsError::LiteralLength { want: 100, got: 50 })
     ));
 }
+
+#[test]
+fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
+    let (_dir, store) = store();
+    let base = text(4096);
+    let base_hash = ContentHash::of(&base);
+    store.lock().unwrap().put(base_hash, &base).unwrap();
+    let mut new = base.clone();
+    new.get_mut(100..108).unwrap().copy_from_slice(b"CHANGED!");
+    let xor: Vec<u8> = new.iter().zip(&base).map(|(a, b)| a ^ b).collect();
+    let mut block = b"lead".to_vec();
+    block.extend_from_slice(&xor);
+    let segments = [
+        Segment::Literal(4),
+        Segment::Delta {
+            len: 4096,
+            base: base_hash,
+        },
+    ];
+    for codec in [None, Some((Codec::Lz4, 0)), Some((Codec::Zstd, 3))] {
+        let packed = match codec {
+            None => block.clone(),
+            Some((c, l)) => codec::compress(c, l, &block).unwrap(),
+        };
+        let payload = write(&segments, codec, &packed);
+        assert_eq!(parse(&payload, 1 << 20).unwrap().segments, segments);
+        let out = decode(&payload, 1 << 20, &store).unwrap();
+        assert_eq!(out.get(..4), Some(&b"lead"[..]), "{codec:?}");
+        assert_eq!(out.get(4..), Some(new.as_slice()), "{codec:?}");
+    }
+    assert_eq!(
+        store.lock().unwrap().get(&ContentHash::of(&new)).unwrap(),
+        Some(new),
+        "the result is stored, to be referenced later"
+    );
+}
+
+#[test]
+fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
+    let (_dir, store) = store();
+    let missing = ContentHash::of(b"never stored");
+    let payload = write(
+        &[Segment::Delta {
+            len: 12,
+            base: missing,
+        }],
+        None,
+        &[0u8; 12],
+    );
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store),
+        Err(SegmentsError::Missing(h)) if h == missing
+    ));
+    let base = text(300);
+    let base_hash = ContentHash::of(&base);
+    store.lock().unwrap().put(base_hash, &base).unwrap();
+    let payload = write(
+        &[Segment::Delta {
+            len: 299,
+            base: base_hash,
+        }],
+        None,
+        &[0u8; 299],
+    );
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store),
+        Err(SegmentsError::RefLength {
+            said: 299,
+            held: 300,
+            ..
+        })
+    ));
+    // The XOR comes from the literal block: a block too short for it is refused.
+    let payload = write(
+        &[Segment::Delta {
+            len: 300,
+            base: base_hash,
+        }],
+        None,
+        &[0u8; 299],
+    );
+    assert!(matches!(
+        parse(&payload, 1 << 20),
+        Err(SegmentsError::LiteralLength {
+            want: 300,
+            got: 299
+        })
+    ));
+}

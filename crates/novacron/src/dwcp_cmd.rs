@@ -140,8 +140,9 @@ pub struct SendArgs {
     /// Connections: a number from 1 to 64, or `auto` to probe.
     #[arg(long, default_value = "auto")]
     streams: String,
-    /// Payload bytes per frame.
-    #[arg(long, default_value = "512K", value_parser = parse_size)]
+    /// Payload bytes per frame, or `auto`: the default of the link's mode (1 MiB in a
+    /// datacenter, 512K on a hybrid link, 1 MiB on an internet link).
+    #[arg(long, default_value = "auto", value_parser = parse_chunk_size)]
     chunk_size: u64,
     /// Most unacknowledged bytes in flight.
     #[arg(long, default_value = "64M", value_parser = parse_size)]
@@ -330,6 +331,17 @@ fn gated_reduction(args: &SendArgs) -> anyhow::Result<(Reduction, bool)> {
     Ok((reduce, dedup))
 }
 
+/// `auto` (0: the link's mode decides) or a size of at least one byte.
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(0);
+    }
+    match parse_size(s)? {
+        0 => Err("must be `auto` or at least 1 byte".to_owned()),
+        n => Ok(n),
+    }
+}
+
 fn parse_streams(s: &str) -> anyhow::Result<StreamCount> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(StreamCount::default());
@@ -385,9 +397,10 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     let mut opts = SendOptions::new(name);
     opts.streams = streams;
+    // 0 is `auto`.
     opts.chunk_size = u32::try_from(args.chunk_size)
         .ok()
-        .filter(|c| *c > 0 && *c <= dwcp::wire::MAX_PAYLOAD)
+        .filter(|c| *c <= dwcp::wire::MAX_PAYLOAD)
         .with_context(|| {
             format!(
                 "--chunk-size must be 1 byte to {} MiB",
@@ -487,6 +500,14 @@ mod tests {
         assert_eq!(parse_compress("auto").unwrap(), Reduction::Auto);
         assert_eq!(parse_compress("off").unwrap(), Reduction::Off);
         assert!(parse_compress("zstd:30").unwrap_err().contains("zstd:N"));
+    }
+
+    #[test]
+    fn chunk_sizes_are_auto_or_a_size() {
+        assert_eq!(parse_chunk_size("auto"), Ok(0));
+        assert_eq!(parse_chunk_size("1M"), Ok(1 << 20));
+        assert!(parse_chunk_size("0").is_err());
+        assert!(parse_chunk_size("lots").is_err());
     }
 
     #[test]

@@ -226,6 +226,29 @@ async fn auto_on_loopback_sends_random_data_raw() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn left_to_the_link_frames_and_connections_follow_its_mode() {
+    use crate::mode::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Rx::start(dir.path(), Security::Insecure, true).await;
+    let data = pseudo_random(4 * MIB, 5);
+    let mut o = opts("by-mode", Reduction::Auto);
+    o.chunk_size = 0;
+    o.streams = super::StreamCount::default();
+    let s = send_to(&rx.addr, &Security::Insecure, &data, o).await;
+    assert_eq!(std::fs::read(dir.path().join("by-mode")).unwrap(), data);
+    // Loopback is a datacenter link: its frames and first connections.
+    assert_eq!(s.mode, Mode::Datacenter, "{s:?}");
+    let dc = Mode::Datacenter.defaults();
+    assert_eq!(s.chunk_size, dc.chunk_size, "{s:?}");
+    assert!(s.streams_max >= usize::from(dc.initial_streams), "{s:?}");
+    // A size asked for is kept.
+    let mut o = opts("fixed", Reduction::Auto);
+    o.chunk_size = 64 << 10;
+    let s = send_to(&rx.addr, &Security::Insecure, &data, o).await;
+    assert_eq!(s.chunk_size, 64 << 10, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_does_not_confirm_hde_gets_raw_frames() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Rx::start(dir.path(), Security::Insecure, false).await;

@@ -5,10 +5,10 @@
 //! for it in the receiver's window. So when a connection has had segments out and no
 //! acknowledgement for longer than a round trip should take, its unacknowledged frames go
 //! again on the other connections (the receiver keeps whichever copy arrives first) and it
-//! takes no new frames until it hears from the receiver again. Only when the work queue is
-//! empty (the end of a stream, or a source slower than the link: copies then use idle
-//! capacity, and elsewhere a late frame only waits in the receiver's window while the others
-//! go on), and only while most connections
+//! takes no new frames until it hears from the receiver again. Only in the stream's tail (the
+//! source read to its end and every frame written: copies then use idle capacity, where
+//! earlier a late frame only waits in the receiver's window while the others go on), and only
+//! while most connections
 //! still hear back: when most are silent the path itself stalls (a congested or paused link),
 //! and copies on the others would wait as long.
 

@@ -103,6 +103,8 @@ pub struct TransferSummary {
     pub goodput_bytes_per_sec: f64,
     /// The same in Mbit/s.
     pub goodput_mbit: f64,
+    /// Payload bytes per data frame (the mode's default unless set).
+    pub chunk_size: u32,
     /// Most connections open at once.
     pub streams_max: usize,
     /// Connections open at the end.

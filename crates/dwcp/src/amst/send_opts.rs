@@ -20,7 +20,8 @@ pub enum StreamCount {
         min: u16,
         /// Most connections.
         max: u16,
-        /// Where to start.
+        /// Where to start; 0: the default of the link's mode
+        /// ([`crate::mode::ModeDefaults::initial_streams`]), from the first connection's RTT.
         initial: u16,
     },
 }
@@ -30,7 +31,7 @@ impl Default for StreamCount {
         Self::Auto {
             min: 1,
             max: MAX_STREAMS,
-            initial: 8,
+            initial: 0,
         }
     }
 }
@@ -42,7 +43,8 @@ pub struct SendOptions {
     pub name: String,
     /// Connection count.
     pub streams: StreamCount,
-    /// Payload bytes per data frame.
+    /// Payload bytes per data frame; 0: the default of the link's mode
+    /// ([`crate::mode::ModeDefaults::chunk_size`]), from the first connection's RTT.
     pub chunk_size: u32,
     /// Most unacknowledged bytes.
     pub window: u64,

@@ -29,6 +29,7 @@ pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
 use super::tuner::StreamTuner;
 use crate::hde::ContentIndex;
+use crate::pba::initial_codec;
 use crate::transport::{Dialer, Security, tcp_stats};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloAck, HelloMode,
@@ -55,7 +56,8 @@ pub async fn send(
     progress: watch::Sender<Progress>,
 ) -> Result<TransferSummary, SendError> {
     let started = Instant::now();
-    if opts.chunk_size == 0 || opts.chunk_size > MAX_PAYLOAD {
+    let mut opts = opts;
+    if opts.chunk_size > MAX_PAYLOAD {
         return Err(SendError::InvalidOption(format!(
             "chunk size must be 1..={MAX_PAYLOAD} bytes"
         )));
@@ -82,6 +84,15 @@ pub async fn send(
         (_, true) => FEATURE_HDE | FEATURE_DEDUP,
     };
     let mut first = dialer.dial().await.map_err(SendError::Connect)?;
+    if opts.chunk_size == 0 {
+        // The handshakes measured the link: its mode says how large frames are.
+        let rtt = tcp_stats(first.fd).and_then(|s| s.rtt);
+        let mode = rtt.map(|r| initial_codec(r, opts.rate_limit.map(|l| l as f64)).1);
+        opts.chunk_size = mode
+            .map_or(super::DEFAULT_CHUNK_SIZE, |m| m.defaults().chunk_size)
+            .min(u32::try_from(opts.window).unwrap_or(u32::MAX))
+            .max(1);
+    }
     let asked = Instant::now();
     let first_hello = hello_for(mode, 0, total_len, opts.chunk_size, &opts.name, features);
     let mut answer = hello(&mut first.stream, session, &first_hello).await;
@@ -185,6 +196,7 @@ pub async fn send(
         silent: AtomicU64::new(0),
         hedged: AtomicU64::new(0),
         produced: Arc::clone(&reduce.shared),
+        source_done: std::sync::atomic::AtomicBool::new(false),
         start,
     });
     let producer = Producer {
@@ -317,7 +329,11 @@ impl Supervisor {
             StreamCount::Auto { min, max, initial } => StreamTuner::new(
                 usize::from(min),
                 usize::from(max).min(self.max_streams),
-                usize::from(initial),
+                usize::from(if initial == 0 {
+                    self.reduce.guessed_mode().defaults().initial_streams
+                } else {
+                    initial
+                }),
             ),
         };
         self.set_pacing(tuner.current());
@@ -393,6 +409,7 @@ impl Supervisor {
                         Ok(Ok(p)) => {
                             tracing::debug!(len = p.len, "source read to the end");
                             produced = Some(p);
+                            self.shared.source_done.store(true, Ordering::Relaxed);
                             self.progress.send_modify(|pr| pr.bytes_total = Some(p.len));
                         }
                         // The receiver is told at once (it keeps what it got as
@@ -701,6 +718,7 @@ impl Supervisor {
             seconds,
             goodput_bytes_per_sec: goodput,
             goodput_mbit: goodput * 8.0 / 1e6,
+            chunk_size: self.opts.chunk_size,
             streams_max: self.streams_max,
             streams_final: self.live,
             retransmitted_bytes: self.retransmitted + self.shared.hedged.load(Ordering::Relaxed),

@@ -87,15 +87,20 @@ pub(crate) struct Shared {
     pub(crate) produced: Arc<ReduceShared>,
     /// Where the stream starts (non-zero when resuming).
     pub(crate) start: u64,
+    /// Whether the producer read the source to its end.
+    pub(crate) source_done: AtomicBool,
 }
 
 impl Shared {
-    /// Whether every frame the producer made has been written to a connection: the work queue
-    /// holds none, and the link has room for copies.
-    pub(crate) fn all_written(&self) -> bool {
-        self.start
-            .saturating_add(self.produced.stream_bytes.load(Ordering::Relaxed))
-            <= self.written_end.load(Ordering::Relaxed)
+    /// Whether the stream is in its tail: the source is read to its end and every frame made
+    /// of it has been written to a connection (the work queue holds none, and the link has
+    /// room for copies).
+    pub(crate) fn in_tail(&self) -> bool {
+        self.source_done.load(Ordering::Relaxed)
+            && self
+                .start
+                .saturating_add(self.produced.stream_bytes.load(Ordering::Relaxed))
+                <= self.written_end.load(Ordering::Relaxed)
     }
 }
 
@@ -364,7 +369,7 @@ async fn sample_tcp(
                 held.store(false, Ordering::Relaxed);
             }
         } else if quiet
-            && shared.all_written()
+            && shared.in_tail()
             && shared.silent.load(Ordering::Relaxed) * 2 <= shared.live.load(Ordering::Relaxed)
             && shared.live.load(Ordering::Relaxed) > 1
             && hedge::stuck(&stats, shared.inflight.oldest_on(id), Instant::now())

@@ -238,8 +238,11 @@ fn start(
     let mut opts = SendOptions::new(name);
     opts.reconnect_timeout = LINK_LOST;
     if matches!(source, Source::Stream(_)) {
-        // A live stream: what DWCP holds, QEMU counts as sent. A file keeps DWCP's window.
+        // A live stream: what DWCP holds, QEMU counts as sent. A file keeps DWCP's window,
+        // and its frames are as large as the link's mode wants.
         opts.window = WINDOW;
+    } else {
+        opts.chunk_size = 0;
     }
     opts.window_limit = controls.window_limit;
     opts.end_confirmed = controls.end_confirmed;

@@ -199,7 +199,7 @@ fn defaults_differ_by_mode_as_documented() {
             inet.compression,
             inet.pacing
         ),
-        (16, 1 << 20, CompressionPolicy::Adaptive, true)
+        (8, 1 << 20, CompressionPolicy::Adaptive, true)
     );
     for d in [dc, hy, inet] {
         assert!(d.chunk_size <= crate::wire::MAX_PAYLOAD);

@@ -97,10 +97,10 @@ impl Node {
                             .map_err(|e| format!("{} refused image {name}: {e}", run.target)),
                         Err(e) => Err(e),
                     };
-                    if kept.is_err() {
-                        if let Err(e) = run.client.peer_abort(run.op.id).await {
-                            tracing::warn!(operation = %run.op.id, error = %e, "could not tell the destination to drop the image; it drops it on its own");
-                        }
+                    if kept.is_ok() {
+                        self.set_phase(run, MigrationPhase::Prepare);
+                    } else if let Err(e) = run.client.peer_abort(run.op.id).await {
+                        tracing::warn!(operation = %run.op.id, error = %e, "could not tell the destination to drop the image; it drops it on its own");
                     }
                     return kept.map_err(Failed::from);
                 }

@@ -145,19 +145,7 @@ fn refused_migrations_leave_the_guest_on_the_source() {
 
     // b holds another image named guest (another command line): the operation fails with
     // b's reason, and b's image stays as it was.
-    let g = crate::fixtures::guest_dir();
-    let (s, op) = b.api.post(
-        "/api/v1/images",
-        &json!({
-            "name": "guest",
-            "disk": g.join("disk.qcow2"),
-            "kernel": g.join("vmlinux"),
-            "initrd": g.join("initrd.img"),
-            "cmdline": "console=ttyS0 panic=-1",
-        }),
-    );
-    assert_eq!(s, 202, "{op}");
-    assert_eq!(b.api.wait(&op)["status"], "succeeded");
+    b.api.import_guest_as("guest", "console=ttyS0 panic=-1");
     let before = b.api.get("/api/v1/images/guest").1;
     let done = a
         .api
@@ -203,20 +191,8 @@ fn guest_cmdline() -> String {
 /// Imports the test guest as image `image` with `cmdline` on each of `nodes`, then creates and
 /// starts VM `vm` of it on the first.
 fn start_guest_of(nodes: &[&Node], image: &str, cmdline: &str, vm: &str) {
-    let g = crate::fixtures::guest_dir();
     for node in nodes {
-        let (s, op) = node.api.post(
-            "/api/v1/images",
-            &json!({
-                "name": image,
-                "disk": g.join("disk.qcow2"),
-                "kernel": g.join("vmlinux"),
-                "initrd": g.join("initrd.img"),
-                "cmdline": cmdline,
-            }),
-        );
-        assert_eq!(s, 202, "{op}");
-        assert_eq!(node.api.wait(&op)["status"], "succeeded");
+        node.api.import_guest_as(image, cmdline);
     }
     let (s, v) = nodes[0].api.post(
         "/api/v1/vms",

@@ -152,7 +152,7 @@ impl Cutter {
                                 start: s,
                                 len: PAGE,
                                 resume: false,
-                                page: record_address(data, s),
+                                page: pages::address_of(data, s),
                             }),
                         }
                     }
@@ -161,13 +161,6 @@ impl Cutter {
         }
         out
     }
-}
-
-/// The guest address in the RAM record header before the page at `start` (the header word
-/// without its flag bits).
-fn record_address(data: &[u8], start: usize) -> Option<u64> {
-    let header: [u8; 8] = data.get(start.checked_sub(8)?..start)?.try_into().ok()?;
-    Some(u64::from_be_bytes(header) & !0xfff)
 }
 
 #[cfg(test)]

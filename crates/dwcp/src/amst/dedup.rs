@@ -30,6 +30,7 @@ use bytes::Bytes;
 use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
 use super::segments::{MIN_STORED, Segment, write};
+use crate::hde::lru::Lru;
 use crate::hde::{
     CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore, codec,
 };
@@ -80,38 +81,6 @@ impl Recorder {
     }
 }
 
-/// The last version sent of the most recently sent pages, by where they live.
-#[derive(Debug, Default)]
-struct Versions {
-    pages: HashMap<u64, (ContentHash, Bytes)>,
-    /// Places in the order their versions were recorded (with repeats; a place is dropped when
-    /// its oldest record comes up and it was not recorded since).
-    order: VecDeque<(u64, ContentHash)>,
-}
-
-impl Versions {
-    fn get(&self, page: u64) -> Option<&(ContentHash, Bytes)> {
-        self.pages.get(&page)
-    }
-
-    fn set(&mut self, page: u64, hash: ContentHash, bytes: Bytes) {
-        self.pages.insert(page, (hash, bytes));
-        self.order.push_back((page, hash));
-        while self.pages.len() > VERSIONS_CAPACITY || self.order.len() > 4 * VERSIONS_CAPACITY {
-            let Some((old, old_hash)) = self.order.pop_front() else {
-                break;
-            };
-            if self.pages.get(&old).is_some_and(|(h, _)| *h == old_hash) {
-                self.pages.remove(&old);
-            }
-        }
-    }
-
-    fn forget(&mut self, page: u64) {
-        self.pages.remove(&page);
-    }
-}
-
 /// `new` XOR `base` into `out` when at least half of the bytes are unchanged.
 fn xor_if_close(new: &[u8], base: &[u8], out: &mut Vec<u8>) -> bool {
     if new.len() != base.len() {
@@ -136,8 +105,8 @@ pub(crate) struct Dedup {
     recorder: Option<Recorder>,
     /// Segments of the next chunk, found by [`Self::frame_len`], so it is not cut twice.
     next_cuts: Vec<Cut>,
-    /// Previous versions of pages, for deltas.
-    versions: Versions,
+    /// The last version sent of the most recently sent pages, by where they live, for deltas.
+    versions: Lru<u64, (ContentHash, Bytes)>,
 }
 
 impl Dedup {
@@ -156,7 +125,7 @@ impl Dedup {
             order: VecDeque::new(),
             recorder: record.and_then(Recorder::start),
             next_cuts: Vec::new(),
-            versions: Versions::default(),
+            versions: Lru::new(),
         }
     }
 
@@ -232,7 +201,7 @@ impl Dedup {
             if crate::hde::is_zero(&bytes) {
                 segments.push(Segment::Zero(len32));
                 if let Some(page) = page {
-                    self.versions.forget(page);
+                    self.versions.remove(&page);
                 }
                 continue;
             }
@@ -246,7 +215,7 @@ impl Dedup {
                 rec.record(hash, bytes.clone());
             }
             let base = page
-                .and_then(|p| self.versions.get(p))
+                .and_then(|p| self.versions.peek(&p))
                 .filter(|(base, _)| *base != hash && self.receiver_holds(base, acked));
             if self.receiver_holds(&hash, acked) {
                 segments.push(Segment::Ref { len: len32, hash });
@@ -268,7 +237,10 @@ impl Dedup {
             if let Some(page) = page {
                 // A copy: a slice would keep its whole chunk alive.
                 self.versions
-                    .set(page, hash, Bytes::copy_from_slice(&bytes));
+                    .insert(page, (hash, Bytes::copy_from_slice(&bytes)));
+                while self.versions.len() > VERSIONS_CAPACITY {
+                    self.versions.pop_oldest();
+                }
             }
         }
         for hash in new {

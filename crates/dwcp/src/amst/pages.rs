@@ -45,6 +45,12 @@ fn word(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(w))
 }
 
+/// The guest address in the header of the page record whose page starts at `page` (what
+/// [`Region::Page`] gives): the header word without its flag bits.
+pub(crate) fn address_of(data: &[u8], page: usize) -> Option<u64> {
+    word(data, page.checked_sub(8)?).map(|h| h & !0xfff)
+}
+
 /// The length of the record at `at` (header included), if one starts there.
 fn record_len(data: &[u8], at: usize) -> Option<usize> {
     let h = word(data, at)?;

@@ -501,9 +501,15 @@ impl Supervisor {
         (rtt * 32).clamp(Duration::from_secs(1), Duration::from_secs(4))
     }
 
+    /// Bytes of frames sent again: those of dropped and stalled connections, and those hedged
+    /// in the tail.
+    fn retransmitted(&self) -> u64 {
+        self.retransmitted + self.shared.hedged.load(Ordering::Relaxed)
+    }
+
     fn publish(&self, acked: u64, rate: f64, source_done: bool) {
         let live = self.live;
-        let retransmitted = self.retransmitted + self.shared.hedged.load(Ordering::Relaxed);
+        let retransmitted = self.retransmitted();
         let elapsed = self.started.elapsed();
         let wire = self.reduce.shared.wire_bytes.load(Ordering::Relaxed);
         let refs = self.reduce.shared.ref_bytes.load(Ordering::Relaxed);
@@ -530,8 +536,7 @@ impl Supervisor {
             return;
         };
         let now = Instant::now();
-        let produced = self.start + self.reduce.shared.stream_bytes.load(Ordering::Relaxed);
-        if produced > self.shared.written_end.load(Ordering::Relaxed) {
+        if !self.shared.all_written() {
             self.backlogged += now.saturating_duration_since(self.last_tick);
         }
         self.last_tick = now;
@@ -645,12 +650,7 @@ impl Supervisor {
     fn on_exit(&mut self, id: ConnId, exit: ConnExit, target: usize) {
         self.live = self.live.saturating_sub(1);
         let stopped = self.stops.remove(&id).is_some_and(|s| *s.borrow());
-        let again = self.shared.inflight.take_conn(id);
-        let bytes: u64 = again.iter().map(|f| u64::from(f.frame.header.length)).sum();
-        for frame in again {
-            // The queue lives as long as `shared`, which we hold.
-            let _ = self.shared.queue_tx.send(frame);
-        }
+        let (_, bytes) = self.shared.requeue_conn(id);
         match exit {
             ConnExit::Closed if stopped => tracing::debug!(id, "connection closed"),
             ConnExit::Closed => {}
@@ -721,7 +721,7 @@ impl Supervisor {
             chunk_size: self.opts.chunk_size,
             streams_max: self.streams_max,
             streams_final: self.live,
-            retransmitted_bytes: self.retransmitted + self.shared.hedged.load(Ordering::Relaxed),
+            retransmitted_bytes: self.retransmitted(),
             reconnects: self.reconnects,
             blake3: done.hash.to_hex().to_string(),
             tls: matches!(self.dialer.security, Security::Tls { .. }),

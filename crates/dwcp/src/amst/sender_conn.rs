@@ -92,15 +92,42 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Whether every frame the producer made has been written to a connection: none waits in
+    /// the work queue.
+    pub(crate) fn all_written(&self) -> bool {
+        self.start
+            .saturating_add(self.produced.stream_bytes.load(Ordering::Relaxed))
+            <= self.written_end.load(Ordering::Relaxed)
+    }
+
     /// Whether the stream is in its tail: the source is read to its end and every frame made
-    /// of it has been written to a connection (the work queue holds none, and the link has
-    /// room for copies).
+    /// of it has been written to a connection (the link has room for copies).
     pub(crate) fn in_tail(&self) -> bool {
-        self.source_done.load(Ordering::Relaxed)
-            && self
-                .start
-                .saturating_add(self.produced.stream_bytes.load(Ordering::Relaxed))
-                <= self.written_end.load(Ordering::Relaxed)
+        self.source_done.load(Ordering::Relaxed) && self.all_written()
+    }
+
+    /// Whether there are other connections and most of them still hear from the receiver:
+    /// otherwise the path itself stalls, and copies on them would wait as long.
+    pub(crate) fn others_hear_back(&self) -> bool {
+        let live = self.live.load(Ordering::Relaxed);
+        live > 1 && self.silent.load(Ordering::Relaxed) * 2 <= live
+    }
+
+    /// Takes every unacknowledged frame written on `conn` and queues it again for the others
+    /// (the receiver keeps whichever copy arrives first); returns how many frames and payload
+    /// bytes.
+    pub(crate) fn requeue_conn(&self, conn: ConnId) -> (usize, u64) {
+        let frames = self.inflight.take_conn(conn);
+        let count = frames.len();
+        let bytes = frames
+            .iter()
+            .map(|f| u64::from(f.frame.header.length))
+            .sum();
+        for frame in frames {
+            // The queue lives as long as `self`.
+            let _ = self.queue_tx.send(frame);
+        }
+        (count, bytes)
     }
 }
 
@@ -370,23 +397,14 @@ async fn sample_tcp(
             }
         } else if quiet
             && shared.in_tail()
-            && shared.silent.load(Ordering::Relaxed) * 2 <= shared.live.load(Ordering::Relaxed)
-            && shared.live.load(Ordering::Relaxed) > 1
+            && shared.others_hear_back()
             && hedge::stuck(&stats, shared.inflight.oldest_on(id), Instant::now())
         {
-            let frames = shared.inflight.take_conn(id);
-            if !frames.is_empty() {
+            let (frames, bytes) = shared.requeue_conn(id);
+            if frames > 0 {
                 held.store(true, Ordering::Relaxed);
-                let bytes: u64 = frames
-                    .iter()
-                    .map(|f| u64::from(f.frame.header.length))
-                    .sum();
                 shared.hedged.fetch_add(bytes, Ordering::Relaxed);
-                tracing::debug!(conn = id, frames = frames.len(), bytes, since_ack = ?stats.since_ack, "connection waits on a retransmission timer; its frames go on the others");
-                for frame in frames {
-                    // The queue lives as long as `shared`, which we hold.
-                    let _ = shared.queue_tx.send(frame);
-                }
+                tracing::debug!(conn = id, frames, bytes, since_ack = ?stats.since_ack, "connection waits on a retransmission timer; its frames go on the others");
             }
         }
     }

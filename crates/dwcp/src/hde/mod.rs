@@ -28,7 +28,7 @@ pub mod chunk;
 pub mod codec;
 pub mod index;
 pub mod item;
-mod lru;
+pub(crate) mod lru;
 mod pack;
 pub mod page;
 pub mod store;

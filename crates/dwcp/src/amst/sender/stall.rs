@@ -44,22 +44,14 @@ impl Supervisor {
         let Some(conn) = self.shared.inflight.oldest_conn() else {
             return;
         };
-        let frames = self.shared.inflight.take_conn(conn);
-        let bytes: u64 = frames
-            .iter()
-            .map(|f| u64::from(f.frame.header.length))
-            .sum();
+        let (frames, bytes) = self.shared.requeue_conn(conn);
         tracing::debug!(
             conn,
-            frames = frames.len(),
+            frames,
             bytes,
             acked,
             "resending frames of a stalled connection"
         );
-        for frame in frames {
-            // The queue lives as long as `shared`, which we hold.
-            let _ = self.shared.queue_tx.send(frame);
-        }
         self.retransmitted += bytes;
         blocked.resent_at = Some(now);
     }

@@ -29,8 +29,28 @@ fn check_file(field: &str, path: &str) -> Result<PathBuf, ServiceError> {
     }
 }
 
-/// BLAKE3 of what makes an image (see [`Image::digest`]): each file's BLAKE3, tagged by its
-/// role, and the command line. The stored digest when the record has one.
+/// BLAKE3 of what makes an image (see [`Image::digest`]): each file's BLAKE3 (disk, kernel,
+/// initrd; `None` for one the image lacks), tagged by its role, and the command line.
+pub(crate) fn digest_from(files: [Option<blake3::Hash>; 3], cmdline: Option<&str>) -> String {
+    let mut all = blake3::Hasher::new();
+    for (role, file) in ["disk", "kernel", "initrd"].into_iter().zip(files) {
+        all.update(role.as_bytes());
+        match file {
+            Some(hash) => all.update(b"=").update(hash.as_bytes()),
+            None => all.update(b"-"),
+        };
+    }
+    if let Some(c) = cmdline {
+        let len = u64::try_from(c.len()).unwrap_or(u64::MAX);
+        all.update(b"cmdline=")
+            .update(&len.to_le_bytes())
+            .update(c.as_bytes());
+    }
+    all.finalize().to_hex().to_string()
+}
+
+/// The digest of `image` ([`digest_from`] its files): the stored one when the record has one,
+/// else read from its files.
 ///
 /// # Errors
 /// A file of the image cannot be read.
@@ -38,34 +58,24 @@ pub(crate) async fn digest_of(image: &Image) -> std::io::Result<String> {
     if let Some(d) = &image.digest {
         return Ok(d.clone());
     }
-    let files = [
-        ("disk", Some(PathBuf::from(&image.disk))),
-        ("kernel", image.kernel.as_ref().map(PathBuf::from)),
-        ("initrd", image.initrd.as_ref().map(PathBuf::from)),
+    let paths = [
+        Some(PathBuf::from(&image.disk)),
+        image.kernel.as_ref().map(PathBuf::from),
+        image.initrd.as_ref().map(PathBuf::from),
     ];
     let cmdline = image.cmdline.clone();
     tokio::task::spawn_blocking(move || {
-        let mut all = blake3::Hasher::new();
-        for (role, path) in files {
-            all.update(role.as_bytes());
-            match path {
-                Some(path) => {
-                    let mut file = blake3::Hasher::new();
-                    file.update_reader(std::fs::File::open(&path)?)?;
-                    all.update(b"=").update(file.finalize().as_bytes());
-                }
-                None => {
-                    all.update(b"-");
-                }
-            }
-        }
-        if let Some(c) = cmdline {
-            let len = u64::try_from(c.len()).unwrap_or(u64::MAX);
-            all.update(b"cmdline=")
-                .update(&len.to_le_bytes())
-                .update(c.as_bytes());
-        }
-        Ok(all.finalize().to_hex().to_string())
+        let hash = |path: Option<PathBuf>| -> std::io::Result<Option<blake3::Hash>> {
+            path.map(|p| {
+                let mut file = blake3::Hasher::new();
+                file.update_reader(std::fs::File::open(&p)?)?;
+                Ok(file.finalize())
+            })
+            .transpose()
+        };
+        let [disk, kernel, initrd] = paths;
+        let files = [hash(disk)?, hash(kernel)?, hash(initrd)?];
+        Ok(digest_from(files, cmdline.as_deref()))
     })
     .await
     .map_err(std::io::Error::other)?

@@ -5,7 +5,7 @@
 //! had been imported here. A destination holding a different image of that name refuses.
 
 use super::streams::Expected;
-use crate::images::digest_of;
+use crate::images::{digest_from, digest_of};
 use crate::node::Node;
 use crate::vms::chain;
 use novacron_api::ServiceError;
@@ -267,9 +267,12 @@ impl Node {
         let refused = |why: String| {
             ServiceError::Conflict(format!("image {}: {why}", reception.offered.name))
         };
+        // Each file's BLAKE3 (disk, kernel, initrd), as the receiver verified it against the
+        // sender's: the files need not be read again.
+        let mut hashes = [None; 3];
         for (file, expected, path) in &reception.files {
-            match tokio::time::timeout(ARRIVAL_WAIT, expected.outcome()).await {
-                Ok(Ok(())) => {}
+            let hash = match tokio::time::timeout(ARRIVAL_WAIT, expected.verified()).await {
+                Ok(Ok(hash)) => hash,
                 Ok(Err(e)) => {
                     return Err(refused(format!(
                         "the {} did not arrive whole: {e}",
@@ -283,6 +286,12 @@ impl Node {
                         ARRIVAL_WAIT.as_secs()
                     )));
                 }
+            };
+            let [disk, kernel, initrd] = &mut hashes;
+            match file {
+                ImageFile::Disk => *disk = Some(hash),
+                ImageFile::Kernel => *kernel = Some(hash),
+                ImageFile::Initrd => *initrd = Some(hash),
             }
             let path = path.clone();
             tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.sync_all())
@@ -292,9 +301,10 @@ impl Node {
                 .map_err(|e| refused(format!("could not write the {}: {e}", file.as_str())))?;
         }
         let final_dir = self.layout().image(&reception.offered.name);
-        let in_dir = |dir: &Path, file: ImageFile| {
+        let in_dir = |file: ImageFile| {
             reception.files.iter().any(|(f, ..)| *f == file).then(|| {
-                dir.join(file_name(file, &reception.offered.disk_format))
+                final_dir
+                    .join(file_name(file, &reception.offered.disk_format))
                     .display()
                     .to_string()
             })
@@ -317,20 +327,7 @@ impl Node {
                 reception.offered.disk_format
             )));
         }
-        let mut image = Image {
-            name: reception.offered.name.clone(),
-            disk: staged_disk.display().to_string(),
-            disk_format: info.format,
-            virtual_size: ByteSize(info.virtual_size),
-            kernel: in_dir(&reception.staging, ImageFile::Kernel),
-            initrd: in_dir(&reception.staging, ImageFile::Initrd),
-            cmdline: reception.offered.cmdline.clone(),
-            created_at: Timestamp::now(),
-            digest: None,
-        };
-        let digest = digest_of(&image)
-            .await
-            .map_err(|e| refused(format!("could not read what arrived: {e}")))?;
+        let digest = digest_from(hashes, reception.offered.cmdline.as_deref());
         if digest != reception.digest {
             return Err(refused(format!(
                 "what arrived has digest {digest}, the source offered {}",
@@ -347,13 +344,20 @@ impl Node {
                     final_dir.display()
                 ))
             })?;
-        image.disk = final_dir
-            .join(file_name(ImageFile::Disk, &image.disk_format))
-            .display()
-            .to_string();
-        image.kernel = in_dir(&final_dir, ImageFile::Kernel);
-        image.initrd = in_dir(&final_dir, ImageFile::Initrd);
-        image.digest = Some(digest);
+        let image = Image {
+            name: reception.offered.name.clone(),
+            disk: final_dir
+                .join(file_name(ImageFile::Disk, &info.format))
+                .display()
+                .to_string(),
+            kernel: in_dir(ImageFile::Kernel),
+            initrd: in_dir(ImageFile::Initrd),
+            disk_format: info.format,
+            virtual_size: ByteSize(info.virtual_size),
+            cmdline: reception.offered.cmdline.clone(),
+            created_at: Timestamp::now(),
+            digest: Some(digest),
+        };
         if let Err(e) = self.apply(Command::PutImage(image.clone())).await {
             let _ = tokio::fs::remove_dir_all(&final_dir).await;
             return Err(e);

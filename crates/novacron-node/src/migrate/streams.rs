@@ -107,13 +107,19 @@ pub(crate) struct Expected {
 impl Expected {
     /// Waits for the end of the stream: `Ok` once it arrived whole and verified.
     pub(crate) async fn outcome(&self) -> Result<(), String> {
+        self.verified().await.map(drop)
+    }
+
+    /// Waits for the end of the stream: its BLAKE3, verified against the sender's, once it
+    /// arrived whole.
+    pub(crate) async fn verified(&self) -> Result<blake3::Hash, String> {
         let mut status = self.handle.status();
         let outcome = status
             .wait_for(|s| s.outcome.is_some())
             .await
             .map(|s| s.outcome.clone());
         match outcome {
-            Ok(Some(Ok(_))) => Ok(()),
+            Ok(Some(Ok(hash))) => Ok(hash),
             Ok(Some(Err(e))) => Err(e.to_string()),
             Ok(None) | Err(_) => Err("the DWCP receiver stopped".to_owned()),
         }

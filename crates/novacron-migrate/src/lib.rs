@@ -142,8 +142,16 @@ pub struct Convergence {
 
 /// Least window a migration stream is narrowed to: one DWCP chunk.
 pub const MIN_WINDOW: u64 = 512 << 10;
-/// Most a migration stream holds in flight (its window before narrowing).
-pub const MAX_WINDOW: u64 = 8 << 20;
+/// Most a migration stream holds in flight until the switch-over comes near. Stream bytes:
+/// with zero pages elided, references and compression a megabyte of stream is a few hundred
+/// kilobytes on the wire, and a long lossy link needs a few bandwidth-delay products in
+/// flight (100 Mbit/s over 150 ms is 1.9 MB) to stay busy while lost segments are sent again.
+pub const MAX_WINDOW: u64 = 32 << 20;
+/// Most a migration stream holds once narrowed near the switch-over. The narrowed window
+/// follows the fastest stream rate seen, and a stream of pages the destination already
+/// holds goes many times faster than the link: what the guest dirties last is new content,
+/// so the backlog is bounded apart from that rate.
+pub const MAX_NARROWED_WINDOW: u64 = 8 << 20;
 
 const MB: f64 = 1_000_000.0;
 
@@ -227,7 +235,7 @@ impl Convergence {
                 .saturating_mul(downtime_ms)
                 .checked_div(1000)
                 .unwrap_or(0)
-                .clamp(MIN_WINDOW, MAX_WINDOW);
+                .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW);
             self.window = Some(bytes);
             let waited = std::mem::replace(&mut self.postcopy_armed, true);
             if s.backlog() <= bytes || waited {
@@ -251,7 +259,7 @@ impl Convergence {
             // a smaller window would hold the stream below the link rate, and QEMU, seeing
             // less bandwidth, would need more passes. It follows the fastest delivery seen.
             let bytes = self.best_rate.saturating_mul(downtime_ms) / 1000;
-            self.window = Some(bytes.clamp(MIN_WINDOW, MAX_WINDOW));
+            self.window = Some(bytes.clamp(MIN_WINDOW, MAX_NARROWED_WINDOW));
         }
         Verdict::Continue {
             downtime_limit_ms: self.downtime_limit_ms(s),

@@ -152,14 +152,15 @@ fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_
     assert_eq!(window(c.observe(&s)), Some(6_000_000));
     s.wire_rate = 5_000_000;
     assert_eq!(window(c.observe(&s)), Some(6_000_000));
-    // A slow link narrows to one chunk at least; a fast one to the stream's window at most.
+    // A slow link narrows to one chunk at least; a fast one to the narrowed bound at most,
+    // below the stream's window before.
     let mut slow = Convergence::new(Policy::default());
     let mut s = sample(3, 3, 1000);
     s.wire_rate = 100_000;
     assert_eq!(window(slow.observe(&s)), Some(MIN_WINDOW));
     let mut fast = Convergence::new(Policy::default());
     s.wire_rate = 10_000_000_000;
-    assert_eq!(window(fast.observe(&s)), Some(MAX_WINDOW));
+    assert_eq!(window(fast.observe(&s)), Some(MAX_NARROWED_WINDOW));
 }
 
 /// A tracker under `policy` that has seen the first pass under way (200 MiB left).

@@ -15,7 +15,9 @@
 #      (a) plain tcp, default parameters; (b) multifd, 4 channels, zstd, bandwidth uncapped.
 #      Both with auto-converge on (as NovaCron's source sets it), so that a link slower than the
 #      guest's dirty rate still converges within the time bound.
-#   3. Every run: total time and downtime (NovaCron: the operation's elapsed_ms and downtime_ms;
+#   3. Every run: total time and downtime (NovaCron: the operation's elapsed_ms and downtime_ms,
+#      the guest's stop on the source to its start on the destination, and the same measured on
+#      the clock the namespaces share, from the daemons' logs;
 #      QEMU: total-time and downtime of query-migrate on the source), bytes on the wire = the tx
 #      byte counter of ncwan0 in the sending namespace around the migration (IP bytes, the
 #      control traffic between the nodes included), and the guest check on the destination's
@@ -296,6 +298,28 @@ nc_start_vm() {
     return 1
 }
 
+# The guest's downtime of migration $3 (VM $4) from node $1 to node $2 on the clock both
+# namespaces share, to check the one NovaCron reports (which cannot rely on a shared clock):
+# from the guest's stop, dated by the source's `switch-over` line (its time less
+# commit_answered_ms), to the destination's first `switch-over here` line for the VM after it,
+# written once the guest runs there. "-" when a line is missing.
+clock_downtime() {
+    local from=$1 to=$2 op=$3 vm=$4 line answered stop here l
+    line=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$from.daemon.log" |
+        grep -m1 "switch-over operation=$op ") || { echo -; return; }
+    answered=$(grep -o 'commit_answered_ms=[0-9]*' <<<"$line" | cut -d= -f2)
+    [ -n "$answered" ] || { echo -; return; }
+    stop=$(($(date -d "${line%%Z *}Z" +%s%N) / 1000000 - answered))
+    while read -r l; do
+        here=$(($(date -d "${l%%Z *}Z" +%s%N) / 1000000))
+        if [ "$here" -ge "$stop" ]; then
+            echo $((here - stop))
+            return
+        fi
+    done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$to.daemon.log" | grep "switch-over here vm=$vm ")
+    echo -
+}
+
 # Migrates VM $2 from node $1 to the other one; records it as run $3 (further arguments go to
 # `vm migrate`).
 nc_migrate() {
@@ -332,7 +356,9 @@ nc_migrate() {
     record "$run" "$json" "$secs" "$down" $((t1 - t0)) $((r1 - r0)) "$VERDICT" \
         "$(jq -r '.migration.stream_bytes // "-"' <<<"$json")"
     R[$LINK.$run.postcopy]=$(jq -r '.migration.postcopy // false' <<<"$json")
-    log "$LINK: NovaCron $run: $(fmt "$secs" 2) s, downtime $down ms, post-copy ${R[$LINK.$run.postcopy]}, wire ${R[$LINK.$run.mib]} MiB, stream $(jq -r '.migration.stream_bytes' <<<"$json") B, DWCP wire $(jq -r '.migration.wire_bytes' <<<"$json") B, guest $VERDICT"
+    R[$LINK.$run.clock]=$(clock_downtime "$from" "$to" "$(jq -r .id <<<"$json")" \
+        "$(jq -r .target <<<"$json")")
+    log "$LINK: NovaCron $run: $(fmt "$secs" 2) s, downtime $down ms (shared clock ${R[$LINK.$run.clock]} ms), post-copy ${R[$LINK.$run.postcopy]}, wire ${R[$LINK.$run.mib]} MiB, stream $(jq -r '.migration.stream_bytes' <<<"$json") B, DWCP wire $(jq -r '.migration.wire_bytes' <<<"$json") B, guest $VERDICT"
     [ "$VERDICT" = ok ]
 }
 
@@ -522,12 +548,13 @@ link_report() {
     local link=$1 r bs bm ns nm
     echo "### $link"
     echo
-    echo "| run | total s | downtime ms | wire MiB | guest check | migration stream MiB |"
-    echo "| --- | ---: | ---: | ---: | --- | ---: |"
+    echo "| run | total s | downtime ms | downtime on the shared clock ms | wire MiB | guest check | migration stream MiB |"
+    echo "| --- | ---: | ---: | ---: | ---: | --- | ---: |"
     for r in "${ROWS[@]}"; do
         [ -n "${R[$link.$r.check]:-}" ] || continue
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$(row_name "$r")" "$(fmt "${R[$link.$r.s]}" 2)" \
-            "${R[$link.$r.down]}" "${R[$link.$r.mib]}" "${R[$link.$r.check]}" "${R[$link.$r.stream]}"
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$(row_name "$r")" "$(fmt "${R[$link.$r.s]}" 2)" \
+            "${R[$link.$r.down]}" "${R[$link.$r.clock]:--}" "${R[$link.$r.mib]}" "${R[$link.$r.check]}" \
+            "${R[$link.$r.stream]}"
     done
     echo
     bs=$(qemu_best "$link" s)

@@ -176,6 +176,53 @@ pub struct PeerPrepareResponse {
     pub disks: Vec<PeerDiskExport>,
 }
 
+/// The destination's answer to a commit: the VM, now running there, and how long after the
+/// commit arrived the guest ran. The latter travels in a `Server-Timing` header
+/// ([`GUEST_RUNNING_METRIC`]) beside the VM's JSON, so the source can tell the guest's
+/// downtime from the commit's round trip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCommitted {
+    /// The VM as the destination now records it.
+    pub vm: Vm,
+    /// From the commit's arrival to the guest running; `None` from a destination that does
+    /// not say.
+    pub running_after: Option<std::time::Duration>,
+}
+
+/// The header a commit's answer says when the guest ran in (W3C Server Timing).
+pub const SERVER_TIMING: &str = "server-timing";
+
+/// The `Server-Timing` metric of a commit's answer: `guest-running;dur=MILLISECONDS`.
+pub const GUEST_RUNNING_METRIC: &str = "guest-running";
+
+/// Longest time a commit's answer may claim (longer is ignored): the destination gives up
+/// on a commit well before.
+const MAX_RUNNING_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The `Server-Timing` value saying the guest ran `after` the commit arrived.
+#[must_use]
+pub fn server_timing(after: std::time::Duration) -> String {
+    format!(
+        "{GUEST_RUNNING_METRIC};dur={:.1}",
+        after.as_secs_f64() * 1000.0
+    )
+}
+
+/// The time [`GUEST_RUNNING_METRIC`] gives in a `Server-Timing` value, if it is there and
+/// sensible (finite, non-negative, under ten minutes).
+#[must_use]
+pub fn guest_running_after(server_timing: &str) -> Option<std::time::Duration> {
+    server_timing.split(',').find_map(|metric| {
+        let mut parts = metric.split(';').map(str::trim);
+        if parts.next()? != GUEST_RUNNING_METRIC {
+            return None;
+        }
+        let ms: f64 = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
+        let after = std::time::Duration::try_from_secs_f64(ms / 1000.0).ok()?;
+        (after <= MAX_RUNNING_AFTER).then_some(after)
+    })
+}
+
 /// The node at the other end of a connection, as its TLS client certificate, verified
 /// against the cluster CA, names it. The server adds an `Option<PeerNode>` to each request
 /// of a TLS connection; a handler that takes a `PeerNode` answers 403 to any other caller.
@@ -195,5 +242,40 @@ impl FromRequestParts<AppState> for PeerNode {
             .cloned()
             .flatten()
             .ok_or(ApiError::NodeOnly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_guest_running_time_goes_through_server_timing() {
+        let v = server_timing(Duration::from_millis(155));
+        assert_eq!(v, "guest-running;dur=155.0");
+        assert_eq!(guest_running_after(&v), Some(Duration::from_millis(155)));
+        // Among other metrics, with spaces and other parameters.
+        assert_eq!(
+            guest_running_after("db;dur=3, guest-running;desc=\"x\";dur=12.5"),
+            Some(Duration::from_micros(12_500))
+        );
+    }
+
+    #[test]
+    fn a_missing_or_senseless_guest_running_time_is_none() {
+        for v in [
+            "",
+            "db;dur=3",
+            "guest-running",
+            "guest-running;dur=",
+            "guest-running;dur=abc",
+            "guest-running;dur=-5",
+            "guest-running;dur=NaN",
+            "guest-running;dur=inf",
+            "guest-running;dur=900000",
+        ] {
+            assert_eq!(guest_running_after(v), None, "{v:?}");
+        }
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use crate::migration::{
-    PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest, PeerPrepareResponse,
-    VmMigrateRequest,
+    PeerCommitted, PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest,
+    PeerPrepareResponse, VmMigrateRequest,
 };
 use crate::types::{
     ImageImportRequest, NodeInfo, TenantPutRequest, TenantResponse, TokenCreateRequest,
@@ -258,7 +258,7 @@ pub trait NodeService: Send + Sync + 'static {
         &self,
         _peer: &PeerNode,
         _migration: OperationId,
-    ) -> BoxFuture<'_, Result<Vm, ServiceError>> {
+    ) -> BoxFuture<'_, Result<PeerCommitted, ServiceError>> {
         Box::pin(async { Err(not_migrating()) })
     }
 

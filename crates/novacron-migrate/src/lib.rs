@@ -19,6 +19,9 @@
 use novacron_model::{MigrationPhase, MigrationProgress};
 use std::time::Duration;
 
+mod downtime;
+pub use downtime::guest_downtime;
+
 /// What the operator allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {

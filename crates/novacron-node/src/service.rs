@@ -3,8 +3,8 @@
 use crate::node::Node;
 use novacron_api::dwcp_flags::{DwcpFlags, DwcpFlagsResponse};
 use novacron_api::migration::{
-    PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest, PeerPrepareResponse,
-    VmMigrateRequest,
+    PeerCommitted, PeerImageAnswer, PeerImageOffer, PeerNode, PeerPrepareRequest,
+    PeerPrepareResponse, VmMigrateRequest,
 };
 use novacron_api::types::{
     ImageImportRequest, NodeInfo, StateCount, TenantPutRequest, TenantResponse, TokenCreateRequest,
@@ -206,7 +206,7 @@ impl NodeService for Node {
         &self,
         peer: &PeerNode,
         migration: OperationId,
-    ) -> BoxFuture<'_, Result<Vm, ServiceError>> {
+    ) -> BoxFuture<'_, Result<PeerCommitted, ServiceError>> {
         let peer = peer.clone();
         Box::pin(async move { self.peer_commit_in(&peer, migration).await })
     }

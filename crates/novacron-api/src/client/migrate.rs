@@ -2,10 +2,11 @@
 
 use super::{Client, ClientError, NO_BODY, label};
 use crate::migration::{
-    PeerImageAnswer, PeerImageOffer, PeerPrepareRequest, PeerPrepareResponse, VmMigrateRequest,
+    PeerCommitted, PeerImageAnswer, PeerImageOffer, PeerPrepareRequest, PeerPrepareResponse,
+    SERVER_TIMING, VmMigrateRequest, guest_running_after,
 };
 use crate::types::OperationResponse;
-use novacron_model::{Image, Operation, OperationId, Vm};
+use novacron_model::{Image, Operation, OperationId};
 use reqwest::Method;
 
 impl Client {
@@ -88,14 +89,22 @@ impl Client {
     /// # Errors
     /// [`ClientError::Api`] 404 for an unknown migration, 409 when the destination cannot
     /// run the guest; any other [`ClientError`].
-    pub async fn peer_commit(&self, migration: OperationId) -> Result<Vm, ClientError> {
+    pub async fn peer_commit(&self, migration: OperationId) -> Result<PeerCommitted, ClientError> {
         let id = migration.to_string();
-        self.json(
-            Method::POST,
-            &["peer", "migrations", &id, "commit"],
-            NO_BODY,
-        )
-        .await
+        let url = self.api_url(&["peer", "migrations", &id, "commit"])?;
+        let label = label(&Method::POST, &url);
+        let rb = self.request(Method::POST, url);
+        let (headers, body) = self.exchange_with_headers(rb, &label, self.timeout).await?;
+        let vm = serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            request: label,
+            source: e.into(),
+        })?;
+        let running_after = headers
+            .get_all(SERVER_TIMING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(guest_running_after);
+        Ok(PeerCommitted { vm, running_after })
     }
 
     /// `DELETE /api/v1/peer/migrations/{id}` (node to node; idempotent).

@@ -461,6 +461,18 @@ impl Client {
         label: &str,
         deadline: Duration,
     ) -> Result<Vec<u8>, ClientError> {
+        self.exchange_with_headers(rb, label, deadline)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// [`Self::exchange`], keeping the answer's headers too.
+    async fn exchange_with_headers(
+        &self,
+        rb: RequestBuilder,
+        label: &str,
+        deadline: Duration,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), ClientError> {
         let addr = self.base.as_str();
         let run = async {
             let mut resp = rb.send().await.map_err(|e| from_reqwest(addr, e))?;
@@ -469,6 +481,7 @@ impl Client {
                 let body = read_error_body(resp).await;
                 return Err(api_error(status.as_u16(), &body));
             }
+            let headers = resp.headers().clone();
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| from_reqwest(addr, e))? {
                 if body.len() + chunk.len() > MAX_ANSWER {
@@ -479,7 +492,7 @@ impl Client {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(body)
+            Ok((headers, body))
         };
         tokio::time::timeout(deadline, run)
             .await

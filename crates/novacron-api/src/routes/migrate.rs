@@ -13,7 +13,8 @@ use crate::service::Caller;
 use crate::types::{ErrorBody, OperationResponse};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use novacron_model::{Image, Operation, Role, Vm};
 
 /// Moves a running VM to a peer node while it keeps running. The operation carries the
@@ -102,14 +103,26 @@ pub async fn peer_prepare(
 /// Between nodes: the source has sent everything; run the guest here.
 #[utoipa::path(post, path = "/peer/migrations/{id}/commit", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
-    responses((status = 200, body = Vm), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Vm,
+        headers(("Server-Timing" = String, description = "guest-running;dur=MS: from the commit's arrival to the guest running"))),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn peer_commit(
     State(state): State<AppState>,
     peer: PeerNode,
     Path(id): Path<String>,
-) -> Result<Json<Vm>, ApiError> {
-    Ok(Json(state.svc.peer_commit(&peer, parse_id(&id)?).await?))
+) -> Result<Response, ApiError> {
+    let committed = state.svc.peer_commit(&peer, parse_id(&id)?).await?;
+    let mut answer = Json(committed.vm).into_response();
+    if let Some(after) = committed.running_after
+        && let Ok(value) = HeaderValue::from_str(&crate::migration::server_timing(after))
+    {
+        answer.headers_mut().insert(
+            HeaderName::from_static(crate::migration::SERVER_TIMING),
+            value,
+        );
+    }
+    Ok(answer)
 }
 
 /// Between nodes: drop a prepared migration and all it created here.

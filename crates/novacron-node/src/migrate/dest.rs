@@ -8,7 +8,7 @@ use crate::node::Node;
 use crate::vms::chain;
 use novacron_api::ServiceError;
 use novacron_api::migration::{
-    PeerNode, PeerPrepareRequest, PeerPrepareResponse, memory_reply_stream,
+    PeerCommitted, PeerNode, PeerPrepareRequest, PeerPrepareResponse, memory_reply_stream,
 };
 use novacron_model::{
     DiskInfo, EventKind, OperationId, Quota, Tenant, Timestamp, Vm, VmId, VmRuntime, VmState,
@@ -279,7 +279,8 @@ impl Node {
         &self,
         peer: &PeerNode,
         id: OperationId,
-    ) -> Result<Vm, ServiceError> {
+    ) -> Result<PeerCommitted, ServiceError> {
+        let arrived = std::time::Instant::now();
         let cluster = self.cluster()?;
         let incoming = cluster
             .incoming()
@@ -297,7 +298,7 @@ impl Node {
             )));
         }
         match tokio::time::timeout(COMMIT_WAIT, self.finish_incoming(&incoming)).await {
-            Ok(Ok(vm)) => {
+            Ok(Ok((vm, running_at))) => {
                 *busy = true;
                 cluster.incoming().remove(&id);
                 if incoming.memory_replies.is_some() {
@@ -320,7 +321,10 @@ impl Node {
                 }
                 cluster.count_ended(super::Direction::In, true);
                 tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
-                Ok(vm)
+                Ok(PeerCommitted {
+                    vm,
+                    running_after: Some(running_at.saturating_duration_since(arrived)),
+                })
             }
             Ok(Err(reason)) => {
                 drop(busy);
@@ -338,7 +342,11 @@ impl Node {
 
     /// Waits for the memory stream and QEMU, for the disks' mirrors to end in sync (the
     /// source ends their streams only then), closes the exports and runs the guest.
-    async fn finish_incoming(&self, incoming: &Incoming) -> Result<Vm, String> {
+    /// Returns the VM and when its guest ran.
+    async fn finish_incoming(
+        &self,
+        incoming: &Incoming,
+    ) -> Result<(Vm, std::time::Instant), String> {
         use novacron_qemu::qmp::MigrationStatus;
         let asked = std::time::Instant::now();
         let ms = || asked.elapsed().as_millis();
@@ -396,6 +404,7 @@ impl Node {
                 .await
                 .map_err(|_| "the guest did not start after post-copy began".to_owned())?;
         }
+        let running_at = std::time::Instant::now();
         // Where the switch-over went here, from the commit's arrival.
         tracing::info!(vm = %incoming.vm, stream_ms, loaded_ms, disks_ms, running_ms = ms(), "switch-over here");
         let vm = self
@@ -415,6 +424,7 @@ impl Node {
             Some(runtime),
         )
         .await
+        .map(|vm| (vm, running_at))
         .map_err(|e| e.to_string())
     }
 

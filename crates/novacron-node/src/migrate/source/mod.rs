@@ -3,11 +3,12 @@
 //! `image`: the VM's image to a destination that lacks it, before the prepare. `phases`: the
 //! disk mirrors' copy before the memory, and post-copy after the commit.
 
+mod follow;
 mod image;
 mod phases;
 
 use super::mirror::{self, PendingMirror, SourceMirror};
-use super::streams::{self, Sending};
+use super::streams;
 use crate::node::Node;
 use crate::vms::chain;
 use novacron_api::migration::{
@@ -15,7 +16,7 @@ use novacron_api::migration::{
     memory_reply_stream,
 };
 use novacron_api::{Caller, ServiceError};
-use novacron_migrate::{Convergence, Policy, Sample, Verdict};
+use novacron_migrate::Policy;
 use novacron_model::{
     EventKind, MigrationPhase, MigrationProgress, Operation, OperationKind, Vm, VmState,
 };
@@ -77,6 +78,8 @@ struct Stopped {
     at: Instant,
     /// Whether it stopped for post-copy: the destination still lacks pages.
     postcopy: bool,
+    /// Whether the disks' mirrors were asked to end (or there are none).
+    mirrors_ended: bool,
 }
 
 /// Why a run ended without moving the VM.
@@ -408,6 +411,9 @@ impl Node {
         // downtime. Should QEMU or a mirror fail here, the destination's wait fails with it.
         let commit_client = run.client.clone().with_timeout(COMMIT_TIMEOUT);
         let here = async {
+            if !stopped.mirrors_ended {
+                mirror::end(qmp, mirrors).await?;
+            }
             let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
             let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
                 s.is_finished() || (stopped.postcopy && *s == MigrationStatus::PostcopyActive)
@@ -429,20 +435,33 @@ impl Node {
             Ok((qemu_ms, stopped_at.elapsed().as_millis()))
         };
         let commit = async {
+            let sent = stopped_at.elapsed();
             let answer = commit_client.peer_commit(run.op.id).await;
-            (answer, stopped_at.elapsed().as_millis())
+            (answer, sent, stopped_at.elapsed())
         };
-        let ((committed, commit_ms), here) = tokio::join!(commit, here);
+        let ((committed, commit_sent, commit_answered), here) = tokio::join!(commit, here);
+        let running_after = committed.as_ref().ok().and_then(|c| c.running_after);
+        let downtime =
+            novacron_migrate::guest_downtime(commit_sent, commit_answered, running_after);
         if let Ok((qemu_ms, mirrors_ms)) = &here {
             // Where the downtime went, from the moment the guest stopped.
-            tracing::info!(operation = %run.op.id, qemu_sent_ms = qemu_ms, mirrors_ended_ms = mirrors_ms, commit_answered_ms = commit_ms, "switch-over");
+            tracing::info!(
+                operation = %run.op.id,
+                qemu_sent_ms = qemu_ms,
+                mirrors_ended_ms = mirrors_ms,
+                commit_sent_ms = commit_sent.as_millis(),
+                commit_answered_ms = commit_answered.as_millis(),
+                guest_ran_after_commit_ms = running_after.map(|r| r.as_millis()),
+                downtime_ms = downtime.as_millis(),
+                "switch-over"
+            );
         }
         if let Err(e) = &here {
             tracing::warn!(operation = %run.op.id, error = %e, "the switch-over failed on this node");
         }
         match committed {
             Ok(_) => {
-                let downtime = u64::try_from(stopped_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let downtime = u64::try_from(downtime.as_millis()).unwrap_or(u64::MAX);
                 if stopped.postcopy {
                     self.finish_postcopy(run, &sending).await?;
                 }
@@ -476,172 +495,6 @@ impl Node {
                     outcome_unknown: true,
                 }),
             },
-        }
-    }
-
-    /// Samples the migration until the guest stops (QEMU sends its devices, switches to
-    /// post-copy, or already completed) and returns when it stopped: the moment seen, or
-    /// that of `completed` less QEMU's own downtime.
-    async fn follow(
-        &self,
-        run: &Run,
-        sending: &Sending,
-        window: &watch::Sender<u64>,
-        mirrors: &[SourceMirror],
-        reserve: Duration,
-    ) -> Result<Stopped, Failed> {
-        let qmp = run.process.qmp();
-        let mut convergence = Convergence::new(Policy {
-            reserve,
-            ..run.policy
-        });
-        let mut cancel = run.outgoing.cancel.subscribe();
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut set = (0u64, None::<u64>);
-        let mut postcopy_at = None;
-        // A new pass or status is sampled at once too: the first pass's end is where
-        // post-copy starts, on a fast link the passes after it take less than a sampling
-        // period, and the switch-over's end is the guest's downtime.
-        let mut events = qmp.events();
-        let mut mirrors_ending = false;
-        let mut disks = (0, 0);
-        loop {
-            let stop_reason = tokio::select! {
-                _ = tick.tick() => None,
-                _ = novacron_qemu::qmp::next_migration_event(&mut events) => None,
-                _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
-                e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
-            };
-            if let Some(reason) = stop_reason {
-                return Err(self.cancel_qemu(run, reason).await);
-            }
-            let info = qmp
-                .query_migrate()
-                .await
-                .map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?;
-            // Once the guest is stopped it writes no more: the mirrors copy what is left
-            // while the memory's last bytes cross, and the commit waits for both.
-            let stopped = matches!(
-                info.status,
-                MigrationStatus::Device
-                    | MigrationStatus::PreSwitchover
-                    | MigrationStatus::Completed
-                    | MigrationStatus::PostcopyActive
-            );
-            if !mirrors.is_empty() && !mirrors_ending {
-                match mirror::figures(qmp, mirrors).await {
-                    Ok((copied, total, _)) => disks = (copied, total),
-                    Err(e) => return Err(self.cancel_qemu(run, e).await),
-                }
-                if stopped {
-                    if let Err(e) = mirror::end(qmp, mirrors).await {
-                        return Err(self.cancel_qemu(run, e).await);
-                    }
-                    mirrors_ending = true;
-                }
-            }
-            let dwcp = sending.figures();
-            let ram = info.ram.clone().unwrap_or_default();
-            let sample = Sample {
-                elapsed: run.started.elapsed(),
-                pass: ram.dirty_sync_count,
-                transferred: ram.transferred,
-                remaining: ram.remaining,
-                memory_total: ram.total,
-                dirty_pages_rate: ram.dirty_pages_rate,
-                page_size: ram.page_size,
-                throttle_percent: info.cpu_throttle_percentage.unwrap_or(0),
-                // What QEMU wrote into the socket is what DWCP reads.
-                stream_bytes: ram.transferred,
-                acked_bytes: dwcp.acked,
-                wire_rate: dwcp.rate,
-                wire_bytes: dwcp.wire,
-                ref_bytes: dwcp.refs,
-            };
-            let phase = match info.status {
-                MigrationStatus::Device
-                | MigrationStatus::PreSwitchover
-                | MigrationStatus::Completed
-                | MigrationStatus::PostcopyActive => MigrationPhase::SwitchOver,
-                _ => MigrationPhase::Memory,
-            };
-            let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
-            (progress.disk_copied, progress.disk_total) = disks;
-            let last = run.outgoing.progress();
-            (progress.image_copied, progress.image_total) = (last.image_copied, last.image_total);
-            if phase == MigrationPhase::SwitchOver {
-                // Once the guest is stopped QEMU reports no dirtying and no throttle: the
-                // figures of the last pass are what the operator wants to see at the end.
-                progress.dirty_rate = last.dirty_rate;
-                progress.throttle_percent = last.throttle_percent;
-            }
-            self.publish_progress(run, progress);
-            match info.status {
-                MigrationStatus::Device | MigrationStatus::PreSwitchover => {
-                    return Ok(Stopped {
-                        at: postcopy_at.unwrap_or_else(Instant::now),
-                        postcopy: postcopy_at.is_some(),
-                    });
-                }
-                MigrationStatus::Completed => {
-                    let downtime = info.downtime.unwrap_or_default();
-                    let at = Instant::now()
-                        .checked_sub(downtime)
-                        .unwrap_or_else(Instant::now);
-                    return Ok(Stopped {
-                        at,
-                        postcopy: false,
-                    });
-                }
-                MigrationStatus::PostcopyActive => {
-                    return Ok(Stopped {
-                        at: postcopy_at.unwrap_or_else(Instant::now),
-                        postcopy: true,
-                    });
-                }
-                MigrationStatus::Failed | MigrationStatus::Cancelled => {
-                    return Err(format!(
-                        "QEMU's migration {}: {}",
-                        info.status,
-                        info.error_desc
-                            .unwrap_or_else(|| "no reason given".to_owned())
-                    )
-                    .into());
-                }
-                _ => {}
-            }
-            match convergence.observe(&sample) {
-                Verdict::Cancel(reason) => return Err(self.cancel_qemu(run, reason).await),
-                Verdict::StartPostcopy(reason) => {
-                    tracing::info!(operation = %run.op.id, reason, "switching to post-copy");
-                    if let Err(e) = qmp.migrate_start_postcopy().await {
-                        let reason = format!("QEMU refused post-copy: {}", chain(&e));
-                        return Err(self.cancel_qemu(run, reason).await);
-                    }
-                    postcopy_at = Some(Instant::now());
-                }
-                Verdict::Continue {
-                    downtime_limit_ms,
-                    switchover_bandwidth,
-                    window: narrowed,
-                } => {
-                    if let Some(bytes) = narrowed {
-                        window.send_if_modified(|w| std::mem::replace(w, bytes) != bytes);
-                    }
-                    if (downtime_limit_ms, switchover_bandwidth) != set {
-                        let params = MigrationParameters {
-                            downtime_limit_ms: Some(downtime_limit_ms),
-                            avail_switchover_bandwidth: switchover_bandwidth,
-                            ..MigrationParameters::default()
-                        };
-                        if let Err(e) = qmp.migrate_set_parameters(&params).await {
-                            tracing::debug!(error = %chain(&e), "QEMU refused a migration parameter change");
-                        }
-                        set = (downtime_limit_ms, switchover_bandwidth);
-                    }
-                }
-            }
         }
     }
 

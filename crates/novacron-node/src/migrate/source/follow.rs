@@ -1,0 +1,216 @@
+//! Following a running migration until the guest stops: QEMU and the DWCP session sampled,
+//! the convergence policy applied, the disks' mirrors ended once the guest is stopped.
+
+use super::{Failed, Run, SAMPLE_EVERY, Stopped};
+use crate::migrate::mirror::{self, SourceMirror};
+use crate::migrate::streams::Sending;
+use crate::node::Node;
+use crate::vms::chain;
+use novacron_migrate::{Convergence, Policy, Sample, Verdict};
+use novacron_model::MigrationPhase;
+use novacron_qemu::qmp::{MigrationEvent, MigrationParameters, MigrationStatus};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+impl Node {
+    /// Samples the migration until the guest stops (QEMU sends its devices, switches to
+    /// post-copy, or already completed) and returns when it stopped: the moment seen, or
+    /// that of `completed` less QEMU's own downtime.
+    pub(super) async fn follow(
+        &self,
+        run: &Run,
+        sending: &Sending,
+        window: &watch::Sender<u64>,
+        mirrors: &[SourceMirror],
+        reserve: Duration,
+    ) -> Result<Stopped, Failed> {
+        let qmp = run.process.qmp();
+        let mut convergence = Convergence::new(Policy {
+            reserve,
+            ..run.policy
+        });
+        let mut cancel = run.outgoing.cancel.subscribe();
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut set = (0u64, None::<u64>);
+        let mut postcopy_at = None;
+        // A new pass or status is sampled at once too: the first pass's end is where
+        // post-copy starts, on a fast link the passes after it take less than a sampling
+        // period, and the switch-over's end is the guest's downtime.
+        let mut events = qmp.events();
+        let mut mirrors_ending = false;
+        let mut disks = (0, 0);
+        loop {
+            let stop_reason = tokio::select! {
+                _ = tick.tick() => None,
+                event = novacron_qemu::qmp::next_migration_event(&mut events) => {
+                    if stopping(&event) && postcopy_at.is_none() {
+                        return Ok(stopped_now(mirrors_ending || mirrors.is_empty()));
+                    }
+                    None
+                }
+                _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
+                e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
+            };
+            if let Some(reason) = stop_reason {
+                return Err(self.cancel_qemu(run, reason).await);
+            }
+            // A query waits for QEMU's big lock, which it holds from the guest's stop while it
+            // sends the last pages and the devices: the stop's event is watched beside it.
+            let info = tokio::select! {
+                info = qmp.query_migrate() => {
+                    info.map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?
+                }
+                event = novacron_qemu::qmp::next_migration_event(&mut events) => {
+                    if stopping(&event) && postcopy_at.is_none() {
+                        return Ok(stopped_now(mirrors_ending || mirrors.is_empty()));
+                    }
+                    continue;
+                }
+            };
+            // Once the guest is stopped it writes no more: the mirrors copy what is left
+            // while the memory's last bytes cross, and the commit waits for both.
+            let stopped = matches!(
+                info.status,
+                MigrationStatus::Device
+                    | MigrationStatus::PreSwitchover
+                    | MigrationStatus::Completed
+                    | MigrationStatus::PostcopyActive
+            );
+            if !mirrors.is_empty() && !mirrors_ending {
+                match mirror::figures(qmp, mirrors).await {
+                    Ok((copied, total, _)) => disks = (copied, total),
+                    Err(e) => return Err(self.cancel_qemu(run, e).await),
+                }
+                if stopped {
+                    if let Err(e) = mirror::end(qmp, mirrors).await {
+                        return Err(self.cancel_qemu(run, e).await);
+                    }
+                    mirrors_ending = true;
+                }
+            }
+            let dwcp = sending.figures();
+            let ram = info.ram.clone().unwrap_or_default();
+            let sample = Sample {
+                elapsed: run.started.elapsed(),
+                pass: ram.dirty_sync_count,
+                transferred: ram.transferred,
+                remaining: ram.remaining,
+                memory_total: ram.total,
+                dirty_pages_rate: ram.dirty_pages_rate,
+                page_size: ram.page_size,
+                throttle_percent: info.cpu_throttle_percentage.unwrap_or(0),
+                // What QEMU wrote into the socket is what DWCP reads.
+                stream_bytes: ram.transferred,
+                acked_bytes: dwcp.acked,
+                wire_rate: dwcp.rate,
+                wire_bytes: dwcp.wire,
+                ref_bytes: dwcp.refs,
+            };
+            let phase = match info.status {
+                MigrationStatus::Device
+                | MigrationStatus::PreSwitchover
+                | MigrationStatus::Completed
+                | MigrationStatus::PostcopyActive => MigrationPhase::SwitchOver,
+                _ => MigrationPhase::Memory,
+            };
+            let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
+            (progress.disk_copied, progress.disk_total) = disks;
+            let last = run.outgoing.progress();
+            (progress.image_copied, progress.image_total) = (last.image_copied, last.image_total);
+            if phase == MigrationPhase::SwitchOver {
+                // Once the guest is stopped QEMU reports no dirtying and no throttle: the
+                // figures of the last pass are what the operator wants to see at the end.
+                progress.dirty_rate = last.dirty_rate;
+                progress.throttle_percent = last.throttle_percent;
+            }
+            self.publish_progress(run, progress);
+            match info.status {
+                MigrationStatus::Device | MigrationStatus::PreSwitchover => {
+                    return Ok(Stopped {
+                        at: postcopy_at.unwrap_or_else(Instant::now),
+                        postcopy: postcopy_at.is_some(),
+                        mirrors_ended: true,
+                    });
+                }
+                MigrationStatus::Completed => {
+                    let downtime = info.downtime.unwrap_or_default();
+                    let at = Instant::now()
+                        .checked_sub(downtime)
+                        .unwrap_or_else(Instant::now);
+                    return Ok(Stopped {
+                        at,
+                        postcopy: false,
+                        mirrors_ended: true,
+                    });
+                }
+                MigrationStatus::PostcopyActive => {
+                    return Ok(Stopped {
+                        at: postcopy_at.unwrap_or_else(Instant::now),
+                        postcopy: true,
+                        mirrors_ended: true,
+                    });
+                }
+                MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                    return Err(format!(
+                        "QEMU's migration {}: {}",
+                        info.status,
+                        info.error_desc
+                            .unwrap_or_else(|| "no reason given".to_owned())
+                    )
+                    .into());
+                }
+                _ => {}
+            }
+            match convergence.observe(&sample) {
+                Verdict::Cancel(reason) => return Err(self.cancel_qemu(run, reason).await),
+                Verdict::StartPostcopy(reason) => {
+                    tracing::info!(operation = %run.op.id, reason, "switching to post-copy");
+                    if let Err(e) = qmp.migrate_start_postcopy().await {
+                        let reason = format!("QEMU refused post-copy: {}", chain(&e));
+                        return Err(self.cancel_qemu(run, reason).await);
+                    }
+                    postcopy_at = Some(Instant::now());
+                }
+                Verdict::Continue {
+                    downtime_limit_ms,
+                    switchover_bandwidth,
+                    window: narrowed,
+                } => {
+                    if let Some(bytes) = narrowed {
+                        window.send_if_modified(|w| std::mem::replace(w, bytes) != bytes);
+                    }
+                    if (downtime_limit_ms, switchover_bandwidth) != set {
+                        let params = MigrationParameters {
+                            downtime_limit_ms: Some(downtime_limit_ms),
+                            avail_switchover_bandwidth: switchover_bandwidth,
+                            ..MigrationParameters::default()
+                        };
+                        if let Err(e) = qmp.migrate_set_parameters(&params).await {
+                            tracing::debug!(error = %chain(&e), "QEMU refused a migration parameter change");
+                        }
+                        set = (downtime_limit_ms, switchover_bandwidth);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `event` says the guest stopped for the end of a pre-copy migration.
+fn stopping(event: &MigrationEvent) -> bool {
+    matches!(
+        event,
+        MigrationEvent::Status(MigrationStatus::Device | MigrationStatus::PreSwitchover)
+    )
+}
+
+/// The guest stopped just now, QEMU still sending its last pages and devices: the commit goes
+/// out at once, and the mirrors (unless `mirrors_ended`) are ended beside it.
+fn stopped_now(mirrors_ended: bool) -> Stopped {
+    Stopped {
+        at: Instant::now(),
+        postcopy: false,
+        mirrors_ended,
+    }
+}

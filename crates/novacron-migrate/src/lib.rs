@@ -137,6 +137,8 @@ pub struct Convergence {
     best_rate: u64,
     /// The narrowed window, once the switch-over came near.
     window: Option<u64>,
+    /// Fastest delivery seen since the window narrowed, bytes per second.
+    narrowing_rate: u64,
     /// Whether post-copy was started.
     postcopy_started: bool,
     /// Whether post-copy waits one sample for the backlog to drain.
@@ -176,6 +178,7 @@ impl Convergence {
             best_remaining: None,
             best_rate: 0,
             window: None,
+            narrowing_rate: 0,
             postcopy_started: false,
             postcopy_armed: false,
         }
@@ -234,7 +237,7 @@ impl Convergence {
             // narrows to the downtime's worth, and the switch waits until the backlog fits,
             // one sample at most (QEMU's socket holds some more than the window).
             let bytes = self
-                .best_rate
+                .narrowing_rate(s)
                 .saturating_mul(downtime_ms)
                 .checked_div(1000)
                 .unwrap_or(0)
@@ -260,8 +263,9 @@ impl Convergence {
             // the downtime's worth of the link (the downtime limit QEMU gets is shortened by
             // the time that backlog takes, see `downtime_limit_ms`). Not less: on a long link
             // a smaller window would hold the stream below the link rate, and QEMU, seeing
-            // less bandwidth, would need more passes. It follows the fastest delivery seen.
-            let bytes = self.best_rate.saturating_mul(downtime_ms) / 1000;
+            // less bandwidth, would need more passes. It follows the fastest delivery seen
+            // since it narrowed (see `narrowing_rate`).
+            let bytes = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
             self.window = Some(bytes.clamp(MIN_WINDOW, MAX_NARROWED_WINDOW));
         }
         Verdict::Continue {
@@ -269,6 +273,20 @@ impl Convergence {
             switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
             window: self.window,
         }
+    }
+
+    /// The stream rate the narrowed window is sized by: the fastest seen since the narrowing
+    /// began, starting from the rate then. Not the fastest of the whole migration: the first
+    /// pass, zero pages and pages the destination holds, goes many times faster than the
+    /// pages dirtied last, which are what the window then holds.
+    fn narrowing_rate(&mut self, s: &Sample) -> u64 {
+        let now = if s.wire_rate > 0 {
+            s.wire_rate
+        } else {
+            self.best_rate
+        };
+        self.narrowing_rate = self.narrowing_rate.max(now);
+        self.narrowing_rate
     }
 
     /// Post-copy, if allowed and not yet started.
@@ -290,7 +308,9 @@ impl Convergence {
 
     /// QEMU's downtime limit: the budget ([`Policy::max_downtime`] less [`Policy::reserve`]),
     /// less the time the DWCP backlog needs to cross the link once the guest is stopped, but
-    /// never below a quarter of it.
+    /// never below a quarter of it. A backlog of more than twice the budget (the window not
+    /// narrowed yet, or narrowing) gives 1 ms: QEMU, which does not see it, would otherwise
+    /// stop the guest with all of it still to cross.
     fn downtime_limit_ms(&self, s: &Sample) -> u64 {
         let max = self.budget_ms();
         let backlog_ms = s
@@ -298,6 +318,9 @@ impl Convergence {
             .saturating_mul(1000)
             .checked_div(s.wire_rate)
             .unwrap_or(0);
+        if backlog_ms > max.saturating_mul(2) {
+            return 1;
+        }
         max.saturating_sub(backlog_ms).max(max / 4).max(1)
     }
 }

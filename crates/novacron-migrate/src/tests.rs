@@ -109,6 +109,15 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
         panic!("cancelled")
     };
     assert_eq!(downtime_limit_ms, 75);
+    // One of more than twice the downtime (8 MB, 667 ms): not now.
+    s.stream_bytes = 8_000_000;
+    let Verdict::Continue {
+        downtime_limit_ms, ..
+    } = c.observe(&s)
+    else {
+        panic!("cancelled")
+    };
+    assert_eq!(downtime_limit_ms, 1);
 }
 
 #[test]
@@ -152,6 +161,13 @@ fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_
     assert_eq!(window(c.observe(&s)), Some(6_000_000));
     s.wire_rate = 5_000_000;
     assert_eq!(window(c.observe(&s)), Some(6_000_000));
+    // A first pass of zero pages and references went at 100 MB/s; the pages dirtied since
+    // go at 12 MB/s: the window narrows by the latter.
+    let mut c = Convergence::new(Policy::default());
+    let mut s = sample(1, 1, 200 * MIB);
+    s.wire_rate = 100_000_000;
+    assert_eq!(window(c.observe(&s)), None);
+    assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(3_600_000));
     // A slow link narrows to one chunk at least; a fast one to the narrowed bound at most,
     // below the stream's window before.
     let mut slow = Convergence::new(Policy::default());
@@ -253,14 +269,15 @@ fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use
 #[test]
 fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
     let mut c = after_first_sample(postcopy());
-    // 8 MB held by DWCP: 300 ms of a 12 MB/s link is 3.6 MB, so the window narrows first.
+    // 8 MB held by DWCP: 300 ms of a 12 MB/s link is 3.6 MB, so the window narrows first
+    // (and QEMU is held from switching over by itself).
     let mut s = sample(5, 2, 40 * MIB);
     s.stream_bytes = 100_000_000;
     s.acked_bytes = 92_000_000;
     assert_eq!(
         c.observe(&s),
         Verdict::Continue {
-            downtime_limit_ms: 75,
+            downtime_limit_ms: 1,
             switchover_bandwidth: Some(12_000_000),
             window: Some(3_600_000),
         }

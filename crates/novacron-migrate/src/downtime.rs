@@ -5,23 +5,29 @@ use std::time::Duration;
 
 /// The guest stopped on the source at 0; the commit went out at `sent` and its answer came
 /// back at `answered`; the destination says it ran the guest `running_after` the commit
-/// arrived. Taking the commit's two one-way delays as equal (as NTP does), the guest ran at
-/// `sent + (answered - sent - running_after) / 2 + running_after`, half a round trip before
-/// the answer came back. Without the destination's figure, or with one the round trip
-/// cannot hold, the answer's arrival: never less than the guest was down.
+/// arrived. The guest then ran when the answer left, one one-way delay before `answered`.
+///
+/// That delay is taken as half the commit's transit (`answered - sent - running_after`), as
+/// NTP does, but no more than half `idle_rtt`, the round trip measured before the migration:
+/// at the switch-over the link towards the destination is full of the stream's last bytes and
+/// the commit waits behind them, while the answer comes back on a quiet one. Without the
+/// destination's figure, or with one the round trip cannot hold, the answer's arrival: never
+/// less than the guest was down.
 #[must_use]
 pub fn guest_downtime(
     sent: Duration,
     answered: Duration,
     running_after: Option<Duration>,
+    idle_rtt: Option<Duration>,
 ) -> Duration {
-    let Some(round_trip) = answered.checked_sub(sent) else {
+    let transit = answered
+        .checked_sub(sent)
+        .and_then(|round_trip| round_trip.checked_sub(running_after?));
+    let Some(transit) = transit else {
         return answered;
     };
-    match running_after.and_then(|r| round_trip.checked_sub(r).map(|transit| (r, transit))) {
-        Some((running_after, transit)) => sent + running_after + transit / 2,
-        None => answered,
-    }
+    let back = idle_rtt.map_or(transit / 2, |rtt| (transit / 2).min(rtt / 2));
+    answered.saturating_sub(back)
 }
 
 #[cfg(test)]
@@ -36,17 +42,31 @@ mod tests {
     fn half_the_commits_transit_comes_off_the_answers_arrival() {
         // Sent 4 ms after the stop, answered at 308 ms, the guest ran 154 ms after the commit
         // arrived: 150 ms of transit, 75 each way, so it ran at 4 + 75 + 154 = 233 ms.
-        assert_eq!(guest_downtime(ms(4), ms(308), Some(ms(154))), ms(233));
+        assert_eq!(guest_downtime(ms(4), ms(308), Some(ms(154)), None), ms(233));
+        assert_eq!(
+            guest_downtime(ms(4), ms(308), Some(ms(154)), Some(ms(150))),
+            ms(233)
+        );
         // A destination that ran the guest at once: half the round trip after the send.
-        assert_eq!(guest_downtime(ms(0), ms(100), Some(ms(0))), ms(50));
+        assert_eq!(guest_downtime(ms(0), ms(100), Some(ms(0)), None), ms(50));
+    }
+
+    #[test]
+    fn a_commit_held_up_on_the_way_out_is_not_halved_into_the_answer() {
+        // 248 ms of transit on a link of 80 ms: the answer took 40 of them, the commit the
+        // rest behind the stream's last bytes; the guest ran at 252 - 40 = 212 ms.
+        assert_eq!(
+            guest_downtime(ms(0), ms(252), Some(ms(4)), Some(ms(80))),
+            ms(212)
+        );
     }
 
     #[test]
     fn without_a_sensible_figure_the_answers_arrival_is_the_downtime() {
-        assert_eq!(guest_downtime(ms(4), ms(308), None), ms(308));
+        assert_eq!(guest_downtime(ms(4), ms(308), None, Some(ms(150))), ms(308));
         // Longer than the whole round trip: not believed.
-        assert_eq!(guest_downtime(ms(4), ms(308), Some(ms(400))), ms(308));
+        assert_eq!(guest_downtime(ms(4), ms(308), Some(ms(400)), None), ms(308));
         // An answer before the send cannot be; nothing is taken off.
-        assert_eq!(guest_downtime(ms(10), ms(5), Some(ms(1))), ms(5));
+        assert_eq!(guest_downtime(ms(10), ms(5), Some(ms(1)), None), ms(5));
     }
 }

@@ -84,7 +84,8 @@ pub struct MigrationProgress {
     /// Milliseconds since the migration began.
     pub elapsed_ms: u64,
     /// How long the guest was stopped at switch-over, once known: from its stop on the source
-    /// to its start on the destination, half the commit's round trip taken as its one-way delay.
+    /// to its start on the destination (the answer's way back taken as half the commit's
+    /// transit, at most half the round trip measured before the migration).
     pub downtime_ms: Option<u64>,
     /// The vCPU throttle QEMU applies to make the migration converge, in percent.
     pub throttle_percent: u64,

@@ -325,10 +325,8 @@ impl Node {
         // up to a quarter of it (on a long link a smaller budget costs more passes than it
         // saves downtime).
         let asked = Instant::now();
-        let reserve = match run.client.health().await {
-            Ok(()) => asked.elapsed().min(run.policy.max_downtime / 4),
-            Err(_) => Duration::ZERO,
-        };
+        let idle_rtt = run.client.health().await.ok().map(|()| asked.elapsed());
+        let reserve = idle_rtt.map_or(Duration::ZERO, |rtt| rtt.min(run.policy.max_downtime / 4));
         let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
         let host =
             super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
@@ -442,7 +440,7 @@ impl Node {
         let ((committed, commit_sent, commit_answered), here) = tokio::join!(commit, here);
         let running_after = committed.as_ref().ok().and_then(|c| c.running_after);
         let downtime =
-            novacron_migrate::guest_downtime(commit_sent, commit_answered, running_after);
+            novacron_migrate::guest_downtime(commit_sent, commit_answered, running_after, idle_rtt);
         if let Ok((qemu_ms, mirrors_ms)) = &here {
             // Where the downtime went, from the moment the guest stopped.
             tracing::info!(

@@ -305,8 +305,10 @@ nc_start_vm() {
 # written once the guest runs there. "-" when a line is missing.
 clock_downtime() {
     local from=$1 to=$2 op=$3 vm=$4 line answered stop here l
+    # (No grep -m1: with pipefail, sed's SIGPIPE would fail the pipeline.)
     line=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$from.daemon.log" |
-        grep -m1 "switch-over operation=$op ") || { echo -; return; }
+        grep "switch-over operation=$op " | sed -n 1p) || { echo -; return; }
+    [ -n "$line" ] || { echo -; return; }
     answered=$(grep -o 'commit_answered_ms=[0-9]*' <<<"$line" | cut -d= -f2)
     [ -n "$answered" ] || { echo -; return; }
     stop=$(($(date -d "${line%%Z *}Z" +%s%N) / 1000000 - answered))

@@ -44,8 +44,11 @@ impl Node {
             let stop_reason = tokio::select! {
                 _ = tick.tick() => None,
                 event = novacron_qemu::qmp::next_migration_event(&mut events) => {
-                    if stopping(&event) && postcopy_at.is_none() {
-                        return Ok(stopped_now(mirrors_ending || mirrors.is_empty()));
+                    if stopping(&event) {
+                        return Ok(stopped_now(
+                            postcopy_at.is_some(),
+                            mirrors_ending || mirrors.is_empty(),
+                        ));
                     }
                     None
                 }
@@ -62,8 +65,11 @@ impl Node {
                     info.map_err(|e| format!("QEMU stopped answering: {}", chain(&e)))?
                 }
                 event = novacron_qemu::qmp::next_migration_event(&mut events) => {
-                    if stopping(&event) && postcopy_at.is_none() {
-                        return Ok(stopped_now(mirrors_ending || mirrors.is_empty()));
+                    if stopping(&event) {
+                        return Ok(stopped_now(
+                            postcopy_at.is_some(),
+                            mirrors_ending || mirrors.is_empty(),
+                        ));
                     }
                     continue;
                 }
@@ -197,7 +203,9 @@ impl Node {
     }
 }
 
-/// Whether `event` says the guest stopped for the end of a pre-copy migration.
+/// Whether `event` says the guest stopped: for the end of a pre-copy migration, or for the
+/// switch to post-copy once asked (QEMU stops the guest when its migration thread takes the
+/// request up, which may be long after it, and then sends the devices).
 fn stopping(event: &MigrationEvent) -> bool {
     matches!(
         event,
@@ -205,12 +213,13 @@ fn stopping(event: &MigrationEvent) -> bool {
     )
 }
 
-/// The guest stopped just now, QEMU still sending its last pages and devices: the commit goes
-/// out at once, and the mirrors (unless `mirrors_ended`) are ended beside it.
-fn stopped_now(mirrors_ended: bool) -> Stopped {
+/// The guest stopped just now (for post-copy if `postcopy`), QEMU still sending its last
+/// pages and devices: the commit goes out at once, and the mirrors (unless `mirrors_ended`)
+/// are ended beside it.
+fn stopped_now(postcopy: bool, mirrors_ended: bool) -> Stopped {
     Stopped {
         at: Instant::now(),
-        postcopy: false,
+        postcopy,
         mirrors_ended,
     }
 }

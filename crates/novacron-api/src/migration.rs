@@ -176,10 +176,10 @@ pub struct PeerPrepareResponse {
     pub disks: Vec<PeerDiskExport>,
 }
 
-/// The destination's answer to a commit: the VM, now running there, and how long after the
-/// commit arrived the guest ran. The latter travels in a `Server-Timing` header
-/// ([`GUEST_RUNNING_METRIC`]) beside the VM's JSON, so the source can tell the guest's
-/// downtime from the commit's round trip.
+/// The destination's answer to a commit: the VM, now running there, how long after the
+/// commit arrived the guest ran, and how long after it the answer left. The times travel in
+/// a `Server-Timing` header ([`GUEST_RUNNING_METRIC`], [`COMMIT_METRIC`]) beside the VM's
+/// JSON, so the source can tell the guest's downtime from the commit's round trip.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerCommitted {
     /// The VM as the destination now records it.
@@ -187,39 +187,50 @@ pub struct PeerCommitted {
     /// From the commit's arrival to the guest running; `None` from a destination that does
     /// not say.
     pub running_after: Option<std::time::Duration>,
+    /// From the commit's arrival to its answer (the guest running, then recorded); `None`
+    /// from a destination that does not say.
+    pub answered_after: Option<std::time::Duration>,
 }
 
 /// The header a commit's answer says when the guest ran in (W3C Server Timing).
 pub const SERVER_TIMING: &str = "server-timing";
 
-/// The `Server-Timing` metric of a commit's answer: `guest-running;dur=MILLISECONDS`.
+/// The `Server-Timing` metric of a commit's answer for the guest's start:
+/// `guest-running;dur=MILLISECONDS` after the commit's arrival.
 pub const GUEST_RUNNING_METRIC: &str = "guest-running";
+
+/// The `Server-Timing` metric of a commit's answer for the whole commit:
+/// `commit;dur=MILLISECONDS` from its arrival to the answer.
+pub const COMMIT_METRIC: &str = "commit";
 
 /// Longest time a commit's answer may claim (longer is ignored): the destination gives up
 /// on a commit well before.
-const MAX_RUNNING_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+const MAX_COMMIT_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The `Server-Timing` value saying the guest ran `after` the commit arrived.
+/// The `Server-Timing` value of a commit's answer: the guest ran `running` after the commit
+/// arrived, the answer left `answered` after it.
 #[must_use]
-pub fn server_timing(after: std::time::Duration) -> String {
+pub fn server_timing(running: std::time::Duration, answered: std::time::Duration) -> String {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     format!(
-        "{GUEST_RUNNING_METRIC};dur={:.1}",
-        after.as_secs_f64() * 1000.0
+        "{GUEST_RUNNING_METRIC};dur={:.1}, {COMMIT_METRIC};dur={:.1}",
+        ms(running),
+        ms(answered)
     )
 }
 
-/// The time [`GUEST_RUNNING_METRIC`] gives in a `Server-Timing` value, if it is there and
-/// sensible (finite, non-negative, under ten minutes).
+/// The time `metric` gives in a `Server-Timing` value, if it is there and sensible (finite,
+/// non-negative, under ten minutes).
 #[must_use]
-pub fn guest_running_after(server_timing: &str) -> Option<std::time::Duration> {
-    server_timing.split(',').find_map(|metric| {
-        let mut parts = metric.split(';').map(str::trim);
-        if parts.next()? != GUEST_RUNNING_METRIC {
+pub fn server_timing_metric(server_timing: &str, metric: &str) -> Option<std::time::Duration> {
+    server_timing.split(',').find_map(|entry| {
+        let mut parts = entry.split(';').map(str::trim);
+        if parts.next()? != metric {
             return None;
         }
         let ms: f64 = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
         let after = std::time::Duration::try_from_secs_f64(ms / 1000.0).ok()?;
-        (after <= MAX_RUNNING_AFTER).then_some(after)
+        (after <= MAX_COMMIT_TIME).then_some(after)
     })
 }
 
@@ -251,19 +262,29 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn the_guest_running_time_goes_through_server_timing() {
-        let v = server_timing(Duration::from_millis(155));
-        assert_eq!(v, "guest-running;dur=155.0");
-        assert_eq!(guest_running_after(&v), Some(Duration::from_millis(155)));
+    fn the_commit_times_go_through_server_timing() {
+        let v = server_timing(Duration::from_millis(155), Duration::from_millis(170));
+        assert_eq!(v, "guest-running;dur=155.0, commit;dur=170.0");
+        assert_eq!(
+            server_timing_metric(&v, GUEST_RUNNING_METRIC),
+            Some(Duration::from_millis(155))
+        );
+        assert_eq!(
+            server_timing_metric(&v, COMMIT_METRIC),
+            Some(Duration::from_millis(170))
+        );
         // Among other metrics, with spaces and other parameters.
         assert_eq!(
-            guest_running_after("db;dur=3, guest-running;desc=\"x\";dur=12.5"),
+            server_timing_metric(
+                "db;dur=3, guest-running;desc=\"x\";dur=12.5",
+                GUEST_RUNNING_METRIC
+            ),
             Some(Duration::from_micros(12_500))
         );
     }
 
     #[test]
-    fn a_missing_or_senseless_guest_running_time_is_none() {
+    fn a_missing_or_senseless_time_is_none() {
         for v in [
             "",
             "db;dur=3",
@@ -275,7 +296,7 @@ mod tests {
             "guest-running;dur=inf",
             "guest-running;dur=900000",
         ] {
-            assert_eq!(guest_running_after(v), None, "{v:?}");
+            assert_eq!(server_timing_metric(v, GUEST_RUNNING_METRIC), None, "{v:?}");
         }
     }
 }

@@ -20,7 +20,7 @@ use novacron_model::{MigrationPhase, MigrationProgress};
 use std::time::Duration;
 
 mod downtime;
-pub use downtime::guest_downtime;
+pub use downtime::{CommitTimes, guest_downtime};
 
 /// What the operator allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

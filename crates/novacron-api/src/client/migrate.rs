@@ -2,8 +2,8 @@
 
 use super::{Client, ClientError, NO_BODY, label};
 use crate::migration::{
-    PeerCommitted, PeerImageAnswer, PeerImageOffer, PeerPrepareRequest, PeerPrepareResponse,
-    SERVER_TIMING, VmMigrateRequest, guest_running_after,
+    COMMIT_METRIC, GUEST_RUNNING_METRIC, PeerCommitted, PeerImageAnswer, PeerImageOffer,
+    PeerPrepareRequest, PeerPrepareResponse, SERVER_TIMING, VmMigrateRequest, server_timing_metric,
 };
 use crate::types::OperationResponse;
 use novacron_model::{Image, Operation, OperationId};
@@ -99,12 +99,18 @@ impl Client {
             request: label,
             source: e.into(),
         })?;
-        let running_after = headers
-            .get_all(SERVER_TIMING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(guest_running_after);
-        Ok(PeerCommitted { vm, running_after })
+        let timing = |metric: &str| {
+            headers
+                .get_all(SERVER_TIMING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| server_timing_metric(v, metric))
+        };
+        Ok(PeerCommitted {
+            vm,
+            running_after: timing(GUEST_RUNNING_METRIC),
+            answered_after: timing(COMMIT_METRIC),
+        })
     }
 
     /// `DELETE /api/v1/peer/migrations/{id}` (node to node; idempotent).

@@ -104,7 +104,7 @@ pub async fn peer_prepare(
 #[utoipa::path(post, path = "/peer/migrations/{id}/commit", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
     responses((status = 200, body = Vm,
-        headers(("Server-Timing" = String, description = "guest-running;dur=MS: from the commit's arrival to the guest running"))),
+        headers(("Server-Timing" = String, description = "guest-running;dur=MS, commit;dur=MS: from the commit's arrival to the guest running, and to the answer"))),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn peer_commit(
@@ -114,8 +114,9 @@ pub async fn peer_commit(
 ) -> Result<Response, ApiError> {
     let committed = state.svc.peer_commit(&peer, parse_id(&id)?).await?;
     let mut answer = Json(committed.vm).into_response();
-    if let Some(after) = committed.running_after
-        && let Ok(value) = HeaderValue::from_str(&crate::migration::server_timing(after))
+    if let (Some(running), Some(answered)) = (committed.running_after, committed.answered_after)
+        && let Ok(value) =
+            HeaderValue::from_str(&crate::migration::server_timing(running, answered))
     {
         answer.headers_mut().insert(
             HeaderName::from_static(crate::migration::SERVER_TIMING),

@@ -324,6 +324,7 @@ impl Node {
                 Ok(PeerCommitted {
                     vm,
                     running_after: Some(running_at.saturating_duration_since(arrived)),
+                    answered_after: Some(arrived.elapsed()),
                 })
             }
             Ok(Err(reason)) => {

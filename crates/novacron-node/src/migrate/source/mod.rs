@@ -438,9 +438,15 @@ impl Node {
             (answer, sent, stopped_at.elapsed())
         };
         let ((committed, commit_sent, commit_answered), here) = tokio::join!(commit, here);
-        let running_after = committed.as_ref().ok().and_then(|c| c.running_after);
+        let times = committed
+            .as_ref()
+            .map(|c| novacron_migrate::CommitTimes {
+                running_after: c.running_after,
+                answered_after: c.answered_after,
+            })
+            .unwrap_or_default();
         let downtime =
-            novacron_migrate::guest_downtime(commit_sent, commit_answered, running_after, idle_rtt);
+            novacron_migrate::guest_downtime(commit_sent, commit_answered, times, idle_rtt);
         if let Ok((qemu_ms, mirrors_ms)) = &here {
             // Where the downtime went, from the moment the guest stopped.
             tracing::info!(
@@ -449,7 +455,8 @@ impl Node {
                 mirrors_ended_ms = mirrors_ms,
                 commit_sent_ms = commit_sent.as_millis(),
                 commit_answered_ms = commit_answered.as_millis(),
-                guest_ran_after_commit_ms = running_after.map(|r| r.as_millis()),
+                guest_ran_after_commit_ms = times.running_after.map(|r| r.as_millis()),
+                answer_left_after_commit_ms = times.answered_after.map(|r| r.as_millis()),
                 downtime_ms = downtime.as_millis(),
                 "switch-over"
             );

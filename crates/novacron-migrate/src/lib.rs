@@ -308,19 +308,23 @@ impl Convergence {
 
     /// QEMU's downtime limit: the budget ([`Policy::max_downtime`] less [`Policy::reserve`]),
     /// less the time the DWCP backlog needs to cross the link once the guest is stopped, but
-    /// never below a quarter of it. A backlog of more than twice the budget (the window not
-    /// narrowed yet, or narrowing) gives 1 ms: QEMU, which does not see it, would otherwise
-    /// stop the guest with all of it still to cross.
+    /// never below a quarter of it. Until the window has narrowed and the backlog come down to
+    /// it (a quarter more at most), or while nothing says how fast the backlog crosses, 1 ms:
+    /// QEMU, which does not see the backlog, would otherwise stop the guest with all of it
+    /// still to cross, however long that takes (on a stalled link, for ever).
     fn downtime_limit_ms(&self, s: &Sample) -> u64 {
+        let backlog = s.backlog();
+        let narrowed = self
+            .window
+            .is_some_and(|w| backlog <= w.saturating_add(w / 4));
+        if !narrowed || (backlog > 0 && s.wire_rate == 0) {
+            return 1;
+        }
         let max = self.budget_ms();
-        let backlog_ms = s
-            .backlog()
+        let backlog_ms = backlog
             .saturating_mul(1000)
             .checked_div(s.wire_rate)
             .unwrap_or(0);
-        if backlog_ms > max.saturating_mul(2) {
-            return 1;
-        }
         max.saturating_sub(backlog_ms).max(max / 4).max(1)
     }
 }

@@ -24,10 +24,12 @@ fn sample(secs: u64, pass: u64, remaining: u64) -> Sample {
 fn a_converging_migration_continues_with_the_operators_downtime() {
     let mut c = Convergence::new(Policy::default());
     for (t, pass, rem) in [(1, 1, 200 * MIB), (5, 2, 20 * MIB), (6, 3, 2 * MIB)] {
+        let near = pass >= 2 && rem <= 12_000_000;
         assert_eq!(
             c.observe(&sample(t, pass, rem)),
             Verdict::Continue {
-                downtime_limit_ms: 300,
+                // Until the window narrows near the end QEMU may not stop the guest by itself.
+                downtime_limit_ms: if near { 300 } else { 1 },
                 switchover_bandwidth: Some(12_000_000),
                 window: (pass >= 2 && rem <= 12_000_000).then_some(3_600_000),
             }
@@ -106,12 +108,20 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
         } => downtime_limit_ms,
         Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
     };
-    // A backlog longer than the whole downtime leaves a quarter of it.
-    s.acked_bytes = 0;
+    // A backlog longer than the whole downtime (4.4 MB, 367 ms), within the narrowed window and
+    // a quarter, leaves a quarter of it.
+    s.acked_bytes = 600_000;
     assert_eq!(limit(c.observe(&s)), 75);
-    // One of more than twice the downtime (8 MB, 667 ms): not now.
+    // One not yet down to the narrowed window (8 MB): not now.
     s.stream_bytes = 8_000_000;
     assert_eq!(limit(c.observe(&s)), 1);
+    // Nothing acknowledged for a second (a stalled link): not now either.
+    s.stream_bytes = 4_000_000;
+    s.wire_rate = 0;
+    assert_eq!(limit(c.observe(&s)), 1);
+    // Far from the end, with nothing held: not now, the window not narrowed.
+    let mut c = Convergence::new(Policy::default());
+    assert_eq!(limit(c.observe(&sample(1, 1, 200 * MIB))), 1);
 }
 
 #[test]
@@ -230,13 +240,6 @@ fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use
         reserve: Duration::from_millis(100),
         ..Policy::default()
     });
-    assert!(matches!(
-        c.observe(&sample(1, 1, 200 * MIB)),
-        Verdict::Continue {
-            downtime_limit_ms: 200,
-            ..
-        }
-    ));
     // Near the end: 200 ms of a 12 MB/s link.
     assert!(matches!(
         c.observe(&sample(2, 2, 2 * MIB)),
@@ -252,7 +255,7 @@ fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use
         ..Policy::default()
     });
     assert!(matches!(
-        c.observe(&sample(1, 1, 200 * MIB)),
+        c.observe(&sample(2, 2, 2 * MIB)),
         Verdict::Continue {
             downtime_limit_ms: 150,
             ..

@@ -340,10 +340,11 @@ impl Node {
         ])
         .await
         .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
+        // 1 ms until the first sample says how long DWCP's backlog takes to cross (see
+        // `Convergence`): QEMU does not see it, and on a fast start would stop the guest with
+        // its whole first pass still held by DWCP.
         qmp.migrate_set_parameters(&MigrationParameters {
-            downtime_limit_ms: Some(
-                u64::try_from(run.policy.max_downtime.as_millis()).unwrap_or(u64::MAX),
-            ),
+            downtime_limit_ms: Some(1),
             max_bandwidth: Some(UNCAPPED),
             ..MigrationParameters::default()
         })

@@ -153,9 +153,9 @@ pub const MIN_WINDOW: u64 = 512 << 10;
 /// flight (100 Mbit/s over 150 ms is 1.9 MB) to stay busy while lost segments are sent again.
 pub const MAX_WINDOW: u64 = 32 << 20;
 /// Most a migration stream holds once narrowed near the switch-over. The narrowed window
-/// follows the fastest stream rate seen, and a stream of pages the destination already
-/// holds goes many times faster than the link: what the guest dirties last is new content,
-/// so the backlog is bounded apart from that rate.
+/// follows the stream's rate, and a stream of pages the destination already holds goes many
+/// times faster than the link: what the guest dirties last is new content, so the backlog is
+/// bounded apart from that rate.
 pub const MAX_NARROWED_WINDOW: u64 = 8 << 20;
 
 const MB: f64 = 1_000_000.0;

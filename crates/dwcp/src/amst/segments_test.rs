@@ -187,18 +187,17 @@ fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
     );
 }
 
+/// A payload of one delta of `len` bytes against `base`, with `xor_len` zero bytes of XOR in
+/// its literal block.
+fn one_delta(len: u32, base: ContentHash, xor_len: usize) -> Bytes {
+    write(&[Segment::Delta { len, base }], None, &vec![0u8; xor_len])
+}
+
 #[test]
 fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     let (_dir, store) = store();
     let missing = ContentHash::of(b"never stored");
-    let payload = write(
-        &[Segment::Delta {
-            len: 12,
-            base: missing,
-        }],
-        None,
-        &[0u8; 12],
-    );
+    let payload = one_delta(12, missing, 12);
     assert!(matches!(
         decode(&payload, 1 << 20, &store),
         Err(SegmentsError::Missing(h)) if h == missing
@@ -206,14 +205,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     let base = text(300);
     let base_hash = ContentHash::of(&base);
     store.lock().unwrap().put(base_hash, &base).unwrap();
-    let payload = write(
-        &[Segment::Delta {
-            len: 299,
-            base: base_hash,
-        }],
-        None,
-        &[0u8; 299],
-    );
+    let payload = one_delta(299, base_hash, 299);
     assert!(matches!(
         decode(&payload, 1 << 20, &store),
         Err(SegmentsError::RefLength {
@@ -223,14 +215,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
         })
     ));
     // The XOR comes from the literal block: a block too short for it is refused.
-    let payload = write(
-        &[Segment::Delta {
-            len: 300,
-            base: base_hash,
-        }],
-        None,
-        &[0u8; 299],
-    );
+    let payload = one_delta(300, base_hash, 299);
     assert!(matches!(
         parse(&payload, 1 << 20),
         Err(SegmentsError::LiteralLength {

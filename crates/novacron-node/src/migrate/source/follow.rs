@@ -12,6 +12,10 @@ use novacron_qemu::qmp::{MigrationEvent, MigrationParameters, MigrationStatus};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// How long a failed QEMU migration waits for the DWCP session's outcome, which names the
+/// cause when the session's failure broke QEMU's socket.
+const CAUSE_WAIT: Duration = Duration::from_secs(1);
+
 impl Node {
     /// Samples the migration until the guest stops (QEMU sends its devices, switches to
     /// post-copy, or already completed) and returns when it stopped: the moment seen, or
@@ -158,6 +162,11 @@ impl Node {
                     });
                 }
                 MigrationStatus::Failed | MigrationStatus::Cancelled => {
+                    // QEMU's socket breaks when the DWCP session fails, and QEMU may say so
+                    // before the session's own outcome is out: that outcome is the cause.
+                    if let Ok(e) = tokio::time::timeout(CAUSE_WAIT, sending.failed()).await {
+                        return Err(format!("the DWCP session failed: {e}").into());
+                    }
                     return Err(format!(
                         "QEMU's migration {}: {}",
                         info.status,

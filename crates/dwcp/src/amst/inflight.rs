@@ -84,6 +84,8 @@ struct State {
     end: Option<Entry>,
     /// Contiguous bytes the receiver has acknowledged.
     acked: u64,
+    /// Payload bytes of the data frames released by acknowledgements.
+    acked_wire: u64,
 }
 
 /// Frames on the wire, keyed by offset.
@@ -154,20 +156,29 @@ impl InFlight {
         }
         st.acked = offset;
         let mut released = 0;
+        let mut wire = 0;
         while let Some(entry) = st.data.first_entry() {
             let len = entry.get().out.stream_len;
             if *entry.key() + len > offset {
                 break;
             }
+            wire += u64::from(entry.get().out.frame.header.length);
             entry.remove();
             released += self.charge.of(len);
         }
+        st.acked_wire += wire;
         released
     }
 
     /// The acknowledged offset.
     pub(crate) fn acked(&self) -> u64 {
         self.lock().acked
+    }
+
+    /// Payload bytes of the data frames the receiver acknowledged (each frame once): the
+    /// wire's share of [`Self::acked`].
+    pub(crate) fn acked_wire(&self) -> u64 {
+        self.lock().acked_wire
     }
 
     /// Removes and returns every frame that was written on `conn` and is not yet acknowledged,
@@ -344,5 +355,24 @@ mod tests {
         assert_eq!(f.ack(5), 0, "5 stream bytes do not cover it");
         assert_eq!(f.ack(1000), 1000);
         assert!(!f.written(&zero, 2), "acknowledged already");
+    }
+
+    #[test]
+    fn acknowledged_frames_count_their_payload_once_as_wire_bytes() {
+        let f = InFlight::new(0, Charge::default());
+        // A 5-byte item standing for 1000 stream bytes, then 300 raw bytes.
+        let mut zero = data(0, 5);
+        zero.stream_len = 1000;
+        let raw = data(1000, 300);
+        assert!(f.written(&zero, 1));
+        assert!(f.written(&raw, 1));
+        f.ack(1000);
+        assert_eq!(f.acked_wire(), 5);
+        // Taken back from a dropped connection, written again, acknowledged: counted once.
+        assert_eq!(f.take_conn(1).len(), 1);
+        assert!(f.written(&raw, 2));
+        f.ack(1300);
+        f.ack(1300);
+        assert_eq!(f.acked_wire(), 305);
     }
 }

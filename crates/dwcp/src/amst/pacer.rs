@@ -221,8 +221,7 @@ impl Pacer {
         }
         self.open = Some(s);
         let rate = s.delivered.saturating_sub(from.delivered) as f64 / elapsed.as_secs_f64();
-        let waited = s.backlogged.saturating_sub(from.backlogged);
-        let limited = waited.as_secs_f64() >= elapsed.as_secs_f64() * LIMITED_SHARE;
+        let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
         if !limited && rate <= self.bandwidth() {
             // The source set the pace: nothing learnt about the link.
             return self.cap;
@@ -362,6 +361,14 @@ impl TokenBucket {
             Duration::from_secs_f64((-self.tokens / rate).min(60.0))
         }
     }
+}
+
+/// Whether the network held a session back over `span`: frames waited `waited` of it for a
+/// connection, at least [`LIMITED_SHARE`] of it. Otherwise the source (or the window) set the
+/// pace, and what the span delivered says nothing of the link or of the connection count.
+#[must_use]
+pub fn network_limited(waited: Duration, span: Duration) -> bool {
+    waited.as_secs_f64() >= span.as_secs_f64() * LIMITED_SHARE
 }
 
 /// The probe and drain gains for intervals of `interval` on a link of `rtt` ([`PROBE_QUEUE`]).

@@ -7,7 +7,9 @@ const CYCLE_U32: u32 = CYCLE as u32;
 #[allow(clippy::cast_possible_truncation, reason = "a small constant")]
 const BW_U32: u32 = BW_INTERVALS as u32;
 
-use super::{BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, TokenBucket, gains};
+use super::{
+    BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, TokenBucket, gains, network_limited,
+};
 
 /// Probe and drain gains at [`RTT`] (intervals of two RTTs: an eighth up and down).
 const PROBE: f64 = 1.125;
@@ -284,4 +286,14 @@ fn the_token_bucket_holds_writers_to_the_rate_whoever_draws() {
     // Lifting the cap stops all waiting.
     bucket.set_rate(later, None);
     assert_eq!(bucket.take(later, 1 << 30), Duration::ZERO);
+}
+
+#[test]
+fn a_span_counts_as_network_limited_when_frames_waited_a_quarter_of_it() {
+    let span = Duration::from_secs(4);
+    assert!(network_limited(span, span));
+    assert!(network_limited(Duration::from_secs(1), span));
+    // A migration between its passes, a slow pipe: the frames hardly ever waited.
+    assert!(!network_limited(Duration::from_millis(999), span));
+    assert!(!network_limited(Duration::ZERO, span));
 }

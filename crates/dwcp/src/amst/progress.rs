@@ -51,6 +51,11 @@ pub struct Progress {
     pub retransmitted_bytes: u64,
     /// Payload bytes framed so far for the stream (after data reduction; first transmissions).
     pub wire_bytes: u64,
+    /// Payload bytes of the frames the receiver acknowledged: `wire_bytes` less those still
+    /// queued or in flight.
+    pub wire_acked: u64,
+    /// Recent rate of `wire_acked` in bytes per second: what the link carries of this stream.
+    pub wire_rate_bytes_per_sec: f64,
     /// Stream bytes framed so far as references to content the receiver holds.
     pub ref_bytes: u64,
     /// Time since the session started.
@@ -71,6 +76,8 @@ impl Progress {
             streams: 0,
             retransmitted_bytes: 0,
             wire_bytes: 0,
+            wire_acked: 0,
+            wire_rate_bytes_per_sec: 0.0,
             ref_bytes: 0,
             elapsed: Duration::ZERO,
         }

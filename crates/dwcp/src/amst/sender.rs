@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::MAX_STREAMS;
 use super::dedup::Dedup;
 use super::inflight::{Charge, ConnId, InFlight, Outgoing};
-use super::pacer::{Pacer, PacerSample, SHARE_BURST, TokenBucket};
+use super::pacer::{Pacer, PacerSample, SHARE_BURST, TokenBucket, network_limited};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
 pub use super::rate::error_chain;
@@ -355,7 +355,8 @@ impl Supervisor {
         let mut produced: Option<Produced> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut rate = RateMeter::new(self.start);
-        let mut window_start = (Instant::now(), 0u64);
+        let mut wire_rate = RateMeter::new(0);
+        let mut window_start = (Instant::now(), 0u64, self.backlogged);
         let mut warmup = true;
         let mut last_acked = self.start;
         let mut blocked = Blocked {
@@ -431,7 +432,8 @@ impl Supervisor {
                 _ = tick.tick() => {
                     let acked = self.shared.inflight.acked();
                     rate.sample(acked);
-                    self.publish(acked, rate.rate(), produced.is_some());
+                    wire_rate.sample(self.shared.inflight.acked_wire());
+                    self.publish(acked, (rate.rate(), wire_rate.rate()), produced.is_some());
                     self.redial_due(tuner.current());
                     if acked > last_acked {
                         last_acked = acked;
@@ -443,17 +445,23 @@ impl Supervisor {
                         self.shared.tcp_acked.load(Ordering::Relaxed),
                         self.shared.srtt_us.load(Ordering::Relaxed),
                     );
+                    self.account_backlog();
                     self.pace(tuner.current());
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
                         return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
                     }
                     // Auto stream count: one window of warm-up after each change, then measure.
                     if matches!(self.opts.streams, StreamCount::Auto { .. }) {
-                        let (t0, a0) = window_start;
+                        let (t0, a0, b0) = window_start;
                         let delivered = self.shared.tcp_acked.load(Ordering::Relaxed);
                         if t0.elapsed() >= self.probe_window() {
+                            let waited = self.backlogged.saturating_sub(b0);
                             if warmup {
                                 warmup = false;
+                            } else if !network_limited(waited, t0.elapsed()) {
+                                // The source set the pace (a migration between passes, a slow
+                                // pipe): the window says nothing about the connection count.
+                                tracing::trace!(?waited, "stream tuner: window limited by the source");
                             } else {
                                 let goodput = delivered.saturating_sub(a0) as f64 / t0.elapsed().as_secs_f64();
                                 let before = tuner.current();
@@ -464,7 +472,7 @@ impl Supervisor {
                                     warmup = true;
                                 }
                             }
-                            window_start = (Instant::now(), delivered);
+                            window_start = (Instant::now(), delivered, self.backlogged);
                         }
                     }
                 }
@@ -507,7 +515,8 @@ impl Supervisor {
         self.retransmitted + self.shared.hedged.load(Ordering::Relaxed)
     }
 
-    fn publish(&self, acked: u64, rate: f64, source_done: bool) {
+    /// Publishes the progress at this tick: `rates` are the stream's and the wire's.
+    fn publish(&self, acked: u64, (rate, wire_rate): (f64, f64), source_done: bool) {
         let live = self.live;
         let retransmitted = self.retransmitted();
         let elapsed = self.started.elapsed();
@@ -516,6 +525,8 @@ impl Supervisor {
         self.progress.send_modify(|p| {
             p.bytes_acked = acked;
             p.wire_bytes = wire;
+            p.wire_acked = self.shared.inflight.acked_wire();
+            p.wire_rate_bytes_per_sec = wire_rate;
             p.ref_bytes = refs;
             p.rate_bytes_per_sec = rate;
             p.streams = live;
@@ -530,16 +541,22 @@ impl Supervisor {
         });
     }
 
+    /// Adds the time since the last tick to [`Self::backlogged`] if frames wait in the work
+    /// queue for a connection (the network, not the source, sets the pace).
+    fn account_backlog(&mut self) {
+        let now = Instant::now();
+        if !self.shared.all_written() {
+            self.backlogged += now.saturating_duration_since(self.last_tick);
+        }
+        self.last_tick = now;
+    }
+
     /// Feeds the pacer this tick's measurements and applies its cap when it changed.
     fn pace(&mut self, target: usize) {
         let Some(pacer) = self.pacer.as_mut() else {
             return;
         };
         let now = Instant::now();
-        if !self.shared.all_written() {
-            self.backlogged += now.saturating_duration_since(self.last_tick);
-        }
-        self.last_tick = now;
         let micros = |us: u64| (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us));
         let cap = pacer.on_sample(PacerSample {
             at: now,

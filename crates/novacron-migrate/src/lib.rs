@@ -82,6 +82,11 @@ pub struct Sample {
     pub wire_rate: u64,
     /// Bytes DWCP put on the wire for the stream so far (after data reduction).
     pub wire_bytes: u64,
+    /// Of `wire_bytes`, those the DWCP receiver acknowledged.
+    pub wire_acked: u64,
+    /// How fast `wire_acked` grew lately, bytes per second (0 while unknown): the link's rate
+    /// for this stream.
+    pub link_rate: u64,
     /// Bytes of the stream DWCP sent as references to content the destination held.
     pub ref_bytes: u64,
 }
@@ -103,6 +108,28 @@ impl Sample {
     #[must_use]
     pub fn backlog(&self) -> u64 {
         self.stream_bytes.saturating_sub(self.acked_bytes)
+    }
+
+    /// Milliseconds the backlog needs to cross once the guest stopped: the longer of its
+    /// stream bytes at the stream's rate (the window is counted in stream bytes, and what QEMU
+    /// writes last waits for room in it) and its wire bytes (framed, not yet acknowledged) at
+    /// the link's rate for them (a backlog of new pages is slower on the wire than the
+    /// stream's rate, measured over zero pages and references, says). `None` when nothing
+    /// says how fast the backlog crosses.
+    #[must_use]
+    pub fn backlog_ms(&self) -> Option<u64> {
+        let backlog = self.backlog();
+        if backlog == 0 {
+            return Some(0);
+        }
+        let stream = backlog.saturating_mul(1000).checked_div(self.wire_rate)?;
+        let wire = self
+            .wire_bytes
+            .saturating_sub(self.wire_acked)
+            .saturating_mul(1000)
+            .checked_div(self.link_rate)
+            .unwrap_or(0);
+        Some(stream.max(wire))
     }
 }
 
@@ -141,9 +168,14 @@ pub struct Convergence {
     narrowing_rate: u64,
     /// Whether post-copy was started.
     postcopy_started: bool,
-    /// Whether post-copy waits one sample for the backlog to drain.
-    postcopy_armed: bool,
+    /// When post-copy was first due; it then waits for the backlog to drain, at most
+    /// [`POSTCOPY_DRAIN`].
+    postcopy_armed: Option<Duration>,
 }
+
+/// Longest post-copy waits for DWCP's backlog to drain once it is due (on a stalled link it
+/// never would).
+pub const POSTCOPY_DRAIN: Duration = Duration::from_secs(3);
 
 /// Least window a migration stream is narrowed to: one DWCP chunk.
 pub const MIN_WINDOW: u64 = 512 << 10;
@@ -180,7 +212,7 @@ impl Convergence {
             window: None,
             narrowing_rate: 0,
             postcopy_started: false,
-            postcopy_armed: false,
+            postcopy_armed: None,
         }
     }
 
@@ -234,8 +266,10 @@ impl Convergence {
             <= self.best_rate.saturating_mul(downtime_ms) / 1000;
         if s.pass >= 2 && !fits && self.policy.postcopy && !self.postcopy_started {
             // The guest's devices cross after what DWCP already holds: first the window
-            // narrows to the downtime's worth, and the switch waits until the backlog fits,
-            // one sample at most (QEMU's socket holds some more than the window).
+            // narrows to the downtime's worth, and the switch waits until the backlog is
+            // within it and crosses in three quarters of the downtime (the rest is for the
+            // devices), [`POSTCOPY_DRAIN`] at most. A full bulk window of new pages takes
+            // seconds on a long link.
             let bytes = self
                 .narrowing_rate(s)
                 .saturating_mul(downtime_ms)
@@ -243,8 +277,11 @@ impl Convergence {
                 .unwrap_or(0)
                 .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW);
             self.window = Some(bytes);
-            let waited = std::mem::replace(&mut self.postcopy_armed, true);
-            if s.backlog() <= bytes || waited {
+            let armed = *self.postcopy_armed.get_or_insert(s.elapsed);
+            let drained = s.backlog() <= bytes
+                && s.backlog_ms()
+                    .is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4);
+            if drained || s.elapsed.saturating_sub(armed) >= POSTCOPY_DRAIN {
                 let reason = || {
                     format!(
                         "first pass done, {} MB dirty again (link {} MB/s)",
@@ -307,9 +344,10 @@ impl Convergence {
     }
 
     /// QEMU's downtime limit: the budget ([`Policy::max_downtime`] less [`Policy::reserve`]),
-    /// less the time the DWCP backlog needs to cross the link once the guest is stopped, but
-    /// never below a quarter of it. Until the window has narrowed and the backlog come down to
-    /// it (a quarter more at most), or while nothing says how fast the backlog crosses, 1 ms:
+    /// less the time the DWCP backlog needs to cross the link once the guest is stopped
+    /// ([`Sample::backlog_ms`]), but never below a quarter of it. Until the window has
+    /// narrowed and the backlog come down to it (a quarter more at most), or while nothing
+    /// says how fast the backlog crosses, 1 ms:
     /// QEMU, which does not see the backlog, would otherwise stop the guest with all of it
     /// still to cross, however long that takes (on a stalled link, for ever).
     fn downtime_limit_ms(&self, s: &Sample) -> u64 {
@@ -321,10 +359,7 @@ impl Convergence {
             return 1;
         }
         let max = self.budget_ms();
-        let backlog_ms = backlog
-            .saturating_mul(1000)
-            .checked_div(s.wire_rate)
-            .unwrap_or(0);
+        let backlog_ms = s.backlog_ms().unwrap_or(0);
         max.saturating_sub(backlog_ms).max(max / 4).max(1)
     }
 }

@@ -16,6 +16,8 @@ fn sample(secs: u64, pass: u64, remaining: u64) -> Sample {
         acked_bytes: 0,
         wire_rate: 12_000_000,
         wire_bytes: 0,
+        wire_acked: 0,
+        link_rate: 0,
         ref_bytes: 0,
     }
 }
@@ -279,6 +281,64 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
             window: Some(3_600_000),
         }
     );
+    // Within the window, but 3 MB of stream at 12 MB/s take 250 ms, more than the three
+    // quarters of the downtime the backlog may have: it waits on, past one sample.
+    s.elapsed = Duration::from_millis(5250);
     s.acked_bytes = 97_000_000;
+    s.wire_bytes = 50_000_000;
+    s.wire_acked = 49_000_000;
+    s.link_rate = 12_000_000;
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    // 2 MB of stream (167 ms), but of new pages: 3 MB of frames at 12 MB/s take 250 ms.
+    s.elapsed = Duration::from_millis(5500);
+    s.acked_bytes = 98_000_000;
+    s.wire_acked = 47_000_000;
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    // Both within it.
+    s.elapsed = Duration::from_millis(5750);
+    s.wire_acked = 48_500_000;
     assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}
+
+#[test]
+fn postcopy_waits_for_a_backlog_that_does_not_drain_no_longer_than_its_bound() {
+    let mut c = after_first_sample(postcopy());
+    let mut s = sample(5, 2, 40 * MIB);
+    s.stream_bytes = 100_000_000;
+    s.acked_bytes = 92_000_000;
+    s.wire_bytes = 50_000_000;
+    s.wire_acked = 42_000_000;
+    s.link_rate = 12_000_000;
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    s.elapsed += POSTCOPY_DRAIN - Duration::from_millis(1);
+    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    s.elapsed += Duration::from_millis(1);
+    assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}
+
+#[test]
+fn qemu_gets_the_downtime_the_backlogs_wire_bytes_leave() {
+    // Near the end, the window narrowed to 300 ms of 12 MB/s (3.6 MB), 0.6 MB of stream held:
+    // 50 ms at the stream's rate.
+    let near = |wire_left: u64| {
+        let mut c = Convergence::new(Policy::default());
+        let mut s = sample(2, 2, 2 * MIB);
+        s.stream_bytes = 100_000_000;
+        s.acked_bytes = 99_400_000;
+        s.wire_bytes = 40_000_000;
+        s.wire_acked = 40_000_000 - wire_left;
+        s.link_rate = 6_000_000;
+        match c.observe(&s) {
+            Verdict::Continue {
+                downtime_limit_ms, ..
+            } => downtime_limit_ms,
+            v => panic!("{v:?}"),
+        }
+    };
+    // Zero pages and references: 60 kB of frames cross in 10 ms, the stream's 50 ms count.
+    assert_eq!(near(60_000), 250);
+    // New pages: 1.2 MB of frames at the link's 6 MB/s take 200 ms.
+    assert_eq!(near(1_200_000), 100);
+    // More than the budget: QEMU keeps a quarter of it.
+    assert_eq!(near(3_000_000), 75);
 }

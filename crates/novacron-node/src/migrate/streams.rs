@@ -135,6 +135,10 @@ pub(crate) struct SendFigures {
     pub(crate) rate: u64,
     /// Payload bytes framed for the stream so far (after data reduction).
     pub(crate) wire: u64,
+    /// Of `wire`, those the receiver acknowledged.
+    pub(crate) wire_acked: u64,
+    /// Recent rate of `wire_acked`, bytes per second.
+    pub(crate) wire_rate: u64,
     /// Stream bytes sent as references to content the peer held.
     pub(crate) refs: u64,
 }
@@ -166,6 +170,13 @@ impl Sending {
                 reason = "a rate is finite, non-negative and far below 2^64"
             )]
             rate: p.rate_bytes_per_sec.max(0.0) as u64,
+            wire_acked: p.wire_acked,
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a rate is finite, non-negative and far below 2^64"
+            )]
+            wire_rate: p.wire_rate_bytes_per_sec.max(0.0) as u64,
         }
     }
 

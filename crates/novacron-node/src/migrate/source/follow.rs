@@ -115,6 +115,8 @@ impl Node {
                 acked_bytes: dwcp.acked,
                 wire_rate: dwcp.rate,
                 wire_bytes: dwcp.wire,
+                wire_acked: dwcp.wire_acked,
+                link_rate: dwcp.wire_rate,
                 ref_bytes: dwcp.refs,
             };
             let phase = match info.status {
@@ -177,7 +179,24 @@ impl Node {
                 }
                 _ => {}
             }
-            match convergence.observe(&sample) {
+            let verdict = convergence.observe(&sample);
+            tracing::debug!(
+                operation = %run.op.id,
+                elapsed_ms = sample.elapsed.as_millis(),
+                pass = sample.pass,
+                stream = sample.stream_bytes,
+                acked = sample.acked_bytes,
+                remaining = sample.remaining,
+                wire = sample.wire_bytes,
+                wire_rate = sample.wire_rate,
+                wire_acked = sample.wire_acked,
+                link_rate = sample.link_rate,
+                dirty_pages = sample.dirty_pages_rate,
+                throttle = sample.throttle_percent,
+                ?verdict,
+                "migration sample"
+            );
+            match verdict {
                 Verdict::Cancel(reason) => return Err(self.cancel_qemu(run, reason).await),
                 Verdict::StartPostcopy(reason) => {
                     tracing::info!(operation = %run.op.id, reason, "switching to post-copy");

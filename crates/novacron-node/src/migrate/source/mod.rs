@@ -319,6 +319,25 @@ impl Node {
     ) -> Result<u64, Failed> {
         let qmp = run.process.qmp();
         let cluster = self.cluster().map_err(|e| e.to_string())?;
+        let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
+        let host =
+            super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
+        let addr = format!("{host}:{}", ready.dwcp_port);
+        // The memory's session opens now (its handshakes take three round trips) and waits
+        // for QEMU's first bytes, while the disks' mirrors are set up: on a long link that is
+        // most of a second not added to the migration.
+        let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
+        let sending = streams::send_stream(
+            cluster,
+            &addr,
+            &run.target,
+            &ready.memory_stream,
+            ours,
+            streams::Controls {
+                window_limit: Some(window_rx),
+                ..streams::Controls::default()
+            },
+        );
         // The switch-over ends with the commit's answer from the destination, a round trip
         // after the guest stopped (the mirrors' last one runs alongside): measured now, on
         // the connection the prepare opened, it is kept out of the downtime QEMU may plan for,
@@ -327,10 +346,6 @@ impl Node {
         let asked = Instant::now();
         let idle_rtt = run.client.health().await.ok().map(|()| asked.elapsed());
         let reserve = idle_rtt.map_or(Duration::ZERO, |rtt| rtt.min(run.policy.max_downtime / 4));
-        let peer_url = cluster.peer_url(&run.target).map_err(|e| e.to_string())?;
-        let host =
-            super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
-        let addr = format!("{host}:{}", ready.dwcp_port);
         let qemu =
             |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
         qmp.migrate_set_capabilities(&[
@@ -365,18 +380,6 @@ impl Node {
         if !mirrors.is_empty() {
             self.mirror_until_ready(run, mirrors).await?;
         }
-        let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
-        let sending = streams::send_stream(
-            cluster,
-            &addr,
-            &run.target,
-            &ready.memory_stream,
-            ours,
-            streams::Controls {
-                window_limit: Some(window_rx),
-                ..streams::Controls::default()
-            },
-        );
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
             .await
             .map_err(|e| qemu("could not pass the migration socket to QEMU", &e))?;

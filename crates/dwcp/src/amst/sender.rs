@@ -356,7 +356,7 @@ impl Supervisor {
         let mut tick = tokio::time::interval(TICK);
         let mut rate = RateMeter::new(self.start);
         let mut wire_rate = RateMeter::new(0);
-        let mut window_start = (Instant::now(), 0u64, self.backlogged);
+        let mut window_start = (Instant::now(), 0u64, self.held_back());
         let mut warmup = true;
         let mut last_acked = self.start;
         let mut blocked = Blocked {
@@ -455,7 +455,7 @@ impl Supervisor {
                         let (t0, a0, b0) = window_start;
                         let delivered = self.shared.tcp_acked.load(Ordering::Relaxed);
                         if t0.elapsed() >= self.probe_window() {
-                            let waited = self.backlogged.saturating_sub(b0);
+                            let waited = self.held_back().saturating_sub(b0);
                             if warmup {
                                 warmup = false;
                             } else if !network_limited(waited, t0.elapsed()) {
@@ -472,7 +472,7 @@ impl Supervisor {
                                     warmup = true;
                                 }
                             }
-                            window_start = (Instant::now(), delivered, self.backlogged);
+                            window_start = (Instant::now(), delivered, self.held_back());
                         }
                     }
                 }
@@ -539,6 +539,14 @@ impl Supervisor {
                 p.phase = Phase::Verifying;
             }
         });
+    }
+
+    /// Time the network held the session back: frames waited for a connection, or the
+    /// producer for room in the window (frames in flight waiting for their acknowledgement).
+    /// The rest of the time the source set the pace.
+    fn held_back(&self) -> Duration {
+        let blocked = self.reduce.shared.blocked_ns.load(Ordering::Relaxed);
+        self.backlogged + Duration::from_nanos(blocked)
     }
 
     /// Adds the time since the last tick to [`Self::backlogged`] if frames wait in the work

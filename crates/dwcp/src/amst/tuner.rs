@@ -8,8 +8,9 @@
 //! keeps more connections only if they beat the level from before the drop.
 //!
 //! The sender feeds it only windows in which the network held the session back
-//! ([`super::pacer::network_limited`]): in the others the source set the pace (a migration
-//! between its passes, a slow pipe), and their goodput says nothing of the connection count.
+//! ([`super::pacer::network_limited`]: frames waited for a connection, or for room in the
+//! window): in the others the source set the pace (a migration between its passes, a slow
+//! pipe), and their goodput says nothing of the connection count.
 
 /// Relative goodput gain that justifies more connections.
 pub const GAIN: f64 = 1.20;

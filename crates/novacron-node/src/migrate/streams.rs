@@ -156,6 +156,16 @@ impl Drop for Sending {
     }
 }
 
+/// A rate in bytes per second as a whole number (0 for a negative or NaN one).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a rate is finite and far below 2^64; the cast saturates and maps NaN to 0"
+)]
+fn whole_rate(rate: f64) -> u64 {
+    rate.max(0.0) as u64
+}
+
 impl Sending {
     /// Acknowledged bytes and rate now.
     pub(crate) fn figures(&self) -> SendFigures {
@@ -164,19 +174,9 @@ impl Sending {
             acked: p.bytes_acked,
             wire: p.wire_bytes,
             refs: p.ref_bytes,
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "a rate is finite, non-negative and far below 2^64"
-            )]
-            rate: p.rate_bytes_per_sec.max(0.0) as u64,
+            rate: whole_rate(p.rate_bytes_per_sec),
             wire_acked: p.wire_acked,
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "a rate is finite, non-negative and far below 2^64"
-            )]
-            wire_rate: p.wire_rate_bytes_per_sec.max(0.0) as u64,
+            wire_rate: whole_rate(p.wire_rate_bytes_per_sec),
         }
     }
 

@@ -347,9 +347,9 @@ impl Convergence {
     /// less the time the DWCP backlog needs to cross the link once the guest is stopped
     /// ([`Sample::backlog_ms`]), but never below a quarter of it. Until the window has
     /// narrowed and the backlog come down to it (a quarter more at most), or while nothing
-    /// says how fast the backlog crosses, 1 ms:
-    /// QEMU, which does not see the backlog, would otherwise stop the guest with all of it
-    /// still to cross, however long that takes (on a stalled link, for ever).
+    /// says how fast the backlog crosses, 1 ms: QEMU, which does not see the backlog, would
+    /// otherwise stop the guest with all of it still to cross, however long that takes (on a
+    /// stalled link, for ever).
     fn downtime_limit_ms(&self, s: &Sample) -> u64 {
         let backlog = s.backlog();
         let narrowed = self

@@ -22,6 +22,16 @@ fn sample(secs: u64, pass: u64, remaining: u64) -> Sample {
     }
 }
 
+/// The downtime limit QEMU gets from a verdict that lets the migration continue.
+fn downtime_limit(v: Verdict) -> u64 {
+    match v {
+        Verdict::Continue {
+            downtime_limit_ms, ..
+        } => downtime_limit_ms,
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    }
+}
+
 #[test]
 fn a_converging_migration_continues_with_the_operators_downtime() {
     let mut c = Convergence::new(Policy::default());
@@ -104,26 +114,20 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
             window: Some(3_600_000),
         }
     );
-    let limit = |v: Verdict| match v {
-        Verdict::Continue {
-            downtime_limit_ms, ..
-        } => downtime_limit_ms,
-        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
-    };
     // A backlog longer than the whole downtime (4.4 MB, 367 ms), within the narrowed window and
     // a quarter, leaves a quarter of it.
     s.acked_bytes = 600_000;
-    assert_eq!(limit(c.observe(&s)), 75);
+    assert_eq!(downtime_limit(c.observe(&s)), 75);
     // One not yet down to the narrowed window (8 MB): not now.
     s.stream_bytes = 8_000_000;
-    assert_eq!(limit(c.observe(&s)), 1);
+    assert_eq!(downtime_limit(c.observe(&s)), 1);
     // Nothing acknowledged for a second (a stalled link): not now either.
     s.stream_bytes = 4_000_000;
     s.wire_rate = 0;
-    assert_eq!(limit(c.observe(&s)), 1);
+    assert_eq!(downtime_limit(c.observe(&s)), 1);
     // Far from the end, with nothing held: not now, the window not narrowed.
     let mut c = Convergence::new(Policy::default());
-    assert_eq!(limit(c.observe(&sample(1, 1, 200 * MIB))), 1);
+    assert_eq!(downtime_limit(c.observe(&sample(1, 1, 200 * MIB))), 1);
 }
 
 #[test]
@@ -328,12 +332,7 @@ fn qemu_gets_the_downtime_the_backlogs_wire_bytes_leave() {
         s.wire_bytes = 40_000_000;
         s.wire_acked = 40_000_000 - wire_left;
         s.link_rate = 6_000_000;
-        match c.observe(&s) {
-            Verdict::Continue {
-                downtime_limit_ms, ..
-            } => downtime_limit_ms,
-            v => panic!("{v:?}"),
-        }
+        downtime_limit(c.observe(&s))
     };
     // Zero pages and references: 60 kB of frames cross in 10 ms, the stream's 50 ms count.
     assert_eq!(near(60_000), 250);

@@ -432,8 +432,13 @@ impl Supervisor {
                 _ = tick.tick() => {
                     let acked = self.shared.inflight.acked();
                     rate.sample(acked);
-                    wire_rate.sample(self.shared.inflight.acked_wire());
-                    self.publish(acked, (rate.rate(), wire_rate.rate()), produced.is_some());
+                    let acked_wire = self.shared.inflight.acked_wire();
+                    wire_rate.sample(acked_wire);
+                    self.publish(
+                        (acked, acked_wire),
+                        (rate.rate(), wire_rate.rate()),
+                        produced.is_some(),
+                    );
                     self.redial_due(tuner.current());
                     if acked > last_acked {
                         last_acked = acked;
@@ -515,8 +520,14 @@ impl Supervisor {
         self.retransmitted + self.shared.hedged.load(Ordering::Relaxed)
     }
 
-    /// Publishes the progress at this tick: `rates` are the stream's and the wire's.
-    fn publish(&self, acked: u64, (rate, wire_rate): (f64, f64), source_done: bool) {
+    /// Publishes the progress at this tick: the stream's and the wire's acknowledged bytes,
+    /// and their rates.
+    fn publish(
+        &self,
+        (acked, acked_wire): (u64, u64),
+        (rate, wire_rate): (f64, f64),
+        source_done: bool,
+    ) {
         let live = self.live;
         let retransmitted = self.retransmitted();
         let elapsed = self.started.elapsed();
@@ -525,7 +536,7 @@ impl Supervisor {
         self.progress.send_modify(|p| {
             p.bytes_acked = acked;
             p.wire_bytes = wire;
-            p.wire_acked = self.shared.inflight.acked_wire();
+            p.wire_acked = acked_wire;
             p.wire_rate_bytes_per_sec = wire_rate;
             p.ref_bytes = refs;
             p.rate_bytes_per_sec = rate;

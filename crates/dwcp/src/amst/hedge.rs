@@ -12,9 +12,35 @@
 //! still hear back: when most are silent the path itself stalls (a congested or paused link),
 //! and copies on the others would wait as long.
 
+//!
+//! At the very end (the `End` frame written), a short tail is sent again on other connections
+//! at once, before any loss shows: a migration's guest waits, stopped, for the last bytes, and
+//! a loss among them would cost two round trips or more. Only while what is unacknowledged
+//! crosses the link in [`TAIL_COPY_TIME`] (see [`tail_budget`]): copies of more would queue
+//! ahead of the originals' own retransmissions.
+
 use std::time::{Duration, Instant};
 
 use crate::transport::TcpStats;
+
+/// How long the link may spend on copies of the tail.
+pub(crate) const TAIL_COPY_TIME: Duration = Duration::from_millis(40);
+/// Payload of a tail always copied, however slow the link seems.
+pub(crate) const TAIL_COPY_FLOOR: u64 = 64 << 10;
+
+/// Payload bytes of a tail worth copying: what the link carries in [`TAIL_COPY_TIME`] at
+/// `peak_rate` (payload bytes per second, the fastest the receiver acknowledged), at least
+/// [`TAIL_COPY_FLOOR`].
+#[must_use]
+pub(crate) fn tail_budget(peak_rate: f64) -> u64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a finite, non-negative product far below 2^64; NaN maps to 0"
+    )]
+    let bytes = (peak_rate.max(0.0) * TAIL_COPY_TIME.as_secs_f64()) as u64;
+    bytes.max(TAIL_COPY_FLOOR)
+}
 
 /// Least time without an acknowledgement that counts as waiting on a timer: a round trip on
 /// loopback varies by more than a few milliseconds under load.
@@ -64,6 +90,14 @@ mod tests {
             unacked,
             since_ack: Duration::from_millis(since_ack_ms),
         }
+    }
+
+    #[test]
+    fn the_tail_budget_is_forty_milliseconds_of_the_link_with_a_floor() {
+        // 100 Mbit/s of payload: 12.5 MB/s, 500 kB in 40 ms.
+        assert_eq!(tail_budget(12_500_000.0), 500_000);
+        assert_eq!(tail_budget(0.0), TAIL_COPY_FLOOR);
+        assert_eq!(tail_budget(f64::NAN), TAIL_COPY_FLOOR);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub(crate) struct Outgoing {
     /// The stream bytes of a frame that references content in the receiver's store, to send
     /// as literals if the receiver asks (`Need`); `None` for every other frame.
     pub(crate) original: Option<bytes::Bytes>,
+    /// For a frame sent again: the connection that carries (or carried) it, which should
+    /// leave this copy to another one.
+    pub(crate) avoid: Option<ConnId>,
 }
 
 impl Outgoing {
@@ -64,6 +67,7 @@ impl Outgoing {
             frame,
             stream_len,
             original: None,
+            avoid: None,
         }
     }
 }
@@ -203,6 +207,28 @@ impl InFlight {
         out
     }
 
+    /// The stream's tail, to be sent again on other connections: once the `End` frame was
+    /// written, if the payload of every unacknowledged frame (the `End` included) adds up to
+    /// at most `budget` bytes, removes and returns them all, oldest first, each with the
+    /// connection that carries it. `None` (and nothing removed) before that.
+    pub(crate) fn take_tail(&self, budget: u64) -> Option<Vec<(ConnId, Outgoing)>> {
+        let mut st = self.lock();
+        let end_len = u64::from(st.end.as_ref()?.out.frame.header.length);
+        let total = st.data.values().fold(end_len, |total, e| {
+            total.saturating_add(u64::from(e.out.frame.header.length))
+        });
+        if total > budget {
+            return None;
+        }
+        let data = std::mem::take(&mut st.data);
+        let mut out: Vec<(ConnId, Outgoing)> =
+            data.into_values().map(|e| (e.conn, e.out)).collect();
+        if let Some(e) = st.end.take() {
+            out.push((e.conn, e.out));
+        }
+        Some(out)
+    }
+
     /// Removes and returns the unacknowledged data frame at `offset`, to be sent again.
     pub(crate) fn take_offset(&self, offset: u64) -> Option<Outgoing> {
         self.lock().data.remove(&offset).map(|e| e.out)
@@ -332,6 +358,48 @@ mod tests {
         assert!(!f.written(&data(50, 10), 1));
         assert!(f.written(&data(100, 10), 1));
         assert_eq!(f.acked(), 100);
+    }
+
+    fn end() -> Outgoing {
+        let end = Frame::control(
+            FrameKind::End,
+            SessionId::default(),
+            0,
+            Bytes::from(vec![0u8; 32]),
+        );
+        Outgoing::plain(end.unwrap())
+    }
+
+    #[test]
+    fn the_tail_is_taken_whole_once_the_end_is_written_and_it_fits_the_budget() {
+        let f = InFlight::new(0, Charge::default());
+        f.written(&data(0, 100), 1);
+        f.written(&data(100, 50), 2);
+        // The End is not written yet: more may come.
+        assert!(f.take_tail(1 << 20).is_none());
+        f.written(&end(), 3);
+        // 182 bytes of payload in flight.
+        assert!(f.take_tail(181).is_none());
+        assert_eq!(f.pending_on(1), 1, "nothing taken when it does not fit");
+        let tail: Vec<(ConnId, u64, FrameKind)> = f
+            .take_tail(182)
+            .unwrap()
+            .into_iter()
+            .map(|(conn, o)| (conn, o.frame.header.offset, o.frame.header.kind))
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                (1, 0, FrameKind::Data),
+                (2, 100, FrameKind::Data),
+                (3, 0, FrameKind::End)
+            ]
+        );
+        // Taken: the originals' acknowledgement releases nothing more, and a second call finds
+        // no End to copy.
+        assert_eq!(f.pending_on(1) + f.pending_on(2), 0);
+        assert_eq!(f.ack(150), 0);
+        assert!(f.take_tail(1 << 20).is_none());
     }
 
     #[test]

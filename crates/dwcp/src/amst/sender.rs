@@ -195,6 +195,8 @@ pub async fn send(
         live: AtomicU64::new(0),
         silent: AtomicU64::new(0),
         hedged: AtomicU64::new(0),
+        tail_budget: AtomicU64::new(super::hedge::TAIL_COPY_FLOOR),
+        copy_tail: std::sync::atomic::AtomicBool::new(unblock.is_armed()),
         produced: Arc::clone(&reduce.shared),
         source_done: std::sync::atomic::AtomicBool::new(false),
         start,
@@ -434,6 +436,8 @@ impl Supervisor {
                     rate.sample(acked);
                     let acked_wire = self.shared.inflight.acked_wire();
                     wire_rate.sample(acked_wire);
+                    let budget = super::hedge::tail_budget(wire_rate.peak());
+                    self.shared.tail_budget.store(budget, Ordering::Relaxed);
                     self.publish(
                         (acked, acked_wire),
                         (rate.rate(), wire_rate.rate()),

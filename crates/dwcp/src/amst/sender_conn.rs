@@ -80,9 +80,16 @@ pub(crate) struct Shared {
     /// (see [`super::hedge`]): when most are, the path stalls, and sending again on the
     /// others would not help.
     pub(crate) silent: AtomicU64,
-    /// Bytes of frames sent again because their connection waited on a retransmission timer
-    /// (see [`super::hedge`]).
+    /// Bytes of frames sent again because their connection waited on a retransmission timer,
+    /// or as copies of the tail (see [`super::hedge`]).
     pub(crate) hedged: AtomicU64,
+    /// Payload bytes of a tail worth copying ([`super::hedge::tail_budget`]), kept current by
+    /// the session.
+    pub(crate) tail_budget: AtomicU64,
+    /// Whether the tail is copied: for an interactive stream, whose end is waited on (a
+    /// migration's guest, stopped, waits for its last pages); a file's end is not worth the
+    /// bytes. Cleared once it was copied.
+    pub(crate) copy_tail: AtomicBool,
     /// The producer's figures: how far it framed the stream.
     pub(crate) produced: Arc<ReduceShared>,
     /// Where the stream starts (non-zero when resuming).
@@ -118,12 +125,39 @@ impl Shared {
     /// bytes.
     pub(crate) fn requeue_conn(&self, conn: ConnId) -> (usize, u64) {
         let frames = self.inflight.take_conn(conn);
-        let count = frames.len();
-        let bytes = frames
-            .iter()
-            .map(|f| u64::from(f.frame.header.length))
-            .sum();
-        for frame in frames {
+        self.send_again(frames.into_iter().map(|f| (conn, f)))
+    }
+
+    /// Once the `End` frame is written and what is unacknowledged fits the tail's budget,
+    /// sends all of it again on other connections, once per session, if the session copies
+    /// its tail (see [`super::hedge`]).
+    pub(crate) fn copy_tail(&self) {
+        if !self.copy_tail.load(Ordering::Relaxed) {
+            return;
+        }
+        let budget = self.tail_budget.load(Ordering::Relaxed);
+        let Some(tail) = self.inflight.take_tail(budget) else {
+            return;
+        };
+        // Copies of the End put it back in the record: not copied twice.
+        self.copy_tail.store(false, Ordering::Relaxed);
+        let (frames, bytes) = self.send_again(tail);
+        self.hedged.fetch_add(bytes, Ordering::Relaxed);
+        tracing::debug!(
+            frames,
+            bytes,
+            "the stream's tail goes again on other connections"
+        );
+    }
+
+    /// Queues `frames` again, each to be left by the connection it was on; returns how many
+    /// frames and payload bytes.
+    fn send_again(&self, frames: impl IntoIterator<Item = (ConnId, Outgoing)>) -> (usize, u64) {
+        let (mut count, mut bytes) = (0, 0);
+        for (conn, mut frame) in frames {
+            count += 1;
+            bytes += u64::from(frame.frame.header.length);
+            frame.avoid = Some(conn);
             // The queue lives as long as `self`.
             let _ = self.queue_tx.send(frame);
         }
@@ -250,10 +284,17 @@ impl SenderConn {
                 }
                 f = async { self.shared.queue_rx.lock().await.recv().await } => f,
             };
-            let Some(out) = frame else {
+            let Some(mut out) = frame else {
                 // The queue closed: the session is over.
                 return Ok(());
             };
+            if out.avoid.take() == Some(self.id) && self.shared.live.load(Ordering::Relaxed) > 1 {
+                // A copy of a frame this connection carries: another takes it if one is free
+                // within a sampling period; otherwise it comes back here and goes after all.
+                let _ = self.shared.queue_tx.send(out);
+                tokio::time::sleep(SAMPLE_EVERY).await;
+                continue;
+            }
             if !self.shared.inflight.written(&out, self.id) {
                 // Already acknowledged (a re-queued frame the receiver had after all).
                 let charge = self.shared.inflight.charge();
@@ -276,8 +317,10 @@ impl SenderConn {
                 self.shared.written_end.fetch_max(end, Ordering::Relaxed);
             }
             wr.flush().await.map_err(|e| e.to_string())?;
-            if out.frame.header.kind == FrameKind::Error {
-                self.shared.abort_written.notify_one();
+            match out.frame.header.kind {
+                FrameKind::Error => self.shared.abort_written.notify_one(),
+                FrameKind::End => self.shared.copy_tail(),
+                _ => {}
             }
         }
     }
@@ -437,6 +480,8 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
                         .permits
                         .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
                     shared.acked.notify_waiters();
+                    // What is left of the tail may fit its budget now.
+                    shared.copy_tail();
                 }
             }
             FrameKind::Need => {
@@ -501,6 +546,7 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
                 frame,
                 stream_len: out.stream_len,
                 original: None,
+                avoid: None,
             }
         }
         // The receiver asked for a frame without references: send it as it was.

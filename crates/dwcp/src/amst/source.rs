@@ -298,6 +298,7 @@ impl Producer {
                     frame,
                     stream_len: n as u64,
                     original,
+                    avoid: None,
                 })
                 .map_err(|_| ProduceError::Cancelled)?;
             seq += 1;

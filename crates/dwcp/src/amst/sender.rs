@@ -2,6 +2,7 @@
 //! right number of connections alive (re-dialing dropped ones), and reports progress until the
 //! receiver confirms the stream.
 
+mod pacing;
 mod stall;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 use super::MAX_STREAMS;
 use super::dedup::Dedup;
 use super::inflight::{Charge, ConnId, InFlight, Outgoing};
-use super::pacer::{Pacer, PacerSample, SHARE_BURST, TokenBucket, network_limited};
+use super::pacer::{Pacer, TokenBucket, network_limited};
 use super::progress::{Phase, Progress, TransferSummary};
 use super::rate::RateMeter;
 pub use super::rate::error_chain;
@@ -242,6 +243,7 @@ pub async fn send(
         reduce,
         pacer,
         paced: None,
+        sharing: 0,
         backlogged: Duration::ZERO,
         last_tick: Instant::now(),
     };
@@ -306,6 +308,8 @@ struct Supervisor {
     pacer: Option<Pacer>,
     /// The pacer's cap in force, bytes per second.
     paced: Option<f64>,
+    /// Connections the pacer's cap is shared among (see `pacing`).
+    sharing: usize,
     /// Time frames waited in the work queue for a connection (as seen at each tick).
     backlogged: Duration,
     last_tick: Instant,
@@ -572,53 +576,6 @@ impl Supervisor {
             self.backlogged += now.saturating_duration_since(self.last_tick);
         }
         self.last_tick = now;
-    }
-
-    /// Feeds the pacer this tick's measurements and applies its cap when it changed.
-    fn pace(&mut self, target: usize) {
-        let Some(pacer) = self.pacer.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        let micros = |us: u64| (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us));
-        let cap = pacer.on_sample(PacerSample {
-            at: now,
-            delivered: self.shared.tcp_delivered.load(Ordering::Relaxed),
-            srtt: micros(self.shared.srtt_us.load(Ordering::Relaxed)),
-            min_rtt: micros(self.shared.min_rtt_us.load(Ordering::Relaxed)),
-            backlogged: self.backlogged,
-        });
-        if cap != self.paced {
-            tracing::trace!(
-                cap,
-                bandwidth = pacer.bandwidth(),
-                srtt_us = self.shared.srtt_us.load(Ordering::Relaxed),
-                min_rtt_us = self.shared.min_rtt_us.load(Ordering::Relaxed),
-                "session pacing"
-            );
-            self.paced = cap;
-            self.shared
-                .bucket
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .set_rate(now, cap);
-            self.set_pacing(target);
-        }
-    }
-
-    /// Sets each of `target` connections' kernel pacing cap: its share of the rate limit, or
-    /// [`SHARE_BURST`] times its share of the pacer's rate if lower (the pacer's rate itself
-    /// is kept by the session's token bucket).
-    fn set_pacing(&self, target: usize) {
-        let n = target.max(1) as f64;
-        let limited = self.opts.rate_limit.map(|r| r as f64 / n);
-        let paced = self.paced.map(|rate| rate * SHARE_BURST / n);
-        let per_conn = match (limited, paced) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let per_conn = per_conn.map_or(0, |r| crate::pba::auto::bytes_of(r).max(1));
-        self.shared.pacing.store(per_conn, Ordering::Relaxed);
     }
 
     fn spawn_conn(&mut self, conn: Option<crate::transport::Connection>, index: u16) {

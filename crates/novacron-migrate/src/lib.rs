@@ -166,6 +166,10 @@ pub struct Convergence {
     window: Option<u64>,
     /// Fastest delivery seen since the window narrowed, bytes per second.
     narrowing_rate: u64,
+    /// Fastest rate of the link for the stream's wire bytes seen, bytes per second.
+    best_link_rate: u64,
+    /// The stream bytes and wire bytes acknowledged when the window narrowed.
+    narrowed_at: Option<(u64, u64)>,
     /// Whether post-copy was started.
     postcopy_started: bool,
     /// When post-copy was first due; it then waits for the backlog to drain, at most
@@ -190,6 +194,10 @@ pub const MAX_WINDOW: u64 = 32 << 20;
 /// bounded apart from that rate.
 pub const MAX_NARROWED_WINDOW: u64 = 8 << 20;
 
+/// Wire bytes acknowledged since the window narrowed after which their ratio to stream bytes
+/// sizes the window.
+const RATIO_AFTER: u64 = 1_000_000;
+
 const MB: f64 = 1_000_000.0;
 
 fn mb(bytes: u64) -> String {
@@ -211,6 +219,8 @@ impl Convergence {
             best_rate: 0,
             window: None,
             narrowing_rate: 0,
+            best_link_rate: 0,
+            narrowed_at: None,
             postcopy_started: false,
             postcopy_armed: None,
         }
@@ -259,6 +269,7 @@ impl Convergence {
             }
         }
         self.best_rate = self.best_rate.max(s.wire_rate);
+        self.best_link_rate = self.best_link_rate.max(s.link_rate);
         let downtime_ms = self.budget_ms();
         // After the first pass, what is left crosses in the downtime or the guest moves now:
         // more passes would only send again what it keeps dirtying.
@@ -270,12 +281,7 @@ impl Convergence {
             // within it and crosses in three quarters of the downtime (the rest is for the
             // devices), [`POSTCOPY_DRAIN`] at most. A full bulk window of new pages takes
             // seconds on a long link.
-            let bytes = self
-                .narrowing_rate(s)
-                .saturating_mul(downtime_ms)
-                .checked_div(1000)
-                .unwrap_or(0)
-                .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW);
+            let bytes = self.narrowed_window(s, downtime_ms);
             self.window = Some(bytes);
             let armed = *self.postcopy_armed.get_or_insert(s.elapsed);
             let drained = s.backlog() <= bytes
@@ -301,15 +307,46 @@ impl Convergence {
             // the time that backlog takes, see `downtime_limit_ms`). Not less: on a long link
             // a smaller window would hold the stream below the link rate, and QEMU, seeing
             // less bandwidth, would need more passes. It follows the fastest delivery seen
-            // since it narrowed (see `narrowing_rate`).
-            let bytes = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
-            self.window = Some(bytes.clamp(MIN_WINDOW, MAX_NARROWED_WINDOW));
+            // since it narrowed (see `narrowing_rate`), within what the link carries in the
+            // downtime (see `narrowed_window`).
+            self.window = Some(self.narrowed_window(s, downtime_ms));
         }
         Verdict::Continue {
             downtime_limit_ms: self.downtime_limit_ms(s),
             switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
             window: self.window,
         }
+    }
+
+    /// The window near the switch-over: the downtime's worth of the stream at its rate (see
+    /// [`Self::narrowing_rate`]), but no more stream bytes than the link carries as wire bytes
+    /// in three quarters of the downtime (the rest is for QEMU's last pages and devices), at
+    /// the fastest link rate seen and the stream bytes per wire byte of what crossed since
+    /// the window narrowed (until a megabyte of wire bytes has, one per wire byte: pages the
+    /// guest dirties again may be new). Compression and references make a megabyte of stream
+    /// anything from a few kilobytes to a megabyte on the wire, and the backlog's wire bytes
+    /// are what the stopped guest waits for.
+    fn narrowed_window(&mut self, s: &Sample, downtime_ms: u64) -> u64 {
+        let (acked0, wire0) = *self
+            .narrowed_at
+            .get_or_insert((s.acked_bytes, s.wire_acked));
+        let by_stream = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
+        let wire_budget = self.best_link_rate.saturating_mul(downtime_ms) * 3 / 4000;
+        let (stream, wire) = (
+            s.acked_bytes.saturating_sub(acked0),
+            s.wire_acked.saturating_sub(wire0),
+        );
+        let by_wire = if self.best_link_rate == 0 {
+            u64::MAX
+        } else if wire < RATIO_AFTER {
+            wire_budget
+        } else {
+            u64::try_from(u128::from(wire_budget) * u128::from(stream) / u128::from(wire))
+                .unwrap_or(u64::MAX)
+        };
+        by_stream
+            .min(by_wire)
+            .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW)
     }
 
     /// The stream rate the narrowed window is sized by: the fastest seen since the narrowing

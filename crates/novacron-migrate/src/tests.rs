@@ -277,6 +277,8 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
     let mut s = sample(5, 2, 40 * MIB);
     s.stream_bytes = 100_000_000;
     s.acked_bytes = 92_000_000;
+    s.wire_bytes = 50_000_000;
+    s.wire_acked = 46_000_000;
     assert_eq!(
         c.observe(&s),
         Verdict::Continue {
@@ -289,7 +291,6 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
     // quarters of the downtime the backlog may have: it waits on, past one sample.
     s.elapsed = Duration::from_millis(5250);
     s.acked_bytes = 97_000_000;
-    s.wire_bytes = 50_000_000;
     s.wire_acked = 49_000_000;
     s.link_rate = 12_000_000;
     assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
@@ -340,4 +341,36 @@ fn qemu_gets_the_downtime_the_backlogs_wire_bytes_leave() {
     assert_eq!(near(1_200_000), 100);
     // More than the budget: QEMU keeps a quarter of it.
     assert_eq!(near(3_000_000), 75);
+}
+
+#[test]
+fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
+    let window = |c: &mut Convergence, s: &Sample| match c.observe(s) {
+        Verdict::Continue { window, .. } => window,
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    };
+    let mut c = Convergence::new(Policy::default());
+    // The first pass: zero pages at 40 MB/s of stream, the link at 2.5 MB/s (20 Mbit/s).
+    let mut s = sample(1, 1, 200 * MIB);
+    s.wire_rate = 40_000_000;
+    s.link_rate = 2_500_000;
+    s.acked_bytes = 100_000_000;
+    s.wire_acked = 20_000_000;
+    assert_eq!(window(&mut c, &s), None);
+    // Near the end: 300 ms of the stream's 40 MB/s would be 12 MB (8 MiB at most), but three
+    // quarters of 300 ms of the link carry 562.5 kB of wire bytes: until a megabyte of wire
+    // bytes crossed, a byte of stream counts as one on the wire.
+    let mut s = sample(2, 2, 5 * MIB);
+    s.wire_rate = 40_000_000;
+    s.acked_bytes = 110_000_000;
+    s.wire_acked = 21_000_000;
+    assert_eq!(window(&mut c, &s), Some(MIN_WINDOW.max(562_500)));
+    // Then at the ratio of what crossed since: 4 MB of stream in 1 MB of frames.
+    s.elapsed = Duration::from_secs(3);
+    s.acked_bytes = 114_000_000;
+    s.wire_acked = 22_000_000;
+    assert_eq!(window(&mut c, &s), Some(2_250_000));
+    // Without a link rate (a destination that does not report one): the stream's rate alone.
+    let mut c = Convergence::new(Policy::default());
+    assert_eq!(window(&mut c, &sample(3, 3, 5 * MIB)), Some(3_600_000));
 }

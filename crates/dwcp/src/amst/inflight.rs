@@ -207,6 +207,11 @@ impl InFlight {
         out
     }
 
+    /// Whether the `End` frame was written (and not yet taken back).
+    pub(crate) fn end_written(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
     /// The stream's tail, to be sent again on other connections: once the `End` frame was
     /// written, if the payload of every unacknowledged frame (the `End` included) adds up to
     /// at most `budget` bytes, removes and returns them all, oldest first, each with the

@@ -197,6 +197,7 @@ pub async fn send(
         silent: AtomicU64::new(0),
         hedged: AtomicU64::new(0),
         tail_budget: AtomicU64::new(super::hedge::TAIL_COPY_FLOOR),
+        interactive: unblock.is_armed(),
         copy_tail: std::sync::atomic::AtomicBool::new(unblock.is_armed()),
         produced: Arc::clone(&reduce.shared),
         source_done: std::sync::atomic::AtomicBool::new(false),

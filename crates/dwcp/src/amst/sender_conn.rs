@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     /// Payload bytes of a tail worth copying ([`super::hedge::tail_budget`]), kept current by
     /// the session.
     pub(crate) tail_budget: AtomicU64,
+    /// Whether the source is interactive (a socket to another process, see
+    /// [`super::Source::Stream`]), whose end the other side waits on.
+    pub(crate) interactive: bool,
     /// Whether the tail is copied: for an interactive stream, whose end is waited on (a
     /// migration's guest, stopped, waits for its last pages); a file's end is not worth the
     /// bytes. Cleared once it was copied.

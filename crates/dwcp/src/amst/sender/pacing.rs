@@ -60,7 +60,7 @@ impl Supervisor {
     }
 
     /// Connections of `target` the window in force keeps busy (see [`busy`]).
-    fn busy(&self, target: usize) -> usize {
+    pub(super) fn busy(&self, target: usize) -> usize {
         let window = self.opts.window_limit.as_ref().map(|w| *w.borrow());
         busy(target, window, self.opts.chunk_size)
     }

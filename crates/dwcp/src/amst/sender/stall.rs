@@ -56,19 +56,56 @@ impl Supervisor {
         blocked.resent_at = Some(now);
     }
 
-    /// How long the stream may stand still before its blocking frames are sent again. A frame
-    /// normally takes `chunk × connections / rate` to cross its connection (each carries its
-    /// share of the peak rate), so that is waited for three times over, and at least four round
-    /// trips and 250 ms: sending again too eagerly spends the link on copies.
+    /// How long the stream may stand still before its blocking frames are sent again (see
+    /// [`stall_limit`]).
     fn stall_limit(&self, rate: f64) -> Duration {
         let rtt = Duration::from_micros(self.shared.srtt_us.load(Ordering::Relaxed));
-        let per_frame = if rate > 1.0 {
-            Duration::from_secs_f64(
-                (f64::from(self.opts.chunk_size) * self.live.max(1) as f64 / rate).min(60.0),
-            )
-        } else {
-            Duration::from_secs(1)
-        };
-        (per_frame * 3).max(rtt * 4).max(Duration::from_millis(250))
+        let busy = self.busy(self.live);
+        let end_awaited = self.shared.interactive && self.shared.inflight.end_written();
+        stall_limit(self.opts.chunk_size, busy, rate, rtt, end_awaited)
+    }
+}
+
+/// How long a stream may stand still before its blocking frames are sent again. A frame
+/// normally takes `chunk × busy / rate` to cross its connection (each of the `busy`
+/// connections carries its share of the peak `rate`), so that is waited for three times
+/// over, and at least four round trips and 250 ms: sending again too eagerly spends the link
+/// on copies. Twice and two round trips once the end of an interactive stream is all that is
+/// awaited (`end_awaited`): the link then has room, and the other end waits for those last
+/// bytes.
+fn stall_limit(chunk: u32, busy: usize, rate: f64, rtt: Duration, end_awaited: bool) -> Duration {
+    let per_frame = if rate > 1.0 {
+        Duration::from_secs_f64((f64::from(chunk) * busy.max(1) as f64 / rate).min(60.0))
+    } else {
+        Duration::from_secs(1)
+    };
+    let (frames, trips) = if end_awaited { (2, 2) } else { (3, 4) };
+    (per_frame * frames)
+        .max(rtt * trips)
+        .max(Duration::from_millis(250))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_is_a_frame_time_three_times_over_and_at_least_some_round_trips() {
+        let ms = Duration::from_millis;
+        let rtt = ms(150);
+        // 1 MiB frames on 16 busy connections at 12.5 MB/s: 1.34 s each.
+        let full = stall_limit(1 << 20, 16, 12_500_000.0, rtt, false);
+        assert!(full > ms(4000) && full < ms(4100), "{full:?}");
+        // A window narrowed to two frames keeps two connections busy: 168 ms each, so four
+        // round trips.
+        assert_eq!(stall_limit(1 << 20, 2, 12_500_000.0, rtt, false), ms(600));
+        // Only the end of an interactive stream awaited: a frame's time twice, or two round
+        // trips.
+        let end = stall_limit(1 << 20, 2, 12_500_000.0, rtt, true);
+        assert!(end > ms(335) && end < ms(336), "{end:?}");
+        assert_eq!(stall_limit(1 << 20, 2, 50_000_000.0, rtt, true), ms(300));
+        // Never below 250 ms; a second per frame while no rate is known.
+        assert_eq!(stall_limit(1 << 20, 1, 1e9, ms(1), true), ms(250));
+        assert_eq!(stall_limit(1 << 20, 1, 0.0, rtt, false), ms(3000));
     }
 }

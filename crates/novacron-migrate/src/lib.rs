@@ -198,6 +198,10 @@ pub const MAX_NARROWED_WINDOW: u64 = 8 << 20;
 /// sizes the window.
 const RATIO_AFTER: u64 = 1_000_000;
 
+/// Most stream bytes per wire byte QEMU may count on for its last pages (see
+/// `Convergence::switchover_bandwidth`): about what zstd makes of a guest's pages.
+pub const LAST_PAGES_REDUCTION: u64 = 3;
+
 const MB: f64 = 1_000_000.0;
 
 fn mb(bytes: u64) -> String {
@@ -313,7 +317,7 @@ impl Convergence {
         }
         Verdict::Continue {
             downtime_limit_ms: self.downtime_limit_ms(s),
-            switchover_bandwidth: (s.wire_rate > 0).then_some(s.wire_rate),
+            switchover_bandwidth: self.switchover_bandwidth(s),
             window: self.window,
         }
     }
@@ -347,6 +351,33 @@ impl Convergence {
         by_stream
             .min(by_wire)
             .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW)
+    }
+
+    /// The bandwidth QEMU may count on for its last pages (`avail-switchover-bandwidth`): the
+    /// stream's rate, but once the window narrowed no more than the fastest link rate seen
+    /// times the stream bytes per wire byte since, at most [`LAST_PAGES_REDUCTION`] (one until
+    /// a megabyte of wire bytes crossed). The stream's rate counts zero pages and references;
+    /// the pages dirtied last are new content, and QEMU, counting on that rate, would stop the
+    /// guest with many megabytes of them still to send.
+    fn switchover_bandwidth(&self, s: &Sample) -> Option<u64> {
+        if s.wire_rate == 0 {
+            return None;
+        }
+        let Some((acked0, wire0)) = self.narrowed_at else {
+            return Some(s.wire_rate);
+        };
+        if self.best_link_rate == 0 {
+            return Some(s.wire_rate);
+        }
+        let stream = u128::from(s.acked_bytes.saturating_sub(acked0));
+        let wire = u128::from(s.wire_acked.saturating_sub(wire0));
+        let link = u128::from(self.best_link_rate);
+        let bound = if wire < u128::from(RATIO_AFTER) {
+            link
+        } else {
+            link * stream.min(wire * u128::from(LAST_PAGES_REDUCTION)) / wire
+        };
+        Some(s.wire_rate.min(u64::try_from(bound).unwrap_or(u64::MAX)))
     }
 
     /// The stream rate the narrowed window is sized by: the fastest seen since the narrowing

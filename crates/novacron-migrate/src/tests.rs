@@ -374,3 +374,44 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     let mut c = Convergence::new(Policy::default());
     assert_eq!(window(&mut c, &sample(3, 3, 5 * MIB)), Some(3_600_000));
 }
+
+#[test]
+fn near_the_end_qemu_counts_on_the_link_for_its_last_pages_not_on_references() {
+    let bandwidth = |c: &mut Convergence, s: &Sample| match c.observe(s) {
+        Verdict::Continue {
+            switchover_bandwidth,
+            ..
+        } => switchover_bandwidth,
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    };
+    let mut c = Convergence::new(Policy::default());
+    // A first pass of references at 90 MB/s of stream over a 5 MB/s link: QEMU gets the
+    // stream's rate while it cannot stop anyway.
+    let mut s = sample(1, 1, 200 * MIB);
+    s.wire_rate = 90_000_000;
+    s.link_rate = 5_000_000;
+    s.acked_bytes = 150_000_000;
+    s.wire_acked = 8_000_000;
+    assert_eq!(bandwidth(&mut c, &s), Some(90_000_000));
+    // Near the end: the link's rate, until a megabyte of wire bytes crossed.
+    let mut s = sample(2, 2, 15 * MIB);
+    s.wire_rate = 90_000_000;
+    s.acked_bytes = 160_000_000;
+    s.wire_acked = 8_500_000;
+    assert_eq!(bandwidth(&mut c, &s), Some(5_000_000));
+    // Then at most three stream bytes per wire byte, however many went as references.
+    s.elapsed = Duration::from_secs(3);
+    s.acked_bytes = 190_000_000;
+    s.wire_acked = 10_000_000;
+    assert_eq!(bandwidth(&mut c, &s), Some(15_000_000));
+    // Fewer when the last pages compress less: 1.5 MB of stream per MB of wire.
+    let mut c = Convergence::new(Policy::default());
+    let mut s = sample(2, 2, 5 * MIB);
+    s.link_rate = 5_000_000;
+    s.wire_acked = 10_000_000;
+    assert_eq!(bandwidth(&mut c, &s), Some(5_000_000));
+    s.elapsed = Duration::from_secs(3);
+    s.acked_bytes = 3_000_000;
+    s.wire_acked = 12_000_000;
+    assert_eq!(bandwidth(&mut c, &s), Some(7_500_000));
+}

@@ -194,9 +194,11 @@ pub const MAX_WINDOW: u64 = 32 << 20;
 /// bounded apart from that rate.
 pub const MAX_NARROWED_WINDOW: u64 = 8 << 20;
 
-/// Wire bytes acknowledged since the window narrowed after which their ratio to stream bytes
-/// sizes the window.
-const RATIO_AFTER: u64 = 1_000_000;
+/// Stream bytes, or wire bytes, acknowledged since the window narrowed after which their
+/// ratio is taken as measured (see `Convergence::reduction`).
+const RATIO_STREAM: u64 = 4_000_000;
+/// See [`RATIO_STREAM`].
+const RATIO_WIRE: u64 = 1_000_000;
 
 /// Most stream bytes per wire byte QEMU may count on for its last pages (see
 /// `Convergence::switchover_bandwidth`): about what zstd makes of a guest's pages.
@@ -325,58 +327,56 @@ impl Convergence {
     /// The window near the switch-over: the downtime's worth of the stream at its rate (see
     /// [`Self::narrowing_rate`]), but no more stream bytes than the link carries as wire bytes
     /// in three quarters of the downtime (the rest is for QEMU's last pages and devices), at
-    /// the fastest link rate seen and the stream bytes per wire byte of what crossed since
-    /// the window narrowed (until a megabyte of wire bytes has, one per wire byte: pages the
-    /// guest dirties again may be new). Compression and references make a megabyte of stream
-    /// anything from a few kilobytes to a megabyte on the wire, and the backlog's wire bytes
-    /// are what the stopped guest waits for.
+    /// the fastest link rate seen and the stream bytes per wire byte since the narrowing (see
+    /// [`Self::reduction`]). Compression and references make a megabyte of stream anything
+    /// from a few kilobytes to a megabyte on the wire, and the backlog's wire bytes are what
+    /// the stopped guest waits for.
     fn narrowed_window(&mut self, s: &Sample, downtime_ms: u64) -> u64 {
-        let (acked0, wire0) = *self
-            .narrowed_at
+        self.narrowed_at
             .get_or_insert((s.acked_bytes, s.wire_acked));
         let by_stream = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
         let wire_budget = self.best_link_rate.saturating_mul(downtime_ms) * 3 / 4000;
-        let (stream, wire) = (
-            s.acked_bytes.saturating_sub(acked0),
-            s.wire_acked.saturating_sub(wire0),
-        );
+        let (stream, wire) = self.reduction(s);
         let by_wire = if self.best_link_rate == 0 {
             u64::MAX
-        } else if wire < RATIO_AFTER {
-            wire_budget
         } else {
-            u64::try_from(u128::from(wire_budget) * u128::from(stream) / u128::from(wire))
-                .unwrap_or(u64::MAX)
+            u64::try_from(u128::from(wire_budget) * stream / wire).unwrap_or(u64::MAX)
         };
         by_stream
             .min(by_wire)
             .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW)
     }
 
+    /// Stream bytes per wire byte since the window narrowed, as a fraction: measured once
+    /// [`RATIO_STREAM`] of stream or [`RATIO_WIRE`] of wire bytes crossed, until then
+    /// [`LAST_PAGES_REDUCTION`] (a guest's new pages under zstd).
+    fn reduction(&self, s: &Sample) -> (u128, u128) {
+        let (acked0, wire0) = self.narrowed_at.unwrap_or((s.acked_bytes, s.wire_acked));
+        let stream = s.acked_bytes.saturating_sub(acked0);
+        let wire = s.wire_acked.saturating_sub(wire0);
+        if wire > 0 && (stream >= RATIO_STREAM || wire >= RATIO_WIRE) {
+            (u128::from(stream), u128::from(wire))
+        } else {
+            (u128::from(LAST_PAGES_REDUCTION), 1)
+        }
+    }
+
     /// The bandwidth QEMU may count on for its last pages (`avail-switchover-bandwidth`): the
     /// stream's rate, but once the window narrowed no more than the fastest link rate seen
-    /// times the stream bytes per wire byte since, at most [`LAST_PAGES_REDUCTION`] (one until
-    /// a megabyte of wire bytes crossed). The stream's rate counts zero pages and references;
-    /// the pages dirtied last are new content, and QEMU, counting on that rate, would stop the
-    /// guest with many megabytes of them still to send.
+    /// times the stream bytes per wire byte since (see [`Self::reduction`]), at most
+    /// [`LAST_PAGES_REDUCTION`]. The stream's rate counts zero pages and references; the pages
+    /// dirtied last are new content, and QEMU, counting on that rate, would stop the guest
+    /// with many megabytes of them still to send.
     fn switchover_bandwidth(&self, s: &Sample) -> Option<u64> {
         if s.wire_rate == 0 {
             return None;
         }
-        let Some((acked0, wire0)) = self.narrowed_at else {
-            return Some(s.wire_rate);
-        };
-        if self.best_link_rate == 0 {
+        if self.narrowed_at.is_none() || self.best_link_rate == 0 {
             return Some(s.wire_rate);
         }
-        let stream = u128::from(s.acked_bytes.saturating_sub(acked0));
-        let wire = u128::from(s.wire_acked.saturating_sub(wire0));
+        let (stream, wire) = self.reduction(s);
         let link = u128::from(self.best_link_rate);
-        let bound = if wire < u128::from(RATIO_AFTER) {
-            link
-        } else {
-            link * stream.min(wire * u128::from(LAST_PAGES_REDUCTION)) / wire
-        };
+        let bound = link * stream.min(wire * u128::from(LAST_PAGES_REDUCTION)) / wire;
         Some(s.wire_rate.min(u64::try_from(bound).unwrap_or(u64::MAX)))
     }
 

@@ -335,7 +335,11 @@ impl Convergence {
         self.narrowed_at
             .get_or_insert((s.acked_bytes, s.wire_acked));
         let by_stream = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
-        let wire_budget = self.best_link_rate.saturating_mul(downtime_ms) * 3 / 4000;
+        let wire_budget = self
+            .best_link_rate
+            .saturating_mul(downtime_ms)
+            .saturating_mul(3)
+            / 4000;
         let (stream, wire) = self.reduction(s);
         let by_wire = if self.best_link_rate == 0 {
             u64::MAX

@@ -11,7 +11,6 @@
 //! while most connections
 //! still hear back: when most are silent the path itself stalls (a congested or paused link),
 //! and copies on the others would wait as long.
-
 //!
 //! At the very end (the `End` frame written), a short tail is sent again on other connections
 //! at once, before any loss shows: a migration's guest waits, stopped, for the last bytes, and

@@ -32,6 +32,25 @@ fn downtime_limit(v: Verdict) -> u64 {
     }
 }
 
+/// The window DWCP gets from a verdict that lets the migration continue.
+fn window(v: Verdict) -> Option<u64> {
+    match v {
+        Verdict::Continue { window, .. } => window,
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    }
+}
+
+/// The switch-over bandwidth QEMU gets from a verdict that lets the migration continue.
+fn bandwidth(v: Verdict) -> Option<u64> {
+    match v {
+        Verdict::Continue {
+            switchover_bandwidth,
+            ..
+        } => switchover_bandwidth,
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    }
+}
+
 #[test]
 fn a_converging_migration_continues_with_the_operators_downtime() {
     let mut c = Convergence::new(Policy::default());
@@ -155,10 +174,6 @@ fn progress_carries_rates_and_an_eta_only_while_copying_memory() {
 #[test]
 fn the_window_narrows_near_the_switch_over_to_the_downtime_and_follows_the_best_rate() {
     let mut c = Convergence::new(Policy::default());
-    let window = |v: Verdict| match v {
-        Verdict::Continue { window, .. } => window,
-        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
-    };
     // First pass, or far from the end: the full window.
     assert_eq!(window(c.observe(&sample(1, 1, 2 * MIB))), None);
     assert_eq!(window(c.observe(&sample(2, 2, 100 * MIB))), None);
@@ -345,10 +360,6 @@ fn qemu_gets_the_downtime_the_backlogs_wire_bytes_leave() {
 
 #[test]
 fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
-    let window = |c: &mut Convergence, s: &Sample| match c.observe(s) {
-        Verdict::Continue { window, .. } => window,
-        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
-    };
     let mut c = Convergence::new(Policy::default());
     // The first pass: zero pages at 40 MB/s of stream, the link at 2.5 MB/s (20 Mbit/s).
     let mut s = sample(1, 1, 200 * MIB);
@@ -356,7 +367,7 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     s.link_rate = 2_500_000;
     s.acked_bytes = 100_000_000;
     s.wire_acked = 20_000_000;
-    assert_eq!(window(&mut c, &s), None);
+    assert_eq!(window(c.observe(&s)), None);
     // Near the end: 300 ms of the stream's 40 MB/s would be 12 MB (8 MiB at most), but three
     // quarters of 300 ms of the link carry 562.5 kB of wire bytes: until 4 MB of stream or
     // 1 MB of wire bytes crossed, at three bytes of stream per wire byte.
@@ -364,26 +375,19 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     s.wire_rate = 40_000_000;
     s.acked_bytes = 110_000_000;
     s.wire_acked = 21_000_000;
-    assert_eq!(window(&mut c, &s), Some(1_687_500));
+    assert_eq!(window(c.observe(&s)), Some(1_687_500));
     // Then at the ratio of what crossed since: 4 MB of stream in 1 MB of frames.
     s.elapsed = Duration::from_secs(3);
     s.acked_bytes = 114_000_000;
     s.wire_acked = 22_000_000;
-    assert_eq!(window(&mut c, &s), Some(2_250_000));
+    assert_eq!(window(c.observe(&s)), Some(2_250_000));
     // Without a link rate (a destination that does not report one): the stream's rate alone.
     let mut c = Convergence::new(Policy::default());
-    assert_eq!(window(&mut c, &sample(3, 3, 5 * MIB)), Some(3_600_000));
+    assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(3_600_000));
 }
 
 #[test]
 fn near_the_end_qemu_counts_on_the_link_for_its_last_pages_not_on_references() {
-    let bandwidth = |c: &mut Convergence, s: &Sample| match c.observe(s) {
-        Verdict::Continue {
-            switchover_bandwidth,
-            ..
-        } => switchover_bandwidth,
-        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
-    };
     let mut c = Convergence::new(Policy::default());
     // A first pass of references at 90 MB/s of stream over a 5 MB/s link: QEMU gets the
     // stream's rate while it cannot stop anyway.
@@ -392,27 +396,27 @@ fn near_the_end_qemu_counts_on_the_link_for_its_last_pages_not_on_references() {
     s.link_rate = 5_000_000;
     s.acked_bytes = 150_000_000;
     s.wire_acked = 8_000_000;
-    assert_eq!(bandwidth(&mut c, &s), Some(90_000_000));
+    assert_eq!(bandwidth(c.observe(&s)), Some(90_000_000));
     // Near the end: three times the link's rate, until the reduction since is measured.
     let mut s = sample(2, 2, 15 * MIB);
     s.wire_rate = 90_000_000;
     s.acked_bytes = 160_000_000;
     s.wire_acked = 8_500_000;
-    assert_eq!(bandwidth(&mut c, &s), Some(15_000_000));
+    assert_eq!(bandwidth(c.observe(&s)), Some(15_000_000));
     // Then at most three stream bytes per wire byte, however many went as references.
     s.elapsed = Duration::from_secs(3);
     s.acked_bytes = 190_000_000;
     s.wire_acked = 10_000_000;
-    assert_eq!(bandwidth(&mut c, &s), Some(15_000_000));
+    assert_eq!(bandwidth(c.observe(&s)), Some(15_000_000));
     // Fewer when the last pages compress less: 1.5 MB of stream per MB of wire.
     let mut c = Convergence::new(Policy::default());
     let mut s = sample(2, 2, 5 * MIB);
     s.link_rate = 5_000_000;
     s.wire_acked = 10_000_000;
     // (The stream's own 12 MB/s is lower.)
-    assert_eq!(bandwidth(&mut c, &s), Some(12_000_000));
+    assert_eq!(bandwidth(c.observe(&s)), Some(12_000_000));
     s.elapsed = Duration::from_secs(3);
     s.acked_bytes = 3_000_000;
     s.wire_acked = 12_000_000;
-    assert_eq!(bandwidth(&mut c, &s), Some(7_500_000));
+    assert_eq!(bandwidth(c.observe(&s)), Some(7_500_000));
 }

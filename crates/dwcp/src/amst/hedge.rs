@@ -32,13 +32,7 @@ pub(crate) const TAIL_COPY_FLOOR: u64 = 64 << 10;
 /// [`TAIL_COPY_FLOOR`].
 #[must_use]
 pub(crate) fn tail_budget(peak_rate: f64) -> u64 {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a finite, non-negative product far below 2^64; NaN maps to 0"
-    )]
-    let bytes = (peak_rate.max(0.0) * TAIL_COPY_TIME.as_secs_f64()) as u64;
-    bytes.max(TAIL_COPY_FLOOR)
+    crate::pba::auto::bytes_of(peak_rate * TAIL_COPY_TIME.as_secs_f64()).max(TAIL_COPY_FLOOR)
 }
 
 /// Least time without an acknowledgement that counts as waiting on a timer: a round trip on

@@ -244,7 +244,6 @@ pub async fn send(
         reduce,
         pacer,
         paced: None,
-        sharing: 0,
         backlogged: Duration::ZERO,
         last_tick: Instant::now(),
     };
@@ -309,8 +308,6 @@ struct Supervisor {
     pacer: Option<Pacer>,
     /// The pacer's cap in force, bytes per second.
     paced: Option<f64>,
-    /// Connections the pacer's cap is shared among (see `pacing`).
-    sharing: usize,
     /// Time frames waited in the work queue for a connection (as seen at each tick).
     backlogged: Duration,
     last_tick: Instant,

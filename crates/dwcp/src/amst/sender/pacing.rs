@@ -24,8 +24,9 @@ pub(super) fn busy(target: usize, window: Option<u64>, chunk: u32) -> usize {
 }
 
 impl Supervisor {
-    /// Feeds the pacer this tick's measurements and applies its cap when it, or the number
-    /// of connections it is shared among, changed.
+    /// Feeds the pacer this tick's measurements, applies its cap when it changed, and shares it
+    /// among the connections the window keeps busy now (the window's owner may have narrowed
+    /// it since the last tick; a connection applies its share only when it changed).
     pub(super) fn pace(&mut self, target: usize) {
         let Some(pacer) = self.pacer.as_mut() else {
             return;
@@ -53,10 +54,8 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .set_rate(now, cap);
-            self.set_pacing(target);
-        } else if self.sharing != self.busy(target) {
-            self.set_pacing(target);
         }
+        self.set_pacing(target);
     }
 
     /// Connections of `target` the window in force keeps busy (see [`busy`]).
@@ -69,9 +68,8 @@ impl Supervisor {
     /// [`SHARE_BURST`] times its share of the pacer's rate (among the connections the window
     /// keeps busy) if lower. The pacer's rate itself is kept by the session's token bucket;
     /// the rate limit only by these caps, so it is shared among all of them.
-    pub(super) fn set_pacing(&mut self, target: usize) {
+    pub(super) fn set_pacing(&self, target: usize) {
         let busy = self.busy(target);
-        self.sharing = busy;
         let limited = self
             .opts
             .rate_limit

@@ -76,13 +76,13 @@ pub struct Sample {
     pub throttle_percent: u64,
     /// Bytes of QEMU's stream read by DWCP.
     pub stream_bytes: u64,
-    /// Bytes the DWCP receiver acknowledged.
+    /// Bytes the DWCP receiver acknowledged, or reported holding out of order.
     pub acked_bytes: u64,
     /// DWCP's delivery rate, bytes per second (0 while unknown).
     pub wire_rate: u64,
     /// Bytes DWCP put on the wire for the stream so far (after data reduction).
     pub wire_bytes: u64,
-    /// Of `wire_bytes`, those the DWCP receiver acknowledged.
+    /// Of `wire_bytes`, those the DWCP receiver acknowledged or reported holding.
     pub wire_acked: u64,
     /// How fast `wire_acked` grew lately, bytes per second (0 while unknown): the link's rate
     /// for this stream.

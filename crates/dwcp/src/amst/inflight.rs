@@ -78,6 +78,9 @@ struct Entry {
     conn: ConnId,
     /// When the frame was handed to the connection.
     at: std::time::Instant,
+    /// Whether the receiver reported holding it ahead of the acknowledged bytes (`Held`): its
+    /// permits and wire bytes were released then, and it is never sent again.
+    held: bool,
 }
 
 #[derive(Debug, Default)]
@@ -88,8 +91,10 @@ struct State {
     end: Option<Entry>,
     /// Contiguous bytes the receiver has acknowledged.
     acked: u64,
-    /// Payload bytes of the data frames released by acknowledgements.
+    /// Payload bytes of the data frames released by acknowledgements or `Held` reports.
     acked_wire: u64,
+    /// Stream bytes, and frames, the receiver reported holding beyond `acked`.
+    held: (u64, u64),
 }
 
 /// Frames on the wire, keyed by offset.
@@ -134,6 +139,7 @@ impl InFlight {
             out: out.clone(),
             conn,
             at: std::time::Instant::now(),
+            held: false,
         };
         if frame.header.kind == FrameKind::End {
             st.end = Some(entry);
@@ -166,12 +172,50 @@ impl InFlight {
             if *entry.key() + len > offset {
                 break;
             }
-            wire += u64::from(entry.get().out.frame.header.length);
-            entry.remove();
+            let e = entry.remove();
+            if e.held {
+                // Released when it was reported held.
+                st.held.0 = st.held.0.saturating_sub(len);
+                st.held.1 = st.held.1.saturating_sub(1);
+                continue;
+            }
+            wire += u64::from(e.out.frame.header.length);
             released += self.charge.of(len);
         }
         st.acked_wire += wire;
         released
+    }
+
+    /// Applies a `Held` report: the receiver holds the data frame at `offset` ahead of the
+    /// acknowledged bytes. Returns the window permits released (the frame's [`Charge`]): zero
+    /// for a frame not in flight or already reported, and once [`MAX_FRAMES_IN_FLIGHT`] frames
+    /// are held, so that the frames in flight stay bounded (the receiver holds out of order
+    /// at most [`super::rx_session::MAX_PENDING_FRAMES`]).
+    pub(crate) fn held(&self, offset: u64) -> u64 {
+        let mut st = self.lock();
+        if st.held.1 >= MAX_FRAMES_IN_FLIGHT {
+            return 0;
+        }
+        let Some(e) = st.data.get_mut(&offset) else {
+            return 0;
+        };
+        if e.held {
+            return 0;
+        }
+        e.held = true;
+        let len = e.out.stream_len;
+        let wire = u64::from(e.out.frame.header.length);
+        st.held.0 = st.held.0.saturating_add(len);
+        st.held.1 += 1;
+        st.acked_wire += wire;
+        self.charge.of(len)
+    }
+
+    /// The acknowledged offset and the stream bytes the receiver reported holding beyond it,
+    /// read together (their sum never decreases).
+    pub(crate) fn acked_and_held(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.acked, st.held.0)
     }
 
     /// The acknowledged offset.
@@ -179,20 +223,20 @@ impl InFlight {
         self.lock().acked
     }
 
-    /// Payload bytes of the data frames the receiver acknowledged (each frame once): the
-    /// wire's share of [`Self::acked`].
+    /// Payload bytes of the data frames the receiver acknowledged or reported holding (each
+    /// frame once): the wire's share of [`Self::acked_and_held`].
     pub(crate) fn acked_wire(&self) -> u64 {
         self.lock().acked_wire
     }
 
-    /// Removes and returns every frame that was written on `conn` and is not yet acknowledged,
-    /// oldest first, so that they can be sent again.
+    /// Removes and returns every frame that was written on `conn` and is neither acknowledged
+    /// nor reported held, oldest first, so that they can be sent again.
     pub(crate) fn take_conn(&self, conn: ConnId) -> Vec<Outgoing> {
         let mut st = self.lock();
         let offsets: Vec<u64> = st
             .data
             .iter()
-            .filter(|(_, e)| e.conn == conn)
+            .filter(|(_, e)| e.conn == conn && !e.held)
             .map(|(off, _)| *off)
             .collect();
         let mut out: Vec<Outgoing> = offsets
@@ -213,37 +257,54 @@ impl InFlight {
     }
 
     /// The stream's tail, to be sent again on other connections: once the `End` frame was
-    /// written, if the payload of every unacknowledged frame (the `End` included) adds up to
-    /// at most `budget` bytes, removes and returns them all, oldest first, each with the
-    /// connection that carries it. `None` (and nothing removed) before that.
+    /// written, if the payload of every frame neither acknowledged nor reported held (the
+    /// `End` included) adds up to at most `budget` bytes, removes and returns them all, oldest
+    /// first, each with the connection that carries it. `None` (and nothing removed) before
+    /// that.
     pub(crate) fn take_tail(&self, budget: u64) -> Option<Vec<(ConnId, Outgoing)>> {
         let mut st = self.lock();
         let end_len = u64::from(st.end.as_ref()?.out.frame.header.length);
-        let total = st.data.values().fold(end_len, |total, e| {
-            total.saturating_add(u64::from(e.out.frame.header.length))
-        });
+        let total = st
+            .data
+            .values()
+            .filter(|e| !e.held)
+            .fold(end_len, |total, e| {
+                total.saturating_add(u64::from(e.out.frame.header.length))
+            });
         if total > budget {
             return None;
         }
-        let data = std::mem::take(&mut st.data);
-        let mut out: Vec<(ConnId, Outgoing)> =
-            data.into_values().map(|e| (e.conn, e.out)).collect();
+        let offsets: Vec<u64> = st
+            .data
+            .iter()
+            .filter(|(_, e)| !e.held)
+            .map(|(off, _)| *off)
+            .collect();
+        let mut out: Vec<(ConnId, Outgoing)> = offsets
+            .into_iter()
+            .filter_map(|off| st.data.remove(&off).map(|e| (e.conn, e.out)))
+            .collect();
         if let Some(e) = st.end.take() {
             out.push((e.conn, e.out));
         }
         Some(out)
     }
 
-    /// Removes and returns the unacknowledged data frame at `offset`, to be sent again.
+    /// Removes and returns the unacknowledged data frame at `offset`, to be sent again;
+    /// `None` for one the receiver reported holding (its permits were released then).
     pub(crate) fn take_offset(&self, offset: u64) -> Option<Outgoing> {
-        self.lock().data.remove(&offset).map(|e| e.out)
+        let mut st = self.lock();
+        if st.data.get(&offset).is_none_or(|e| e.held) {
+            return None;
+        }
+        st.data.remove(&offset).map(|e| e.out)
     }
 
     /// The connection holding the oldest unacknowledged frame: the stream cannot advance
     /// past that frame, so when the connection stalls its frames are worth sending again on
     /// another one (with [`Self::take_conn`], which keeps the window accounting exact).
     pub(crate) fn oldest_conn(&self) -> Option<ConnId> {
-        self.lock().data.values().next().map(|e| e.conn)
+        self.lock().data.values().find(|e| !e.held).map(|e| e.conn)
     }
 
     /// When the longest-waiting unacknowledged frame on `conn` was handed to it, if any.
@@ -252,15 +313,18 @@ impl InFlight {
         st.data
             .values()
             .chain(st.end.iter())
-            .filter(|e| e.conn == conn)
+            .filter(|e| e.conn == conn && !e.held)
             .map(|e| e.at)
             .min()
     }
 
-    /// Frames still waiting for acknowledgement on `conn`.
+    /// Frames on `conn` still waiting for acknowledgement and not reported held.
     pub(crate) fn pending_on(&self, conn: ConnId) -> usize {
         let st = self.lock();
-        st.data.values().filter(|e| e.conn == conn).count()
+        st.data
+            .values()
+            .filter(|e| e.conn == conn && !e.held)
+            .count()
     }
 }
 
@@ -316,6 +380,66 @@ mod tests {
             assert!(f.written(&data(off, 10), 1));
         }
         assert_eq!(f.ack(30), 3 * 4096);
+    }
+
+    #[test]
+    fn a_held_frame_is_released_once_and_never_sent_again() {
+        let f = InFlight::new(0, Charge::default());
+        for off in [0, 10, 20] {
+            assert!(f.written(&data(off, 10), 1));
+        }
+        assert_eq!(f.held(10), 10);
+        assert_eq!(f.held(10), 0, "a repeated report releases nothing");
+        assert_eq!(f.held(30), 0, "nothing in flight there");
+        assert_eq!(f.acked_and_held(), (0, 10));
+        assert_eq!(f.acked_wire(), 10);
+        assert_eq!(f.pending_on(1), 2);
+        // A dropped connection leaves the held frame where it is.
+        let again: Vec<u64> = f
+            .take_conn(1)
+            .iter()
+            .map(|o| o.frame.header.offset)
+            .collect();
+        assert_eq!(again, vec![0, 20]);
+        assert!(f.take_offset(10).is_none());
+        // The acknowledgement covering it releases only the others.
+        for o in [data(0, 10), data(20, 10)] {
+            assert!(f.written(&o, 2));
+        }
+        assert_eq!(f.ack(30), 20);
+        assert_eq!(f.acked_and_held(), (30, 0));
+        assert_eq!(f.acked_wire(), 30);
+    }
+
+    #[test]
+    fn the_tail_and_the_oldest_frame_leave_held_frames_out() {
+        let f = InFlight::new(0, Charge::default());
+        f.written(&data(0, 100), 1);
+        f.written(&data(100, 50), 2);
+        f.written(&end(), 3);
+        f.held(0);
+        assert_eq!(f.oldest_conn(), Some(2));
+        assert!(f.oldest_on(1).is_none());
+        // 50 + 32 bytes left to cross.
+        let tail: Vec<u64> = f
+            .take_tail(82)
+            .unwrap()
+            .into_iter()
+            .map(|(_, o)| o.frame.header.offset)
+            .collect();
+        assert_eq!(tail, vec![100, 0]);
+    }
+
+    #[test]
+    fn held_frames_are_bounded_in_number() {
+        let f = InFlight::new(0, Charge::default());
+        for i in 0..=MAX_FRAMES_IN_FLIGHT {
+            f.written(&data(i + 1, 1), 1);
+        }
+        for i in 0..MAX_FRAMES_IN_FLIGHT {
+            assert_eq!(f.held(i + 1), 1);
+        }
+        assert_eq!(f.held(MAX_FRAMES_IN_FLIGHT + 1), 0);
     }
 
     #[test]

@@ -53,6 +53,8 @@ mod hde_frame;
 #[cfg(test)]
 mod hde_test;
 mod hedge;
+#[cfg(test)]
+mod held_test;
 mod inflight;
 mod names;
 pub mod pacer;

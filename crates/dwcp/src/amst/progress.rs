@@ -39,11 +39,14 @@ pub struct Progress {
     pub phase: Phase,
     /// Stream bytes the receiver has acknowledged, counting any resumed prefix.
     pub bytes_acked: u64,
+    /// Stream bytes beyond `bytes_acked` the receiver reported holding out of order (only
+    /// on a session whose window its owner narrows; 0 otherwise).
+    pub bytes_held: u64,
     /// Stream length, `None` while unknown (reading a pipe).
     pub bytes_total: Option<u64>,
     /// Offset the session started at (non-zero when resuming).
     pub start_offset: u64,
-    /// Recent goodput in bytes per second (acknowledged bytes, smoothed).
+    /// Recent goodput in bytes per second (acknowledged and held bytes, smoothed).
     pub rate_bytes_per_sec: f64,
     /// Connections open now.
     pub streams: usize,
@@ -70,6 +73,7 @@ impl Progress {
         Self {
             phase: Phase::Connecting,
             bytes_acked: 0,
+            bytes_held: 0,
             bytes_total: None,
             start_offset: 0,
             rate_bytes_per_sec: 0.0,

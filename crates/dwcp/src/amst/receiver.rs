@@ -19,8 +19,8 @@ use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, Hello, HelloAck,
-    HelloMode, PayloadKind, SessionId, read_frame, write_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, Frame, FrameKind, Hello,
+    HelloAck, HelloMode, PayloadKind, SessionId, read_frame, write_frame,
 };
 
 /// Settings of a receiver.
@@ -302,13 +302,14 @@ async fn index_frame(id: SessionId, store: Option<SharedStore>) -> Option<Frame>
     Frame::control(FrameKind::Index, id, 0, index.encode()).ok()
 }
 
-/// The features a receiver with `cfg` offers a new session.
+/// The features a receiver with `cfg` offers a new session: `Held` reports always.
 fn offered(cfg: &ReceiverConfig) -> u32 {
-    match (cfg.hde, cfg.store.is_some()) {
-        (false, _) => 0,
-        (true, false) => FEATURE_HDE,
-        (true, true) => FEATURE_HDE | FEATURE_DEDUP,
-    }
+    FEATURE_HELD
+        | match (cfg.hde, cfg.store.is_some()) {
+            (false, _) => 0,
+            (true, false) => FEATURE_HDE,
+            (true, true) => FEATURE_HDE | FEATURE_DEDUP,
+        }
 }
 
 /// Decides what a `Hello` opens or joins, and which of the features it asks for the session
@@ -348,7 +349,8 @@ async fn admit(
                 FEATURE_DEDUP
             } else {
                 0
-            };
+            }
+            | if session.held { FEATURE_HELD } else { 0 };
         return Ok((session, hello.features & features, false));
     }
     let mut features = hello.features & offered(cfg);
@@ -419,6 +421,11 @@ async fn admit(
         Some(store) if features & FEATURE_DEDUP != 0 => session.with_dedup(Arc::clone(store)),
         _ => session,
     };
+    let session = if features & FEATURE_HELD != 0 {
+        session.with_held()
+    } else {
+        session
+    };
     let session = Arc::new(session);
     tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, hde = session.hde, "session open");
     let mut map = lock(sessions);
@@ -437,8 +444,9 @@ async fn admit(
 async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), String> {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut status = session.subscribe();
-    // At most one per frame read, and the writer takes them as they come.
-    let (need_tx, mut need_rx) = mpsc::unbounded_channel::<u64>();
+    // `Need` and `Held` reports: at most one per frame read, and the writer takes them as
+    // they come.
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<(FrameKind, u64)>();
     let id = session.id;
     let reader = async {
         loop {
@@ -467,6 +475,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 return Err("frame for another session".into());
             }
             let h = frame.header;
+            let mut needed = false;
             let taken = match (h.kind, h.payload_kind) {
                 (FrameKind::Data, PayloadKind::Hde) => match session.decode_hde(frame).await {
                     Ok(bytes) => session.on_data(h.offset, bytes),
@@ -477,7 +486,8 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                         Ok(Some(bytes)) => session.on_data(h.offset, bytes),
                         Ok(None) => {
                             // Content it referenced is missing: ask for the frame's literals.
-                            let _ = need_tx.send(h.offset);
+                            needed = true;
+                            let _ = report_tx.send((FrameKind::Need, h.offset));
                             Ok(())
                         }
                         Err(msg) => Err(msg),
@@ -490,19 +500,32 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 session.abort(msg);
                 return Err(text);
             }
+            // A frame held ahead of the written bytes has crossed: the sender stops counting
+            // it against its window.
+            if session.held
+                && h.kind == FrameKind::Data
+                && !needed
+                && h.offset > session.status().written
+            {
+                let _ = report_tx.send((FrameKind::Held, h.offset));
+            }
         }
     };
     let writer = async {
         let mut sent = session.start;
         let mut sent_at = Instant::now();
-        let mut need = None;
+        let mut report = None;
         loop {
-            while let Some(offset) = need.take().or_else(|| need_rx.try_recv().ok()) {
-                let frame = Frame::control(FrameKind::Need, id, offset, bytes::Bytes::new())
+            let mut reported = false;
+            while let Some((kind, offset)) = report.take().or_else(|| report_rx.try_recv().ok()) {
+                let frame = Frame::control(kind, id, offset, bytes::Bytes::new())
                     .map_err(|e| e.to_string())?;
                 write_frame(&mut wr, &frame)
                     .await
                     .map_err(|e| e.to_string())?;
+                reported = true;
+            }
+            if reported {
                 wr.flush().await.map_err(|e| e.to_string())?;
             }
             let st: RxStatus = status.borrow_and_update().clone();
@@ -550,7 +573,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                         return Ok(());
                     }
                 }
-                Some(offset) = need_rx.recv() => need = Some(offset),
+                Some(r) = report_rx.recv() => report = Some(r),
             }
         }
     };

@@ -64,6 +64,9 @@ pub(crate) struct RxSession {
     item_limit: usize,
     /// The content store, when deduplication was negotiated (`Segments` data frames).
     pub(crate) dedup: Option<SharedStore>,
+    /// Whether the sender asked to hear of each data frame held ahead of the acknowledged
+    /// bytes (`Held`).
+    pub(crate) held: bool,
 }
 
 pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
@@ -198,6 +201,7 @@ impl RxSession {
             hde: false,
             item_limit: 0,
             dedup: None,
+            held: false,
         })
     }
 
@@ -212,6 +216,12 @@ impl RxSession {
     /// This session, accepting `Segments` data frames resolved against and stored in `store`.
     pub(crate) fn with_dedup(mut self, store: SharedStore) -> Self {
         self.dedup = Some(store);
+        self
+    }
+
+    /// This session, reporting each data frame held ahead of the acknowledged bytes.
+    pub(crate) fn with_held(mut self) -> Self {
+        self.held = true;
         self
     }
 

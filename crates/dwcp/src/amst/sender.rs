@@ -33,8 +33,8 @@ use crate::hde::ContentIndex;
 use crate::pba::initial_codec;
 use crate::transport::{Dialer, Security, tcp_stats};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, Frame, FrameKind, HelloAck, HelloMode,
-    MAX_PAYLOAD, SessionId, read_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, Frame, FrameKind, HelloAck,
+    HelloMode, MAX_PAYLOAD, SessionId, read_frame,
 };
 use stall::Blocked;
 
@@ -84,6 +84,11 @@ pub async fn send(
         (_, false) => FEATURE_HDE,
         (_, true) => FEATURE_HDE | FEATURE_DEDUP,
     };
+    if opts.window_limit.is_some() {
+        // A window its owner narrows counts what has yet to cross: frames the receiver holds
+        // out of order leave it when it reports them (`Held`).
+        features |= FEATURE_HELD;
+    }
     let mut first = dialer.dial().await.map_err(SendError::Connect)?;
     if opts.chunk_size == 0 {
         // The handshakes measured the link: its mode says how large frames are.
@@ -180,7 +185,7 @@ pub async fn send(
         permits: Arc::clone(&permits),
         queue_tx: queue_tx.clone(),
         queue_rx: Mutex::new(queue_rx),
-        acked: Notify::new(),
+        acked: Arc::new(Notify::new()),
         events: events_tx,
         srtt_us: AtomicU64::new(0),
         min_rtt_us: AtomicU64::new(u64::MAX),
@@ -216,6 +221,8 @@ pub async fn send(
         encoder: reduce.encoder(dedup),
         reduce: Arc::clone(&reduce.shared),
         acked: Arc::clone(&shared.acked_hint),
+        acked_changed: Arc::clone(&shared.acked),
+        span: (features & FEATURE_HELD != 0).then_some(window),
         end_confirmed: opts.end_confirmed.clone(),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
@@ -394,6 +401,7 @@ impl Supervisor {
                             p.phase = Phase::Done;
                             p.rate_bytes_per_sec = average;
                             p.bytes_acked = done.len;
+                            p.bytes_held = 0;
                             p.bytes_total = Some(done.len);
                             p.elapsed = elapsed;
                         });
@@ -434,14 +442,14 @@ impl Supervisor {
                     }
                 }
                 _ = tick.tick() => {
-                    let acked = self.shared.inflight.acked();
-                    rate.sample(acked);
+                    let (acked, held) = self.shared.inflight.acked_and_held();
+                    rate.sample(acked + held);
                     let acked_wire = self.shared.inflight.acked_wire();
                     wire_rate.sample(acked_wire);
                     let budget = super::hedge::tail_budget(wire_rate.peak());
                     self.shared.tail_budget.store(budget, Ordering::Relaxed);
                     self.publish(
-                        (acked, acked_wire),
+                        (acked, held, acked_wire),
                         (rate.rate(), wire_rate.rate()),
                         produced.is_some(),
                     );
@@ -526,11 +534,11 @@ impl Supervisor {
         self.retransmitted + self.shared.hedged.load(Ordering::Relaxed)
     }
 
-    /// Publishes the progress at this tick: the stream's and the wire's acknowledged bytes,
-    /// and their rates.
+    /// Publishes the progress at this tick: the stream's acknowledged and held bytes, the
+    /// wire's, and their rates.
     fn publish(
         &self,
-        (acked, acked_wire): (u64, u64),
+        (acked, held, acked_wire): (u64, u64, u64),
         (rate, wire_rate): (f64, f64),
         source_done: bool,
     ) {
@@ -541,6 +549,7 @@ impl Supervisor {
         let refs = self.reduce.shared.ref_bytes.load(Ordering::Relaxed);
         self.progress.send_modify(|p| {
             p.bytes_acked = acked;
+            p.bytes_held = held;
             p.wire_bytes = wire;
             p.wire_acked = acked_wire;
             p.wire_rate_bytes_per_sec = wire_rate;

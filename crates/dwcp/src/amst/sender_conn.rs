@@ -44,7 +44,7 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) queue_tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) queue_rx: Mutex<mpsc::UnboundedReceiver<Outgoing>>,
-    pub(crate) acked: Notify,
+    pub(crate) acked: Arc<Notify>,
     pub(crate) events: mpsc::UnboundedSender<SessionEvent>,
     /// Latest smoothed RTT seen on any connection, in microseconds (0 = unknown).
     pub(crate) srtt_us: AtomicU64,
@@ -478,12 +478,24 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
                     .acked_hint
                     .fetch_max(frame.header.offset, Ordering::Relaxed);
                 let released = shared.inflight.ack(frame.header.offset);
+                // The producer may wait for the acknowledged offset itself (see
+                // `Producer::span`), even when frames reported held released nothing now.
+                shared.acked.notify_waiters();
+                if released > 0 {
+                    shared
+                        .permits
+                        .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
+                    // What is left of the tail may fit its budget now.
+                    shared.copy_tail();
+                }
+            }
+            FrameKind::Held => {
+                let released = shared.inflight.held(frame.header.offset);
                 if released > 0 {
                     shared
                         .permits
                         .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
                     shared.acked.notify_waiters();
-                    // What is left of the tail may fit its budget now.
                     shared.copy_tail();
                 }
             }

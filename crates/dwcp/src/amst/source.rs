@@ -159,6 +159,13 @@ pub(crate) struct Producer {
     pub(crate) reduce: Arc<ReduceShared>,
     /// The receiver's acknowledged offset, as the connections last saw it.
     pub(crate) acked: Arc<AtomicU64>,
+    /// Notified when `acked` advances or the window releases permits.
+    pub(crate) acked_changed: Arc<tokio::sync::Notify>,
+    /// Most stream bytes a frame may end beyond `acked`: the session's window, when the
+    /// receiver reports frames it holds (`Held`) and their permits return before the
+    /// acknowledgement, so that the window alone no longer bounds what the receiver holds out
+    /// of order. `None` when the permits are returned only by acknowledgements.
+    pub(crate) span: Option<u64>,
     /// [`super::SendOptions::end_confirmed`].
     pub(crate) end_confirmed: Option<Arc<AtomicBool>>,
 }
@@ -168,6 +175,31 @@ pub(crate) struct Producer {
 pub(crate) struct Produced {
     pub(crate) len: u64,
     pub(crate) hash: blake3::Hash,
+}
+
+/// How often a producer waiting for the acknowledged offset looks whether the session ended.
+const SPAN_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Producer {
+    /// Waits until a frame ending at `end` lies within `span` bytes of the acknowledged
+    /// offset (see [`Producer::span`]).
+    fn wait_within(&self, end: u64, span: u64) -> Result<(), ProduceError> {
+        self.runtime.block_on(async {
+            loop {
+                let changed = self.acked_changed.notified();
+                tokio::pin!(changed);
+                // Registered before the check, so that an advance right after it still wakes.
+                changed.as_mut().enable();
+                if end <= self.acked.load(Ordering::Relaxed).saturating_add(span) {
+                    return Ok(());
+                }
+                if self.permits.is_closed() {
+                    return Err(ProduceError::Cancelled);
+                }
+                let _ = tokio::time::timeout(SPAN_RECHECK, changed).await;
+            }
+        })
+    }
 }
 
 /// Reads up to `limit` bytes into `buf` (`read_to_end` retries interrupted reads itself).
@@ -287,6 +319,9 @@ impl Producer {
             match self.runtime.block_on(self.permits.acquire_many(permits)) {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(ProduceError::Cancelled),
+            }
+            if let Some(span) = self.span {
+                self.wait_within(end, span)?;
             }
             let waited = u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.reduce.blocked_ns.fetch_add(waited, Ordering::Relaxed);

@@ -124,6 +124,7 @@ fn frame_kind() -> impl Strategy<Value = FrameKind> {
         Just(FrameKind::Done),
         Just(FrameKind::Error),
         Just(FrameKind::Close),
+        Just(FrameKind::Held),
     ]
 }
 
@@ -331,7 +332,7 @@ fn header_encoded_with_another_version_is_rejected() {
 
 #[test]
 fn unknown_frame_kind_is_rejected() {
-    for kind in [0, 11, 0x100, u16::MAX] {
+    for kind in [0, 12, 0x100, u16::MAX] {
         assert!(
             matches!(
                 FrameHeader::decode(&header_with_u16(6, kind)),

@@ -15,8 +15,11 @@ pub const FEATURE_HDE: u32 = 1;
 /// content in the receiver's store; the receiver sends an `Index` and answers `Need`. Only
 /// together with [`FEATURE_HDE`].
 pub const FEATURE_DEDUP: u32 = 2;
+/// Feature bit: the receiver reports each data frame it holds ahead of the bytes it
+/// acknowledged (`Held`), so that the sender's window counts only what has yet to cross.
+pub const FEATURE_HELD: u32 = 4;
 /// Every feature bit this build knows.
-pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP;
+pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {

@@ -64,6 +64,9 @@ pub enum FrameKind {
     /// Receiver: the data frame at `offset` references content it does not hold; the sender
     /// sends that frame's bytes again, as literals.
     Need = 10,
+    /// Receiver, on a session that confirmed [`super::FEATURE_HELD`]: it holds the data frame
+    /// at `offset`, ahead of the bytes it acknowledged; the frame need not cross again.
+    Held = 11,
 }
 
 impl FrameKind {
@@ -81,7 +84,8 @@ impl FrameKind {
             | Self::Done
             | Self::Error
             | Self::Close
-            | Self::Need => MAX_CONTROL_PAYLOAD,
+            | Self::Need
+            | Self::Held => MAX_CONTROL_PAYLOAD,
         }
     }
 }
@@ -101,6 +105,7 @@ impl TryFrom<u16> for FrameKind {
             8 => Self::Close,
             9 => Self::Index,
             10 => Self::Need,
+            11 => Self::Held,
             other => return Err(WireError::UnknownFrameKind(other)),
         })
     }

@@ -131,7 +131,9 @@ impl Expected {
 pub(crate) struct SendFigures {
     /// Bytes the receiver acknowledged.
     pub(crate) acked: u64,
-    /// Smoothed delivery rate, bytes per second.
+    /// Bytes beyond `acked` the receiver holds out of order: they crossed the link too.
+    pub(crate) held: u64,
+    /// Smoothed delivery rate (acknowledged and held bytes), bytes per second.
     pub(crate) rate: u64,
     /// Payload bytes framed for the stream so far (after data reduction).
     pub(crate) wire: u64,
@@ -172,6 +174,7 @@ impl Sending {
         let p = self.progress.borrow();
         SendFigures {
             acked: p.bytes_acked,
+            held: p.bytes_held,
             wire: p.wire_bytes,
             refs: p.ref_bytes,
             rate: whole_rate(p.rate_bytes_per_sec),

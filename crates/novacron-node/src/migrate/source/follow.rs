@@ -112,7 +112,9 @@ impl Node {
                 throttle_percent: info.cpu_throttle_percentage.unwrap_or(0),
                 // What QEMU wrote into the socket is what DWCP reads.
                 stream_bytes: ram.transferred,
-                acked_bytes: dwcp.acked,
+                // Frames the receiver holds out of order crossed the link: the stopped guest
+                // does not wait for them.
+                acked_bytes: dwcp.acked.saturating_add(dwcp.held),
                 wire_rate: dwcp.rate,
                 wire_bytes: dwcp.wire,
                 wire_acked: dwcp.wire_acked,

@@ -52,7 +52,8 @@ pub struct Progress {
     pub streams: usize,
     /// Bytes sent more than once because a connection dropped.
     pub retransmitted_bytes: u64,
-    /// Payload bytes framed so far for the stream (after data reduction; first transmissions).
+    /// Payload bytes framed so far for the stream (after data reduction; first transmissions,
+    /// grown by the literals sent in place of references the receiver lacked).
     pub wire_bytes: u64,
     /// Payload bytes of the frames the receiver acknowledged: `wire_bytes` less those still
     /// queued or in flight.
@@ -142,7 +143,8 @@ pub struct TransferSummary {
     pub codec_changes: u32,
     /// Stream bytes this session framed (first transmissions; equals `bytes_sent`).
     pub stream_bytes: u64,
-    /// Payload bytes framed for them (first transmissions, without frame headers).
+    /// Payload bytes framed for them (first transmissions, grown by the literals sent in
+    /// place of references the receiver lacked; without frame headers).
     pub wire_bytes: u64,
     /// `stream_bytes / wire_bytes` (1 without reduction; 1 for an empty stream).
     pub reduction_ratio: f64,

@@ -132,7 +132,8 @@ pub(crate) struct ReduceShared {
     codec: AtomicU8,
     /// Stream bytes framed (first transmissions only).
     pub(crate) stream_bytes: AtomicU64,
-    /// Payload bytes framed for them.
+    /// Payload bytes framed for them, grown by the literals sent in place of references the
+    /// receiver lacked.
     pub(crate) wire_bytes: AtomicU64,
     /// Stream bytes sent as references to content the receiver holds.
     pub(crate) ref_bytes: AtomicU64,

@@ -557,6 +557,13 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
                 payload,
             )
             .map_err(|e| e.to_string())?;
+            // The literals cross instead of the references: the stream's wire bytes count
+            // them, as its acknowledged wire bytes will.
+            let grown = frame.header.length.saturating_sub(h.length);
+            shared
+                .produced
+                .wire_bytes
+                .fetch_add(u64::from(grown), Ordering::Relaxed);
             Outgoing {
                 frame,
                 stream_len: out.stream_len,

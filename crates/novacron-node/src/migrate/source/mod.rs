@@ -392,7 +392,14 @@ impl Node {
         let stopped = self
             .follow(run, &sending, &window_tx, mirrors, reserve)
             .await?;
-        // The guest is stopped here from now on.
+        // The guest is stopped here from now on. Before a pre-copy switch-over what QEMU
+        // writes now is all the stopped guest waits for: the window opens, so that its last
+        // pages and devices go out at once instead of waiting a round trip for the narrowed
+        // window's bytes to be reported. In post-copy the window stays narrow: the pages the
+        // running guest faults on queue behind what it holds.
+        if !stopped.postcopy {
+            window_tx.send_replace(novacron_migrate::MAX_WINDOW);
+        }
         let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);
         // Recorded before the commit goes out: a daemon restarted from here on cannot know

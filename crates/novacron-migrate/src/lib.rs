@@ -181,6 +181,14 @@ pub struct Convergence {
 /// never would).
 pub const POSTCOPY_DRAIN: Duration = Duration::from_secs(3);
 
+/// QEMU's switch-over bandwidth while a migration that may move to post-copy has not decided
+/// (see `Convergence::holds_qemu`; from the start, before the first sample): one byte per
+/// millisecond. QEMU ends the pre-copy when
+/// what is left is under this times its downtime limit: at least one byte, so only with
+/// nothing left. Not less: with a threshold of 0 bytes QEMU ends it at the end of any pass,
+/// before it counts what the guest dirtied meanwhile.
+pub const HOLD_BANDWIDTH: u64 = 1000;
+
 /// Least window a migration stream is narrowed to: one DWCP chunk.
 pub const MIN_WINDOW: u64 = 512 << 10;
 /// Most a migration stream holds in flight until the switch-over comes near. Stream bytes:
@@ -290,9 +298,12 @@ impl Convergence {
             let bytes = self.narrowed_window(s, downtime_ms);
             self.window = Some(bytes);
             let armed = *self.postcopy_armed.get_or_insert(s.elapsed);
+            // A window at its floor holds more than the downtime's worth: while QEMU sends,
+            // the backlog stays about that window, so waiting for less gains nothing.
             let drained = s.backlog() <= bytes
-                && s.backlog_ms()
-                    .is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4);
+                && (bytes <= MIN_WINDOW
+                    || s.backlog_ms()
+                        .is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4));
             if drained || s.elapsed.saturating_sub(armed) >= POSTCOPY_DRAIN {
                 let reason = || {
                     format!(
@@ -317,11 +328,26 @@ impl Convergence {
             // downtime (see `narrowed_window`).
             self.window = Some(self.narrowed_window(s, downtime_ms));
         }
+        let switchover_bandwidth = if self.holds_qemu(s.pass >= 2 && fits) {
+            Some(HOLD_BANDWIDTH)
+        } else {
+            self.switchover_bandwidth(s)
+        };
         Verdict::Continue {
             downtime_limit_ms: self.downtime_limit_ms(s),
-            switchover_bandwidth: self.switchover_bandwidth(s),
+            switchover_bandwidth,
             window: self.window,
         }
+    }
+
+    /// Whether QEMU is held from ending the pre-copy by itself ([`HOLD_BANDWIDTH`]): with
+    /// post-copy allowed, until it started or a pass after the first left what fits in the
+    /// downtime (`fits_after_first`). QEMU decides between two samples, on a threshold it
+    /// updates every 100 ms: counting on the stream's rate it would end the pre-copy with
+    /// pages dirtied since the first pass that do not fit, and stop the guest for many times
+    /// the limit, where post-copy moves it at once.
+    const fn holds_qemu(&self, fits_after_first: bool) -> bool {
+        self.policy.postcopy && !self.postcopy_started && !fits_after_first
     }
 
     /// The window near the switch-over: the downtime's worth of the stream at its rate (see

@@ -238,12 +238,24 @@ fn with_postcopy_allowed_the_guest_moves_after_the_first_pass_once() {
 
 #[test]
 fn what_fits_in_the_downtime_needs_no_postcopy() {
-    let mut c = after_first_sample(postcopy());
-    // 12 MB/s for 300 ms is 3.6 MB.
-    assert!(matches!(
-        c.observe(&sample(5, 2, 3 * MIB)),
-        Verdict::Continue { .. }
-    ));
+    let mut c = Convergence::new(postcopy());
+    // QEMU may not end the pre-copy by itself before a pass after the first says whether
+    // post-copy is needed.
+    assert_eq!(
+        bandwidth(c.observe(&sample(1, 1, 200 * MIB))),
+        Some(HOLD_BANDWIDTH)
+    );
+    // 12 MB/s for 300 ms is 3.6 MB: QEMU finishes the pre-copy.
+    assert_eq!(
+        bandwidth(c.observe(&sample(5, 2, 3 * MIB))),
+        Some(12_000_000)
+    );
+    // Without post-copy QEMU counts on the stream's rate all along.
+    let mut c = Convergence::new(Policy::default());
+    assert_eq!(
+        bandwidth(c.observe(&sample(1, 1, 200 * MIB))),
+        Some(12_000_000)
+    );
 }
 
 #[test]
@@ -288,7 +300,7 @@ fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use
 fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
     let mut c = after_first_sample(postcopy());
     // 8 MB held by DWCP: 300 ms of a 12 MB/s link is 3.6 MB, so the window narrows first
-    // (and QEMU is held from switching over by itself).
+    // (and QEMU is held from switching over by itself: it may count on 1 byte per ms).
     let mut s = sample(5, 2, 40 * MIB);
     s.stream_bytes = 100_000_000;
     s.acked_bytes = 92_000_000;
@@ -298,7 +310,7 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
         c.observe(&s),
         Verdict::Continue {
             downtime_limit_ms: 1,
-            switchover_bandwidth: Some(12_000_000),
+            switchover_bandwidth: Some(HOLD_BANDWIDTH),
             window: Some(3_600_000),
         }
     );
@@ -321,6 +333,25 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
 }
 
 #[test]
+fn postcopy_waits_for_no_less_than_a_window_at_its_floor() {
+    // 1 ms of downtime: the window narrows to its floor, which holds more than that.
+    let mut c = after_first_sample(Policy {
+        postcopy: true,
+        max_downtime: Duration::from_millis(1),
+        ..Policy::default()
+    });
+    let mut s = sample(5, 2, 40 * MIB);
+    s.stream_bytes = 100_000_000;
+    s.acked_bytes = 99_000_000;
+    s.link_rate = 12_000_000;
+    assert_eq!(window(c.observe(&s)), Some(MIN_WINDOW));
+    // Once the backlog is within it, the guest moves.
+    s.elapsed += Duration::from_millis(250);
+    s.acked_bytes = 99_600_000;
+    assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}
+
+#[test]
 fn postcopy_waits_for_a_backlog_that_does_not_drain_no_longer_than_its_bound() {
     let mut c = after_first_sample(postcopy());
     let mut s = sample(5, 2, 40 * MIB);
@@ -331,9 +362,13 @@ fn postcopy_waits_for_a_backlog_that_does_not_drain_no_longer_than_its_bound() {
     s.link_rate = 12_000_000;
     assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
     s.elapsed += POSTCOPY_DRAIN - Duration::from_millis(1);
-    assert!(matches!(c.observe(&s), Verdict::Continue { .. }));
+    // QEMU is held from ending the pre-copy by itself all along.
+    assert_eq!(bandwidth(c.observe(&s)), Some(HOLD_BANDWIDTH));
     s.elapsed += Duration::from_millis(1);
     assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+    // Once it moves, QEMU counts on the link again.
+    s.elapsed += Duration::from_millis(250);
+    assert_eq!(bandwidth(c.observe(&s)), Some(12_000_000));
 }
 
 #[test]

@@ -357,10 +357,15 @@ impl Node {
         .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
         // 1 ms until the first sample says how long DWCP's backlog takes to cross (see
         // `Convergence`): QEMU does not see it, and on a fast start would stop the guest with
-        // its whole first pass still held by DWCP.
+        // its whole first pass still held by DWCP. With post-copy allowed, QEMU is held from
+        // ending the pre-copy until the policy decided (see `HOLD_BANDWIDTH`).
         qmp.migrate_set_parameters(&MigrationParameters {
             downtime_limit_ms: Some(1),
             max_bandwidth: Some(UNCAPPED),
+            avail_switchover_bandwidth: run
+                .policy
+                .postcopy
+                .then_some(novacron_migrate::HOLD_BANDWIDTH),
             ..MigrationParameters::default()
         })
         .await

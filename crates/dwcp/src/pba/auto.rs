@@ -8,10 +8,11 @@
 //!   the wire rate is the link's rate and feeds the [`LinkEstimator`] as it is;
 //! - **sender-limited** (it hardly waited: compressing, reading or hashing held it back): the
 //!   wire rate is only a lower bound of the link. The link may well be faster, so the period
-//!   counts as [`SENDER_LIMITED_GAIN`] times its rate, and only when that is above the current
-//!   estimate (it may raise it, never lower it). A compressor that holds the sender back thus
-//!   makes a cheaper codec look better, and the sender moves to it; if the link then holds the
-//!   sender back, its periods measure the link and the chooser can move back up.
+//!   counts as [`SENDER_LIMITED_GAIN`] times its rate, and only when that is above the
+//!   bandwidth decisions use (the guess before any measurement): it may raise it, never lower
+//!   it. A compressor that holds the sender back thus makes a cheaper codec look better, and
+//!   the sender moves to it; if the link then holds the sender back, its periods measure the
+//!   link and the chooser can move back up.
 //!
 //! Before any measurement the bandwidth is a guess (from the mode the first RTT suggests),
 //! and a caller's rate limit caps every estimate. Pure: time is an input.
@@ -202,7 +203,11 @@ impl ReductionController {
         } else {
             delta as f64 * SENDER_LIMITED_GAIN
         };
-        let raises = rate * SENDER_LIMITED_GAIN > self.estimator.bandwidth().unwrap_or(0.0);
+        // Compared with the bandwidth decisions use, the guess until a measurement: a first
+        // period still ramping up (slow start, a few round trips in) would otherwise set a
+        // bandwidth many times under the link's, and the chooser would move to a codec that
+        // holds the sender to a few MB/s.
+        let raises = rate * SENDER_LIMITED_GAIN > self.link_bandwidth();
         if delta > 0 && (link_limited || raises) {
             self.estimator.restart_interval();
             self.estimator.on_ack(start.at, 0);

@@ -189,3 +189,29 @@ fn the_first_look_sets_the_initial_codec() {
         (Codec::Zstd3, Mode::Internet)
     );
 }
+
+#[test]
+fn a_first_period_still_ramping_up_does_not_lower_the_guess() {
+    // An internet link guessed at 12.5 MB/s; the first quarter second, a few round trips of
+    // slow start, delivers 0.45 MB/s and the producer never waited for the window.
+    let mut ctl = ReductionController::new(AutoConfig::default(), Codec::Zstd3, 12.5 * MB, None);
+    let t0 = Instant::now();
+    let at = |ms: u64, acked: u64| SenderSample {
+        at: t0 + Duration::from_millis(ms),
+        wire_acked: acked,
+        blocked: Duration::ZERO,
+        rtt: Some(Duration::from_millis(150)),
+    };
+    ctl.on_sample(at(0, 0));
+    ctl.on_sample(at(250, 112_500));
+    assert!(
+        ctl.link_bandwidth() >= 12.5 * MB,
+        "{}",
+        ctl.link_bandwidth()
+    );
+    // Whatever it chose compresses faster than the guessed link carries (not zstd-19).
+    assert!(c_speed(ctl.codec()) > 12.5 * MB, "{}", ctl.codec());
+    // A sender-limited period faster than the guess still raises it.
+    ctl.on_sample(at(1250, 112_500 + 10_000_000));
+    assert!(ctl.link_bandwidth() > 12.5 * MB, "{}", ctl.link_bandwidth());
+}

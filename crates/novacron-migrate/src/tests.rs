@@ -460,3 +460,24 @@ fn near_the_end_qemu_counts_on_the_link_for_its_last_pages_not_on_references() {
     s.wire_acked = 12_000_000;
     assert_eq!(bandwidth(c.observe(&s)), Some(7_500_000));
 }
+
+#[test]
+fn the_link_rate_is_the_fastest_of_one_second_averages() {
+    // A 12 MB/s link whose samples jump to 18 MB/s when a held-back frame is acknowledged:
+    // QEMU's last pages (and the narrowed window) count on 13.5 MB/s, the mean of the second
+    // that held the jump, times three stream bytes per wire byte.
+    let mut c = after_first_sample(Policy::default());
+    let mut s = sample(2, 2, 2 * MIB);
+    s.wire_rate = 100_000_000;
+    let mut bandwidth_at = |c: &mut Convergence, ms: u64, rate: u64| {
+        s.elapsed = Duration::from_millis(ms);
+        s.link_rate = rate;
+        bandwidth(c.observe(&s))
+    };
+    for ms in [2000, 2250, 2500] {
+        assert_eq!(bandwidth_at(&mut c, ms, 12_000_000), Some(36_000_000));
+    }
+    assert_eq!(bandwidth_at(&mut c, 2750, 18_000_000), Some(40_500_000));
+    // Samples older than a second no longer count; the fastest average still does.
+    assert_eq!(bandwidth_at(&mut c, 4000, 12_000_000), Some(40_500_000));
+}

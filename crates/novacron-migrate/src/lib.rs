@@ -366,9 +366,9 @@ impl Convergence {
     /// [`Self::narrowing_rate`]), but no more stream bytes than the link carries as wire bytes
     /// in three quarters of the downtime (the rest is for QEMU's last pages and devices), at
     /// the fastest link rate seen and the stream bytes per wire byte since the narrowing (see
-    /// [`Self::reduction`]; at most [`LAST_PAGES_REDUCTION`]). Compression and references
-    /// make a megabyte of stream anything from a few kilobytes to a megabyte on the wire, and
-    /// the backlog's wire bytes are what the stopped guest waits for.
+    /// [`Self::reduction`]). Compression and references make a megabyte of stream anything
+    /// from a few kilobytes to a megabyte on the wire, and the backlog's wire bytes are what
+    /// the stopped guest waits for.
     fn narrowed_window(&mut self, s: &Sample, downtime_ms: u64) -> u64 {
         self.narrowed_at
             .get_or_insert((s.acked_bytes, s.wire_acked));
@@ -378,11 +378,7 @@ impl Convergence {
             .saturating_mul(downtime_ms)
             .saturating_mul(3)
             / 4000;
-        // At most [`LAST_PAGES_REDUCTION`] stream bytes per wire byte: references and zero
-        // pages leave the window at once, so what it holds is mostly the new pages, however
-        // many references the ratio since the narrowing counts.
         let (stream, wire) = self.reduction(s);
-        let stream = stream.min(wire * u128::from(LAST_PAGES_REDUCTION));
         let by_wire = if self.best_link_rate == 0 {
             u64::MAX
         } else {

@@ -335,6 +335,11 @@ mod tests {
     use super::*;
     use crate::wire::{PayloadKind, SessionId};
 
+    /// The offsets of `frames`, in order.
+    fn offsets(frames: &[Outgoing]) -> Vec<u64> {
+        frames.iter().map(|o| o.frame.header.offset).collect()
+    }
+
     fn data(offset: u64, len: usize) -> Outgoing {
         Outgoing::plain(data_frame(offset, len))
     }
@@ -395,12 +400,7 @@ mod tests {
         assert_eq!(f.acked_wire(), 10);
         assert_eq!(f.pending_on(1), 2);
         // A dropped connection leaves the held frame where it is.
-        let again: Vec<u64> = f
-            .take_conn(1)
-            .iter()
-            .map(|o| o.frame.header.offset)
-            .collect();
-        assert_eq!(again, vec![0, 20]);
+        assert_eq!(offsets(&f.take_conn(1)), vec![0, 20]);
         assert!(f.take_offset(10).is_none());
         // The acknowledgement covering it releases only the others.
         for o in [data(0, 10), data(20, 10)] {
@@ -448,12 +448,7 @@ mod tests {
         f.written(&data(0, 10), 1);
         f.written(&data(10, 10), 2);
         f.written(&data(20, 10), 1);
-        let again: Vec<u64> = f
-            .take_conn(1)
-            .iter()
-            .map(|o| o.frame.header.offset)
-            .collect();
-        assert_eq!(again, vec![0, 20]);
+        assert_eq!(offsets(&f.take_conn(1)), vec![0, 20]);
         assert_eq!(f.pending_on(2), 1);
         assert!(f.take_conn(1).is_empty());
     }

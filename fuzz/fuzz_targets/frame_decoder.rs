@@ -171,7 +171,8 @@ fn check_frame(frame: &Frame) {
         | FrameKind::End
         | FrameKind::Done
         | FrameKind::Close
-        | FrameKind::Need => check_control(&frame.payload),
+        | FrameKind::Need
+        | FrameKind::Held => check_control(&frame.payload),
     }
 }
 

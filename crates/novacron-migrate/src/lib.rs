@@ -199,6 +199,12 @@ pub const POSTCOPY_DRAIN: Duration = Duration::from_secs(3);
 /// before it counts what the guest dirtied meanwhile.
 pub const HOLD_BANDWIDTH: u64 = 1000;
 
+/// A backlog that crosses within this many milliseconds counts as drained for post-copy,
+/// whatever the downtime: with a budget of a few milliseconds the backlog never drains below
+/// it while QEMU sends, and a guest left in pre-copy for [`POSTCOPY_DRAIN`] may stop rewriting
+/// for a moment (a busy host), which ends the pre-copy with nothing left.
+pub const POSTCOPY_SMALL_BACKLOG_MS: u64 = 50;
+
 /// Least window a migration stream is narrowed to: one DWCP chunk.
 pub const MIN_WINDOW: u64 = 512 << 10;
 /// Most a migration stream holds in flight until the switch-over comes near. Stream bytes:
@@ -311,11 +317,13 @@ impl Convergence {
             self.window = Some(bytes);
             let armed = *self.postcopy_armed.get_or_insert(s.elapsed);
             // A window at its floor holds more than the downtime's worth: while QEMU sends,
-            // the backlog stays about that window, so waiting for less gains nothing.
-            let drained = s.backlog() <= bytes
-                && (bytes <= MIN_WINDOW
-                    || s.backlog_ms()
-                        .is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4));
+            // the backlog stays about that window, so waiting for less gains nothing. Nor for
+            // more than [`POSTCOPY_SMALL_BACKLOG_MS`].
+            let backlog_ms = s.backlog_ms();
+            let drained = backlog_ms.is_some_and(|ms| ms <= POSTCOPY_SMALL_BACKLOG_MS)
+                || s.backlog() <= bytes
+                    && (bytes <= MIN_WINDOW
+                        || backlog_ms.is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4));
             if drained || s.elapsed.saturating_sub(armed) >= POSTCOPY_DRAIN {
                 let reason = || {
                     format!(

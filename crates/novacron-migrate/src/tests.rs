@@ -352,6 +352,21 @@ fn postcopy_waits_for_no_less_than_a_window_at_its_floor() {
 }
 
 #[test]
+fn postcopy_waits_for_no_backlog_that_crosses_in_50_ms() {
+    // 1 ms of downtime over a fast link: 5 MB held cross in 42 ms at 120 MB/s.
+    let mut c = after_first_sample(Policy {
+        postcopy: true,
+        max_downtime: Duration::from_millis(1),
+        ..Policy::default()
+    });
+    let mut s = sample(5, 2, 40 * MIB);
+    s.wire_rate = 120_000_000;
+    s.stream_bytes = 100_000_000;
+    s.acked_bytes = 95_000_000;
+    assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}
+
+#[test]
 fn postcopy_waits_for_a_backlog_that_does_not_drain_no_longer_than_its_bound() {
     let mut c = after_first_sample(postcopy());
     let mut s = sample(5, 2, 40 * MIB);

@@ -214,6 +214,14 @@ fn after_first_sample(policy: Policy) -> Convergence {
     c
 }
 
+/// Post-copy allowed, with a downtime of 1 ms.
+fn postcopy_in_1_ms() -> Policy {
+    Policy {
+        max_downtime: Duration::from_millis(1),
+        ..postcopy()
+    }
+}
+
 /// The default policy with post-copy allowed.
 fn postcopy() -> Policy {
     Policy {
@@ -334,13 +342,11 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
 
 #[test]
 fn postcopy_waits_for_no_less_than_a_window_at_its_floor() {
-    // 1 ms of downtime: the window narrows to its floor, which holds more than that.
-    let mut c = after_first_sample(Policy {
-        postcopy: true,
-        max_downtime: Duration::from_millis(1),
-        ..Policy::default()
-    });
+    // 1 ms of downtime on a 2 MB/s stream: the window narrows to its floor, which holds
+    // more than that (and more than 50 ms).
+    let mut c = after_first_sample(postcopy_in_1_ms());
     let mut s = sample(5, 2, 40 * MIB);
+    s.wire_rate = 2_000_000;
     s.stream_bytes = 100_000_000;
     s.acked_bytes = 99_000_000;
     s.link_rate = 12_000_000;
@@ -354,11 +360,7 @@ fn postcopy_waits_for_no_less_than_a_window_at_its_floor() {
 #[test]
 fn postcopy_waits_for_no_backlog_that_crosses_in_50_ms() {
     // 1 ms of downtime over a fast link: 5 MB held cross in 42 ms at 120 MB/s.
-    let mut c = after_first_sample(Policy {
-        postcopy: true,
-        max_downtime: Duration::from_millis(1),
-        ..Policy::default()
-    });
+    let mut c = after_first_sample(postcopy_in_1_ms());
     let mut s = sample(5, 2, 40 * MIB);
     s.wire_rate = 120_000_000;
     s.stream_bytes = 100_000_000;

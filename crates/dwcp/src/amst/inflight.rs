@@ -97,6 +97,27 @@ struct State {
     held: (u64, u64),
 }
 
+impl State {
+    /// The data frames still waiting: neither acknowledged nor reported held, oldest first.
+    fn waiting(&self) -> impl Iterator<Item = &Entry> {
+        self.data.values().filter(|e| !e.held)
+    }
+
+    /// Removes and returns the waiting data frames `pick` selects, oldest first.
+    fn take_waiting(&mut self, pick: impl Fn(&Entry) -> bool) -> Vec<Entry> {
+        let offsets: Vec<u64> = self
+            .data
+            .iter()
+            .filter(|(_, e)| !e.held && pick(e))
+            .map(|(off, _)| *off)
+            .collect();
+        offsets
+            .into_iter()
+            .filter_map(|off| self.data.remove(&off))
+            .collect()
+    }
+}
+
 /// Frames on the wire, keyed by offset.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
@@ -233,15 +254,10 @@ impl InFlight {
     /// nor reported held, oldest first, so that they can be sent again.
     pub(crate) fn take_conn(&self, conn: ConnId) -> Vec<Outgoing> {
         let mut st = self.lock();
-        let offsets: Vec<u64> = st
-            .data
-            .iter()
-            .filter(|(_, e)| e.conn == conn && !e.held)
-            .map(|(off, _)| *off)
-            .collect();
-        let mut out: Vec<Outgoing> = offsets
+        let mut out: Vec<Outgoing> = st
+            .take_waiting(|e| e.conn == conn)
             .into_iter()
-            .filter_map(|off| st.data.remove(&off).map(|e| e.out))
+            .map(|e| e.out)
             .collect();
         if st.end.as_ref().is_some_and(|e| e.conn == conn) {
             if let Some(e) = st.end.take() {
@@ -264,25 +280,16 @@ impl InFlight {
     pub(crate) fn take_tail(&self, budget: u64) -> Option<Vec<(ConnId, Outgoing)>> {
         let mut st = self.lock();
         let end_len = u64::from(st.end.as_ref()?.out.frame.header.length);
-        let total = st
-            .data
-            .values()
-            .filter(|e| !e.held)
-            .fold(end_len, |total, e| {
-                total.saturating_add(u64::from(e.out.frame.header.length))
-            });
+        let total = st.waiting().fold(end_len, |total, e| {
+            total.saturating_add(u64::from(e.out.frame.header.length))
+        });
         if total > budget {
             return None;
         }
-        let offsets: Vec<u64> = st
-            .data
-            .iter()
-            .filter(|(_, e)| !e.held)
-            .map(|(off, _)| *off)
-            .collect();
-        let mut out: Vec<(ConnId, Outgoing)> = offsets
+        let mut out: Vec<(ConnId, Outgoing)> = st
+            .take_waiting(|_| true)
             .into_iter()
-            .filter_map(|off| st.data.remove(&off).map(|e| (e.conn, e.out)))
+            .map(|e| (e.conn, e.out))
             .collect();
         if let Some(e) = st.end.take() {
             out.push((e.conn, e.out));
@@ -304,16 +311,15 @@ impl InFlight {
     /// past that frame, so when the connection stalls its frames are worth sending again on
     /// another one (with [`Self::take_conn`], which keeps the window accounting exact).
     pub(crate) fn oldest_conn(&self) -> Option<ConnId> {
-        self.lock().data.values().find(|e| !e.held).map(|e| e.conn)
+        self.lock().waiting().next().map(|e| e.conn)
     }
 
     /// When the longest-waiting unacknowledged frame on `conn` was handed to it, if any.
     pub(crate) fn oldest_on(&self, conn: ConnId) -> Option<std::time::Instant> {
         let st = self.lock();
-        st.data
-            .values()
+        st.waiting()
             .chain(st.end.iter())
-            .filter(|e| e.conn == conn && !e.held)
+            .filter(|e| e.conn == conn)
             .map(|e| e.at)
             .min()
     }
@@ -321,10 +327,7 @@ impl InFlight {
     /// Frames on `conn` still waiting for acknowledgement and not reported held.
     pub(crate) fn pending_on(&self, conn: ConnId) -> usize {
         let st = self.lock();
-        st.data
-            .values()
-            .filter(|e| e.conn == conn && !e.held)
-            .count()
+        st.waiting().filter(|e| e.conn == conn).count()
     }
 }
 

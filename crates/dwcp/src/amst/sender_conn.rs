@@ -131,6 +131,18 @@ impl Shared {
         self.send_again(frames.into_iter().map(|f| (conn, f)))
     }
 
+    /// Applies what a receiver's answer (`Ack`, `Held`) released: returns the window `permits`,
+    /// wakes those waiting on acknowledgements, and copies the tail if what is left of it now
+    /// fits its budget.
+    pub(crate) fn release(&self, permits: u64) {
+        self.acked.notify_waiters();
+        if permits > 0 {
+            self.permits
+                .add_permits(usize::try_from(permits).unwrap_or(usize::MAX));
+            self.copy_tail();
+        }
+    }
+
     /// Once the `End` frame is written and what is unacknowledged fits the tail's budget,
     /// sends all of it again on other connections, once per session, if the session copies
     /// its tail (see [`super::hedge`]).
@@ -477,28 +489,11 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
                 shared
                     .acked_hint
                     .fetch_max(frame.header.offset, Ordering::Relaxed);
-                let released = shared.inflight.ack(frame.header.offset);
-                // The producer may wait for the acknowledged offset itself (see
-                // `Producer::span`), even when frames reported held released nothing now.
-                shared.acked.notify_waiters();
-                if released > 0 {
-                    shared
-                        .permits
-                        .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
-                    // What is left of the tail may fit its budget now.
-                    shared.copy_tail();
-                }
+                // Even when frames reported held released nothing now: the producer may wait
+                // for the acknowledged offset itself (see `Producer::span`).
+                shared.release(shared.inflight.ack(frame.header.offset));
             }
-            FrameKind::Held => {
-                let released = shared.inflight.held(frame.header.offset);
-                if released > 0 {
-                    shared
-                        .permits
-                        .add_permits(usize::try_from(released).unwrap_or(usize::MAX));
-                    shared.acked.notify_waiters();
-                    shared.copy_tail();
-                }
-            }
+            FrameKind::Held => shared.release(shared.inflight.held(frame.header.offset)),
             FrameKind::Need => {
                 if let Err(msg) = on_need(shared, frame.header.offset) {
                     let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));

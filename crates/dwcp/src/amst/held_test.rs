@@ -115,3 +115,22 @@ async fn a_narrowed_window_negotiates_held_reports_and_the_stream_arrives_exact(
     let stored = std::fs::read(dir.path().join("narrowed")).unwrap();
     assert!(stored == payload, "stored stream differs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wire_bound_alone_negotiates_held_reports_and_the_stream_arrives_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Rx::with_config(ReceiverConfig::new(dir.path()), Security::Insecure).await;
+    let payload = mixed(24 * MIB);
+    let mut o = opts("wire-bound", Reduction::Auto);
+    o.chunk_size = 64 << 10;
+    // A full window, but about two compressed frames on the wire at once.
+    let (limit_tx, limit) = tokio::sync::watch::channel(64 << 10);
+    o.wire_limit = Some(limit);
+    o.streams = super::StreamCount::Fixed(4);
+    let s = send_to(&rx.addr, &Security::Insecure, &payload, o).await;
+    drop(limit_tx);
+    assert_eq!(s.blake3, blake3::hash(&payload).to_hex().to_string());
+    assert!(s.wire_bytes < s.bytes, "the stream was not reduced: {s:?}");
+    let stored = std::fs::read(dir.path().join("wire-bound")).unwrap();
+    assert!(stored == payload, "stored stream differs");
+}

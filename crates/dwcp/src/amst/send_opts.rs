@@ -60,6 +60,12 @@ pub struct SendOptions {
     /// A window the caller changes while the transfer runs (clamped to one chunk ..=
     /// `window`); `None` keeps `window` throughout.
     pub window_limit: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Most payload bytes of data frames on the wire at once, which the caller changes while
+    /// the transfer runs: frames written and neither acknowledged nor reported held by the
+    /// receiver. A frame waits until it fits, or goes alone when nothing is out. `None`: no
+    /// bound but the window. For a stream whose stream bytes per wire byte vary (references
+    /// and compressed pages), where what must still cross the link is the wire's share.
+    pub wire_limit: Option<tokio::sync::watch::Receiver<u64>>,
     /// Ask the receiver for deduplication against its content store (only with `reduce`
     /// on): segments it holds go as references. A receiver without a store declines.
     pub dedup: bool,
@@ -94,6 +100,7 @@ impl SendOptions {
             rate_limit: None,
             reduce: Reduction::Off,
             window_limit: None,
+            wire_limit: None,
             dedup: false,
             record: None,
             segmenting: super::Segmenting::Auto,

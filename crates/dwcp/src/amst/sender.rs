@@ -84,7 +84,7 @@ pub async fn send(
         (_, false) => FEATURE_HDE,
         (_, true) => FEATURE_HDE | FEATURE_DEDUP,
     };
-    if opts.window_limit.is_some() {
+    if opts.window_limit.is_some() || opts.wire_limit.is_some() {
         // A window its owner narrows counts what has yet to cross: frames the receiver holds
         // out of order leave it when it reports them (`Held`).
         features |= FEATURE_HELD;
@@ -193,6 +193,7 @@ pub async fn send(
         tcp_delivered: AtomicU64::new(0),
         pacing: AtomicU64::new(0),
         acked_hint: Arc::new(AtomicU64::new(start)),
+        wire_acked_hint: Arc::new(AtomicU64::new(0)),
         cutter,
         needs: AtomicU64::new(0),
         written_end: AtomicU64::new(start),
@@ -223,6 +224,8 @@ pub async fn send(
         acked: Arc::clone(&shared.acked_hint),
         acked_changed: Arc::clone(&shared.acked),
         span: (features & FEATURE_HELD != 0).then_some(window),
+        wire_limit: opts.wire_limit.clone(),
+        wire_acked: Arc::clone(&shared.wire_acked_hint),
         end_confirmed: opts.end_confirmed.clone(),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));

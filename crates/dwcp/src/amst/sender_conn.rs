@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     pub(crate) pacing: AtomicU64,
     /// The acknowledged offset, for the producer (which decides what the receiver holds).
     pub(crate) acked_hint: Arc<AtomicU64>,
+    /// Payload bytes of the data frames acknowledged or reported held, for the producer
+    /// ([`super::SendOptions::wire_limit`]).
+    pub(crate) wire_acked_hint: Arc<AtomicU64>,
     /// How the producer cuts chunks into segments, when deduplication was negotiated.
     pub(crate) cutter: Option<Cutter>,
     /// Frames sent again as literals after a `Need`.
@@ -135,6 +138,8 @@ impl Shared {
     /// wakes those waiting on acknowledgements, and copies the tail if what is left of it now
     /// fits its budget.
     pub(crate) fn release(&self, permits: u64) {
+        self.wire_acked_hint
+            .fetch_max(self.inflight.acked_wire(), Ordering::Relaxed);
         self.acked.notify_waiters();
         if permits > 0 {
             self.permits

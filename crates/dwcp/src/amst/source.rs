@@ -166,6 +166,10 @@ pub(crate) struct Producer {
     /// acknowledgement, so that the window alone no longer bounds what the receiver holds out
     /// of order. `None` when the permits are returned only by acknowledgements.
     pub(crate) span: Option<u64>,
+    /// [`super::SendOptions::wire_limit`].
+    pub(crate) wire_limit: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Payload bytes of the data frames acknowledged or reported held.
+    pub(crate) wire_acked: Arc<AtomicU64>,
     /// [`super::SendOptions::end_confirmed`].
     pub(crate) end_confirmed: Option<Arc<AtomicBool>>,
 }
@@ -199,6 +203,41 @@ impl Producer {
                 let _ = tokio::time::timeout(SPAN_RECHECK, changed).await;
             }
         })
+    }
+
+    /// Waits until a frame of `len` payload bytes fits the wire limit, with `framed` payload
+    /// bytes framed before it (see [`super::SendOptions::wire_limit`]). A limit whose owner
+    /// is gone no longer bounds anything.
+    fn wait_for_wire(&mut self, framed: u64, len: u64) -> Result<(), ProduceError> {
+        let Some(limit) = self.wire_limit.as_mut() else {
+            return Ok(());
+        };
+        let (acked, notify, permits) = (&self.wire_acked, &self.acked_changed, &self.permits);
+        let owner_gone = self.runtime.block_on(async {
+            loop {
+                let changed = notify.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let out = framed.saturating_sub(acked.load(Ordering::Relaxed));
+                if out == 0 || out.saturating_add(len) <= *limit.borrow_and_update() {
+                    return Ok(false);
+                }
+                if permits.is_closed() {
+                    return Err(ProduceError::Cancelled);
+                }
+                tokio::select! {
+                    () = &mut changed => {}
+                    r = limit.changed() => if r.is_err() {
+                        return Ok(true);
+                    },
+                    () = tokio::time::sleep(SPAN_RECHECK) => {}
+                }
+            }
+        })?;
+        if owner_gone {
+            self.wire_limit = None;
+        }
+        Ok(())
     }
 }
 
@@ -247,6 +286,8 @@ impl Producer {
         drop(scratch);
 
         let mut seq = 0u64;
+        // Payload bytes of the data frames queued so far (see `Self::wait_for_wire`).
+        let mut framed = 0u64;
         let mut prompt_buf = if self.prompt {
             vec![0u8; self.chunk_size]
         } else {
@@ -323,6 +364,8 @@ impl Producer {
             if let Some(span) = self.span {
                 self.wait_within(end, span)?;
             }
+            self.wait_for_wire(framed, payload.len() as u64)?;
+            framed += payload.len() as u64;
             let waited = u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.reduce.blocked_ns.fetch_add(waited, Ordering::Relaxed);
             self.reduce.count(n as u64, payload.len() as u64);
@@ -353,3 +396,7 @@ impl Producer {
         Ok(Produced { len: offset, hash })
     }
 }
+
+#[cfg(test)]
+#[path = "source_test.rs"]
+mod source_test;

@@ -1,0 +1,108 @@
+//! The producer's bound on payload bytes on the wire.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::*;
+
+const CHUNK: usize = 1000;
+
+/// A producer of raw frames of [`CHUNK`] bytes from 10 chunks, with a wire limit `limit`, and
+/// the counter of acknowledged wire bytes it reads.
+fn producer(
+    limit: watch::Receiver<u64>,
+) -> (
+    Producer,
+    mpsc::UnboundedReceiver<Outgoing>,
+    Arc<AtomicU64>,
+    Arc<tokio::sync::Notify>,
+) {
+    let (queue, rx) = mpsc::unbounded_channel();
+    let wire_acked = Arc::new(AtomicU64::new(0));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let p = Producer {
+        session: SessionId::random(),
+        chunk_size: CHUNK,
+        prompt: false,
+        cancelled: Arc::new(AtomicBool::new(false)),
+        charge: Charge::default(),
+        start: 0,
+        permits: Arc::new(Semaphore::new(1 << 20)),
+        queue,
+        runtime: tokio::runtime::Handle::current(),
+        encoder: None,
+        reduce: Arc::new(ReduceShared::default()),
+        acked: Arc::new(AtomicU64::new(0)),
+        acked_changed: Arc::clone(&notify),
+        span: None,
+        wire_limit: Some(limit),
+        wire_acked: Arc::clone(&wire_acked),
+        end_confirmed: None,
+    };
+    (p, rx, wire_acked, notify)
+}
+
+/// Waits for `n` frames (each within 10 s).
+async fn take(rx: &mut mpsc::UnboundedReceiver<Outgoing>, n: usize) {
+    for i in 0..n {
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert!(matches!(got, Ok(Some(_))), "frame {i} of {n} did not come");
+    }
+}
+
+/// Asserts that no frame comes for 300 ms (a producer that was free to send would have).
+async fn quiet(rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
+    let got = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(got.is_err(), "a frame went beyond the wire limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_wait_for_room_under_the_wire_limit_and_go_once_it_widens() {
+    // Two and a half frames' payload: two go out, the third waits.
+    let (limit_tx, limit_rx) = watch::channel(2500);
+    let (p, mut rx, wire_acked, notify) = producer(limit_rx);
+    let data: Vec<u8> = (0..10 * CHUNK)
+        .flat_map(|i| u8::try_from(i % 251))
+        .collect();
+    let expected = blake3::hash(&data);
+    let task = tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(data))));
+    take(&mut rx, 2).await;
+    quiet(&mut rx).await;
+    // One frame crosses: room for one more, not two.
+    wire_acked.store(1000, Ordering::Relaxed);
+    notify.notify_waiters();
+    take(&mut rx, 1).await;
+    quiet(&mut rx).await;
+    // 1600 bytes out: no room for 1000 more under 2500.
+    wire_acked.store(1400, Ordering::Relaxed);
+    notify.notify_waiters();
+    quiet(&mut rx).await;
+    // Widened: the rest goes at once, then the end.
+    limit_tx.send_replace(u64::MAX);
+    // Seven frames and the end.
+    take(&mut rx, 8).await;
+    let produced = task.await.unwrap().unwrap();
+    assert_eq!(produced.len, 10 * CHUNK as u64);
+    assert_eq!(produced.hash, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_limit_goes_alone_and_a_dropped_limit_bounds_nothing() {
+    let (limit_tx, limit_rx) = watch::channel(10);
+    let (p, mut rx, wire_acked, notify) = producer(limit_rx);
+    let task =
+        tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(vec![7u8; 4 * CHUNK]))));
+    // Larger than the limit, but nothing is out: it goes alone.
+    take(&mut rx, 1).await;
+    quiet(&mut rx).await;
+    wire_acked.store(1000, Ordering::Relaxed);
+    notify.notify_waiters();
+    take(&mut rx, 1).await;
+    quiet(&mut rx).await;
+    // The owner gone: the other two and the end go.
+    drop(limit_tx);
+    take(&mut rx, 3).await;
+    assert_eq!(task.await.unwrap().unwrap().len, 4 * CHUNK as u64);
+}

@@ -147,6 +147,11 @@ pub enum Verdict {
         /// Bytes DWCP may hold in flight from now on, once the switch-over is near; `None`
         /// keeps the full window.
         window: Option<u64>,
+        /// Payload bytes DWCP may hold on the wire from then on (frames neither acknowledged
+        /// nor reported held), once the link's rate is known: what the link carries in three
+        /// quarters of the downtime. The window counts stream bytes, which a reference or a
+        /// zero page makes cheap, and at the stop the wire bytes are what the guest waits for.
+        wire_window: Option<u64>,
     },
     /// Switch to post-copy now, for this reason (only when [`Policy::postcopy`] allows it,
     /// and once).
@@ -357,7 +362,27 @@ impl Convergence {
             downtime_limit_ms: self.downtime_limit_ms(s),
             switchover_bandwidth,
             window: self.window,
+            wire_window: self.window.and_then(|_| self.wire_window(downtime_ms)),
         }
+    }
+
+    /// Wire bytes the link carries in three quarters of `downtime_ms` at the fastest link
+    /// rate seen (the rest of the downtime is for QEMU's last pages and devices).
+    const fn wire_budget(&self, downtime_ms: u64) -> u64 {
+        self.best_link_rate
+            .saturating_mul(downtime_ms)
+            .saturating_mul(3)
+            / 4000
+    }
+
+    /// The narrowed window's bound on wire bytes ([`Verdict::Continue::wire_window`]): the
+    /// [`Self::wire_budget`], within the bounds of the narrowed window; none while the link's
+    /// rate is unknown.
+    fn wire_window(&self, downtime_ms: u64) -> Option<u64> {
+        (self.best_link_rate > 0).then(|| {
+            self.wire_budget(downtime_ms)
+                .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW)
+        })
     }
 
     /// Whether QEMU is held from ending the pre-copy by itself ([`HOLD_BANDWIDTH`]): with
@@ -381,11 +406,7 @@ impl Convergence {
         self.narrowed_at
             .get_or_insert((s.acked_bytes, s.wire_acked));
         let by_stream = self.narrowing_rate(s).saturating_mul(downtime_ms) / 1000;
-        let wire_budget = self
-            .best_link_rate
-            .saturating_mul(downtime_ms)
-            .saturating_mul(3)
-            / 4000;
+        let wire_budget = self.wire_budget(downtime_ms);
         let (stream, wire) = self.reduction(s);
         let by_wire = if self.best_link_rate == 0 {
             u64::MAX

@@ -63,6 +63,8 @@ fn a_converging_migration_continues_with_the_operators_downtime() {
                 downtime_limit_ms: if near { 300 } else { 1 },
                 switchover_bandwidth: Some(12_000_000),
                 window: (pass >= 2 && rem <= 12_000_000).then_some(3_600_000),
+                // No link rate reported: no bound on the wire bytes.
+                wire_window: None,
             }
         );
     }
@@ -131,6 +133,7 @@ fn the_dwcp_backlog_shortens_the_downtime_qemu_may_plan_for() {
             switchover_bandwidth: Some(12_000_000),
             // 10 MiB left at 12 MB/s: a second from the switch-over, so the window narrows.
             window: Some(3_600_000),
+            wire_window: None,
         }
     );
     // A backlog longer than the whole downtime (4.4 MB, 367 ms), within the narrowed window and
@@ -320,6 +323,7 @@ fn postcopy_waits_for_the_dwcp_backlog_to_fit_in_the_downtime() {
             downtime_limit_ms: 1,
             switchover_bandwidth: Some(HOLD_BANDWIDTH),
             window: Some(3_600_000),
+            wire_window: None,
         }
     );
     // Within the window, but 3 MB of stream at 12 MB/s take 250 ms, more than the three
@@ -433,6 +437,24 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     s.acked_bytes = 114_000_000;
     s.wire_acked = 22_000_000;
     assert_eq!(window(c.observe(&s)), Some(2_250_000));
+    // A stream of references shows 40 bytes of stream per wire byte: its window grows to
+    // the most a narrowed one holds, but the wire bytes in it stay within the 562.5 kB (at
+    // least one chunk: 524 288 bytes is less).
+    s.elapsed = Duration::from_secs(4);
+    s.acked_bytes = 154_000_000;
+    s.wire_acked = 23_000_000;
+    let v = c.observe(&s);
+    assert!(
+        matches!(
+            v,
+            Verdict::Continue {
+                window: Some(MAX_NARROWED_WINDOW),
+                wire_window: Some(562_500),
+                ..
+            }
+        ),
+        "{v:?}"
+    );
     // Without a link rate (a destination that does not report one): the stream's rate alone.
     let mut c = Convergence::new(Policy::default());
     assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(3_600_000));

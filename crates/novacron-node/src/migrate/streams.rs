@@ -227,9 +227,47 @@ impl Sending {
 pub(crate) struct Controls {
     /// Narrows the bytes in flight while the stream runs.
     pub(crate) window_limit: Option<watch::Receiver<u64>>,
+    /// Bounds the payload bytes on the wire while the stream runs.
+    pub(crate) wire_limit: Option<watch::Receiver<u64>>,
     /// The stream ends only once this is set: an end of the socket before it is a cut, and
     /// the stream fails (the receiver never takes it for whole).
     pub(crate) end_confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// The owner's side of a stream's window ([`Controls::window_limit`]) and wire bound
+/// ([`Controls::wire_limit`]): the full window and no bound until narrowed.
+pub(crate) struct Narrowing {
+    window: watch::Sender<u64>,
+    wire: watch::Sender<u64>,
+}
+
+impl Narrowing {
+    /// Starts at `window` with no bound on the wire; the controls to send the stream with.
+    pub(crate) fn new(window: u64) -> (Self, Controls) {
+        let (window, window_rx) = watch::channel(window);
+        let (wire, wire_rx) = watch::channel(u64::MAX);
+        let controls = Controls {
+            window_limit: Some(window_rx),
+            wire_limit: Some(wire_rx),
+            ..Controls::default()
+        };
+        (Self { window, wire }, controls)
+    }
+
+    /// Narrows the window to `window` stream bytes and the wire to `wire` payload bytes
+    /// (`None`: no bound).
+    pub(crate) fn narrow(&self, window: u64, wire: Option<u64>) {
+        self.window
+            .send_if_modified(|w| std::mem::replace(w, window) != window);
+        let wire = wire.unwrap_or(u64::MAX);
+        self.wire
+            .send_if_modified(|w| std::mem::replace(w, wire) != wire);
+    }
+
+    /// Opens both: the window to `window`, the wire with no bound.
+    pub(crate) fn open(&self, window: u64) {
+        self.narrow(window, None);
+    }
 }
 
 fn start(
@@ -265,6 +303,7 @@ fn start(
         opts.chunk_size = 0;
     }
     opts.window_limit = controls.window_limit;
+    opts.wire_limit = controls.wire_limit;
     opts.end_confirmed = controls.end_confirmed;
     // Segments the peer holds (from earlier migrations either way) go as references; what is
     // sent is recorded so that it can be referenced when it comes back.

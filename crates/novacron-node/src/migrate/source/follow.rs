@@ -3,14 +3,13 @@
 
 use super::{Failed, Run, SAMPLE_EVERY, Stopped};
 use crate::migrate::mirror::{self, SourceMirror};
-use crate::migrate::streams::Sending;
+use crate::migrate::streams::{self, Sending};
 use crate::node::Node;
 use crate::vms::chain;
 use novacron_migrate::{Convergence, Policy, Sample, Verdict};
 use novacron_model::MigrationPhase;
 use novacron_qemu::qmp::{MigrationEvent, MigrationParameters, MigrationStatus};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// How often the connection to the destination carries a request while the migration runs.
 /// The commit, at the guest's stop, goes out on it; a connection left idle is closed (by the
@@ -30,7 +29,7 @@ impl Node {
         &self,
         run: &Run,
         sending: &Sending,
-        window: &watch::Sender<u64>,
+        narrowing: &streams::Narrowing,
         mirrors: &[SourceMirror],
         reserve: Duration,
     ) -> Result<Stopped, Failed> {
@@ -227,10 +226,11 @@ impl Node {
                 Verdict::Continue {
                     downtime_limit_ms,
                     switchover_bandwidth,
-                    window: narrowed,
+                    window,
+                    wire_window,
                 } => {
-                    if let Some(bytes) = narrowed {
-                        window.send_if_modified(|w| std::mem::replace(w, bytes) != bytes);
+                    if let Some(bytes) = window {
+                        narrowing.narrow(bytes, wire_window);
                     }
                     if (downtime_limit_ms, switchover_bandwidth) != set {
                         let params = MigrationParameters {

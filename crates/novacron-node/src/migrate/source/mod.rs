@@ -326,17 +326,14 @@ impl Node {
         // The memory's session opens now (its handshakes take three round trips) and waits
         // for QEMU's first bytes, while the disks' mirrors are set up: on a long link that is
         // most of a second not added to the migration.
-        let (window_tx, window_rx) = watch::channel(novacron_migrate::MAX_WINDOW);
+        let (narrowing, controls) = streams::Narrowing::new(novacron_migrate::MAX_WINDOW);
         let sending = streams::send_stream(
             cluster,
             &addr,
             &run.target,
             &ready.memory_stream,
             ours,
-            streams::Controls {
-                window_limit: Some(window_rx),
-                ..streams::Controls::default()
-            },
+            controls,
         );
         // The switch-over ends with the commit's answer from the destination, a round trip
         // after the guest stopped (the mirrors' last one runs alongside): measured now, on
@@ -395,15 +392,15 @@ impl Node {
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
         let stopped = self
-            .follow(run, &sending, &window_tx, mirrors, reserve)
+            .follow(run, &sending, &narrowing, mirrors, reserve)
             .await?;
         // The guest is stopped here from now on. Before a pre-copy switch-over what QEMU
-        // writes now is all the stopped guest waits for: the window opens, so that its last
+        // writes now is all the stopped guest waits for: the window and the wire open, so that its last
         // pages and devices go out at once instead of waiting a round trip for the narrowed
         // window's bytes to be reported. In post-copy the window stays narrow: the pages the
         // running guest faults on queue behind what it holds.
         if !stopped.postcopy {
-            window_tx.send_replace(novacron_migrate::MAX_WINDOW);
+            narrowing.open(novacron_migrate::MAX_WINDOW);
         }
         let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);

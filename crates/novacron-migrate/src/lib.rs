@@ -212,6 +212,10 @@ pub const POSTCOPY_SMALL_BACKLOG_MS: u64 = 50;
 
 /// Least window a migration stream is narrowed to: one DWCP chunk.
 pub const MIN_WINDOW: u64 = 512 << 10;
+/// Least wire bytes a narrowed migration stream may hold ([`Verdict::Continue::wire_window`]):
+/// one chunk of new pages under zstd ([`MIN_WINDOW`] over [`LAST_PAGES_REDUCTION`]). Not the
+/// whole chunk: over a 20 Mbit/s link 512 KiB of frames take a quarter second to cross.
+pub const MIN_WIRE_WINDOW: u64 = MIN_WINDOW / LAST_PAGES_REDUCTION;
 /// Most a migration stream holds in flight until the switch-over comes near. Stream bytes:
 /// with zero pages elided, references and compression a megabyte of stream is a few hundred
 /// kilobytes on the wire, and a long lossy link needs a few bandwidth-delay products in
@@ -376,12 +380,12 @@ impl Convergence {
     }
 
     /// The narrowed window's bound on wire bytes ([`Verdict::Continue::wire_window`]): the
-    /// [`Self::wire_budget`], within the bounds of the narrowed window; none while the link's
-    /// rate is unknown.
+    /// [`Self::wire_budget`], at least [`MIN_WIRE_WINDOW`] and at most the narrowed window's
+    /// ceiling; none while the link's rate is unknown.
     fn wire_window(&self, downtime_ms: u64) -> Option<u64> {
         (self.best_link_rate > 0).then(|| {
             self.wire_budget(downtime_ms)
-                .clamp(MIN_WINDOW, MAX_NARROWED_WINDOW)
+                .clamp(MIN_WIRE_WINDOW, MAX_NARROWED_WINDOW)
         })
     }
 

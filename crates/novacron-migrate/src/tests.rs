@@ -438,8 +438,7 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     s.wire_acked = 22_000_000;
     assert_eq!(window(c.observe(&s)), Some(2_250_000));
     // A stream of references shows 40 bytes of stream per wire byte: its window grows to
-    // the most a narrowed one holds, but the wire bytes in it stay within the 562.5 kB (at
-    // least one chunk: 524 288 bytes is less).
+    // the most a narrowed one holds, but the wire bytes in it stay within the 562.5 kB.
     s.elapsed = Duration::from_secs(4);
     s.acked_bytes = 154_000_000;
     s.wire_acked = 23_000_000;
@@ -450,6 +449,20 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
             Verdict::Continue {
                 window: Some(MAX_NARROWED_WINDOW),
                 wire_window: Some(562_500),
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // Over a slower link the wire's bound is at least a chunk of new pages under zstd.
+    let mut slow = Convergence::new(Policy::default());
+    s.link_rate = 500_000;
+    let v = slow.observe(&s);
+    assert!(
+        matches!(
+            v,
+            Verdict::Continue {
+                wire_window: Some(MIN_WIRE_WINDOW),
                 ..
             }
         ),

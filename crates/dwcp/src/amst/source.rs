@@ -205,20 +205,24 @@ impl Producer {
         })
     }
 
-    /// Waits until a frame of `len` payload bytes fits the wire limit, with `framed` payload
-    /// bytes framed before it (see [`super::SendOptions::wire_limit`]). A limit whose owner
-    /// is gone no longer bounds anything.
-    fn wait_for_wire(&mut self, framed: u64, len: u64) -> Result<(), ProduceError> {
+    /// Waits until a frame of `len` payload bytes fits the wire limit (see
+    /// [`super::SendOptions::wire_limit`]): the stream's wire bytes so far (frames, and the
+    /// literals sent for a `Need` in place of references) less those acknowledged or held.
+    /// A limit whose owner is gone no longer bounds anything.
+    fn wait_for_wire(&mut self, len: u64) -> Result<(), ProduceError> {
         let Some(limit) = self.wire_limit.as_mut() else {
             return Ok(());
         };
-        let (acked, notify, permits) = (&self.wire_acked, &self.acked_changed, &self.permits);
+        let (framed, acked) = (&self.reduce.wire_bytes, &self.wire_acked);
+        let (notify, permits) = (&self.acked_changed, &self.permits);
         let owner_gone = self.runtime.block_on(async {
             loop {
                 let changed = notify.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let out = framed.saturating_sub(acked.load(Ordering::Relaxed));
+                let out = framed
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(acked.load(Ordering::Relaxed));
                 if out == 0 || out.saturating_add(len) <= *limit.borrow_and_update() {
                     return Ok(false);
                 }
@@ -286,8 +290,6 @@ impl Producer {
         drop(scratch);
 
         let mut seq = 0u64;
-        // Payload bytes of the data frames queued so far (see `Self::wait_for_wire`).
-        let mut framed = 0u64;
         let mut prompt_buf = if self.prompt {
             vec![0u8; self.chunk_size]
         } else {
@@ -364,8 +366,7 @@ impl Producer {
             if let Some(span) = self.span {
                 self.wait_within(end, span)?;
             }
-            self.wait_for_wire(framed, payload.len() as u64)?;
-            framed += payload.len() as u64;
+            self.wait_for_wire(payload.len() as u64)?;
             let waited = u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.reduce.blocked_ns.fetch_add(waited, Ordering::Relaxed);
             self.reduce.count(n as u64, payload.len() as u64);

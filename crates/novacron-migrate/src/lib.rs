@@ -366,7 +366,7 @@ impl Convergence {
             downtime_limit_ms: self.downtime_limit_ms(s),
             switchover_bandwidth,
             window: self.window,
-            wire_window: self.window.and_then(|_| self.wire_window(downtime_ms)),
+            wire_window: self.wire_window(s, downtime_ms),
         }
     }
 
@@ -381,9 +381,16 @@ impl Convergence {
 
     /// The narrowed window's bound on wire bytes ([`Verdict::Continue::wire_window`]): the
     /// [`Self::wire_budget`], at least [`MIN_WIRE_WINDOW`] and at most the narrowed window's
-    /// ceiling; none while the link's rate is unknown.
-    fn wire_window(&self, downtime_ms: u64) -> Option<u64> {
-        (self.best_link_rate > 0).then(|| {
+    /// ceiling. Only while what is left would cross in about a second as new pages (the
+    /// link's rate times [`LAST_PAGES_REDUCTION`]), or post-copy waits to start: the window
+    /// narrows when what is left is a second of the stream's fastest rate, which references
+    /// make many times the link's, and a bound of the downtime's worth of the link holds a
+    /// lossy link below the guest's dirty rate (a migration back over `edge` stayed at about
+    /// 2 MB/s and was cancelled). None while the link's rate is unknown.
+    fn wire_window(&self, s: &Sample, downtime_ms: u64) -> Option<u64> {
+        let new_pages_second = self.best_link_rate.saturating_mul(LAST_PAGES_REDUCTION);
+        let near = s.remaining <= new_pages_second || self.postcopy_armed.is_some();
+        (self.window.is_some() && near && self.best_link_rate > 0).then(|| {
             self.wire_budget(downtime_ms)
                 .clamp(MIN_WIRE_WINDOW, MAX_NARROWED_WINDOW)
         })

@@ -454,9 +454,27 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
         ),
         "{v:?}"
     );
+    // With more left than the link carries of new pages in a second (7.5 MB), the window
+    // stays narrowed but the wire is not bounded: the link would be held below the guest's
+    // dirty rate long before QEMU may stop.
+    s.elapsed = Duration::from_secs(5);
+    s.remaining = 10 * MIB;
+    let v = c.observe(&s);
+    assert!(
+        matches!(
+            v,
+            Verdict::Continue {
+                window: Some(MAX_NARROWED_WINDOW),
+                wire_window: None,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
     // Over a slower link the wire's bound is at least a chunk of new pages under zstd.
     let mut slow = Convergence::new(Policy::default());
     s.link_rate = 500_000;
+    s.remaining = MIB;
     let v = slow.observe(&s);
     assert!(
         matches!(

@@ -138,11 +138,6 @@ impl InFlight {
         }
     }
 
-    /// What each frame holds of the window.
-    pub(crate) fn charge(&self) -> Charge {
-        self.charge
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another task panicked mid-update of plain bookkeeping;
         // the maps are still structurally valid, so carry on with them.
@@ -176,6 +171,15 @@ impl InFlight {
         }
         st.data.insert(frame.header.offset, entry);
         true
+    }
+
+    /// Accounts for a data frame that was taken back to be sent again (see
+    /// [`Self::take_conn`], [`Self::take_offset`]) and that [`Self::written`] then found
+    /// acknowledged: the `Ack` that covered it found it no longer recorded, so its payload
+    /// counts as acknowledged wire bytes now. Returns the window permits it held.
+    pub(crate) fn acknowledged_before_resent(&self, out: &Outgoing) -> u64 {
+        self.lock().acked_wire += u64::from(out.frame.header.length);
+        self.charge.of(out.stream_len)
     }
 
     /// Applies an acknowledgement of every byte below `offset`. Returns the window permits
@@ -476,7 +480,11 @@ mod tests {
         // The first copy arrives after all: the ack releases nothing, because the copy in
         // the queue is no longer recorded; the writer that finds it acknowledged releases it.
         assert_eq!(f.ack(10), 0);
+        assert_eq!(f.acked_wire(), 0);
         assert!(!f.written(&again[0], 8));
+        // That writer releases its permits and counts its payload as acknowledged, once.
+        assert_eq!(f.acknowledged_before_resent(&again[0]), 10);
+        assert_eq!(f.acked_wire(), u64::from(again[0].frame.header.length));
     }
 
     #[test]

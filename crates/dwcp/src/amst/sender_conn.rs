@@ -317,11 +317,8 @@ impl SenderConn {
             }
             if !self.shared.inflight.written(&out, self.id) {
                 // Already acknowledged (a re-queued frame the receiver had after all).
-                let charge = self.shared.inflight.charge();
-                let permits = charge.of(out.stream_len);
-                self.shared
-                    .permits
-                    .add_permits(usize::try_from(permits).unwrap_or(usize::MAX));
+                let permits = self.shared.inflight.acknowledged_before_resent(&out);
+                self.shared.release(permits);
                 continue;
             }
             let pacing = self.shared.pacing.load(Ordering::Relaxed);

@@ -181,6 +181,10 @@ pub(crate) struct Produced {
     pub(crate) hash: blake3::Hash,
 }
 
+/// Longest a frame waits for room under the wire limit while nothing is acknowledged (a
+/// stalled link): the window alone bounds the stream then.
+const WIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How often a producer waiting for the acknowledged offset looks whether the session ended.
 const SPAN_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -216,14 +220,22 @@ impl Producer {
         let (framed, acked) = (&self.reduce.wire_bytes, &self.wire_acked);
         let (notify, permits) = (&self.acked_changed, &self.permits);
         let owner_gone = self.runtime.block_on(async {
+            let mut last = (acked.load(Ordering::Relaxed), std::time::Instant::now());
             loop {
                 let changed = notify.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let out = framed
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(acked.load(Ordering::Relaxed));
+                let now_acked = acked.load(Ordering::Relaxed);
+                let out = framed.load(Ordering::Relaxed).saturating_sub(now_acked);
                 if out == 0 || out.saturating_add(len) <= *limit.borrow_and_update() {
+                    return Ok(false);
+                }
+                if now_acked != last.0 {
+                    last = (now_acked, std::time::Instant::now());
+                } else if last.1.elapsed() >= WIRE_PATIENCE {
+                    // The window still bounds what is in flight; a source that cannot write
+                    // (a guest stopped mid-write) must never wait on the wire for ever.
+                    tracing::debug!(out, "no wire bytes acknowledged for a while; framing on");
                     return Ok(false);
                 }
                 if permits.is_closed() {

@@ -109,3 +109,21 @@ async fn a_frame_over_the_limit_goes_alone_and_a_dropped_limit_bounds_nothing() 
     take(&mut rx, 3).await;
     assert_eq!(task.await.unwrap().unwrap().len, 4 * CHUNK as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_acknowledges_nothing_does_not_hold_the_source_for_ever() {
+    let (_limit_tx, limit_rx) = watch::channel(10);
+    let (p, mut rx, _wire_acked, _notify) = producer(limit_rx);
+    let task =
+        tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(vec![7u8; 2 * CHUNK]))));
+    take(&mut rx, 1).await;
+    // Nothing acknowledged: the next frame waits its patience, then goes; then the end.
+    let waited = std::time::Instant::now();
+    take(&mut rx, 2).await;
+    assert!(
+        waited.elapsed() >= WIRE_PATIENCE / 2,
+        "{:?}",
+        waited.elapsed()
+    );
+    assert_eq!(task.await.unwrap().unwrap().len, 2 * CHUNK as u64);
+}

@@ -147,10 +147,11 @@ pub enum Verdict {
         /// Bytes DWCP may hold in flight from now on, once the switch-over is near; `None`
         /// keeps the full window.
         window: Option<u64>,
-        /// Payload bytes DWCP may hold on the wire from then on (frames neither acknowledged
-        /// nor reported held), once the link's rate is known: what the link carries in three
-        /// quarters of the downtime. The window counts stream bytes, which a reference or a
-        /// zero page makes cheap, and at the stop the wire bytes are what the guest waits for.
+        /// Payload bytes DWCP may hold on the wire (frames neither acknowledged nor reported
+        /// held), while the window is narrowed and what is left would cross in about a second:
+        /// what the link carries in three quarters of the downtime; `None`: no bound. The
+        /// window counts stream bytes, which a reference or a zero page makes cheap, and at
+        /// the stop the wire bytes are what the guest waits for.
         wire_window: Option<u64>,
     },
     /// Switch to post-copy now, for this reason (only when [`Policy::postcopy`] allows it,

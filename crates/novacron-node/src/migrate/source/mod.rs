@@ -395,10 +395,10 @@ impl Node {
             .follow(run, &sending, &narrowing, mirrors, reserve)
             .await?;
         // The guest is stopped here from now on. Before a pre-copy switch-over what QEMU
-        // writes now is all the stopped guest waits for: the window and the wire open, so that its last
-        // pages and devices go out at once instead of waiting a round trip for the narrowed
-        // window's bytes to be reported. In post-copy the window stays narrow: the pages the
-        // running guest faults on queue behind what it holds.
+        // writes now is all the stopped guest waits for: the window and the wire bound open,
+        // so that its last pages and devices go out at once instead of waiting a round trip
+        // for the narrowed window's bytes to be reported. In post-copy both stay narrow: the
+        // pages the running guest faults on queue behind what DWCP holds.
         if !stopped.postcopy {
             narrowing.open(novacron_migrate::MAX_WINDOW);
         }

@@ -238,6 +238,12 @@ const RATIO_WIRE: u64 = 1_000_000;
 /// `Convergence::switchover_bandwidth`): about what zstd makes of a guest's pages.
 pub const LAST_PAGES_REDUCTION: u64 = 3;
 
+/// The share of `downtime` (or of what scales with it) that DWCP's backlog may take to cross
+/// once the guest stopped: three quarters; the rest is for QEMU's last pages and devices.
+const fn backlog_share(downtime: u64) -> u64 {
+    downtime.saturating_mul(3) / 4
+}
+
 const MB: f64 = 1_000_000.0;
 
 fn mb(bytes: u64) -> String {
@@ -333,7 +339,7 @@ impl Convergence {
             let drained = backlog_ms.is_some_and(|ms| ms <= POSTCOPY_SMALL_BACKLOG_MS)
                 || s.backlog() <= bytes
                     && (bytes <= MIN_WINDOW
-                        || backlog_ms.is_some_and(|ms| ms <= downtime_ms.saturating_mul(3) / 4));
+                        || backlog_ms.is_some_and(|ms| ms <= backlog_share(downtime_ms)));
             if drained || s.elapsed.saturating_sub(armed) >= POSTCOPY_DRAIN {
                 let reason = || {
                     format!(
@@ -371,13 +377,10 @@ impl Convergence {
         }
     }
 
-    /// Wire bytes the link carries in three quarters of `downtime_ms` at the fastest link
-    /// rate seen (the rest of the downtime is for QEMU's last pages and devices).
+    /// Wire bytes the link carries in the backlog's share of `downtime_ms` (see
+    /// [`backlog_share`]) at the fastest link rate seen.
     const fn wire_budget(&self, downtime_ms: u64) -> u64 {
-        self.best_link_rate
-            .saturating_mul(downtime_ms)
-            .saturating_mul(3)
-            / 4000
+        backlog_share(self.best_link_rate.saturating_mul(downtime_ms)) / 1000
     }
 
     /// The narrowed window's bound on wire bytes ([`Verdict::Continue::wire_window`]): the

@@ -40,6 +40,19 @@ fn window(v: Verdict) -> Option<u64> {
     }
 }
 
+/// The window and the bound on wire bytes DWCP gets from a verdict that lets the migration
+/// continue.
+fn windows(v: Verdict) -> (Option<u64>, Option<u64>) {
+    match v {
+        Verdict::Continue {
+            window,
+            wire_window,
+            ..
+        } => (window, wire_window),
+        Verdict::Cancel(why) | Verdict::StartPostcopy(why) => panic!("{why}"),
+    }
+}
+
 /// The switch-over bandwidth QEMU gets from a verdict that lets the migration continue.
 fn bandwidth(v: Verdict) -> Option<u64> {
     match v {
@@ -442,50 +455,21 @@ fn the_narrowed_window_holds_no_more_than_the_link_carries_in_the_downtime() {
     s.elapsed = Duration::from_secs(4);
     s.acked_bytes = 154_000_000;
     s.wire_acked = 23_000_000;
-    let v = c.observe(&s);
-    assert!(
-        matches!(
-            v,
-            Verdict::Continue {
-                window: Some(MAX_NARROWED_WINDOW),
-                wire_window: Some(562_500),
-                ..
-            }
-        ),
-        "{v:?}"
+    assert_eq!(
+        windows(c.observe(&s)),
+        (Some(MAX_NARROWED_WINDOW), Some(562_500))
     );
     // With more left than the link carries of new pages in a second (7.5 MB), the window
     // stays narrowed but the wire is not bounded: the link would be held below the guest's
     // dirty rate long before QEMU may stop.
     s.elapsed = Duration::from_secs(5);
     s.remaining = 10 * MIB;
-    let v = c.observe(&s);
-    assert!(
-        matches!(
-            v,
-            Verdict::Continue {
-                window: Some(MAX_NARROWED_WINDOW),
-                wire_window: None,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert_eq!(windows(c.observe(&s)), (Some(MAX_NARROWED_WINDOW), None));
     // Over a slower link the wire's bound is at least a chunk of new pages under zstd.
     let mut slow = Convergence::new(Policy::default());
     s.link_rate = 500_000;
     s.remaining = MIB;
-    let v = slow.observe(&s);
-    assert!(
-        matches!(
-            v,
-            Verdict::Continue {
-                wire_window: Some(MIN_WIRE_WINDOW),
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert_eq!(windows(slow.observe(&s)).1, Some(MIN_WIRE_WINDOW));
     // Without a link rate (a destination that does not report one): the stream's rate alone.
     let mut c = Convergence::new(Policy::default());
     assert_eq!(window(c.observe(&sample(3, 3, 5 * MIB))), Some(3_600_000));

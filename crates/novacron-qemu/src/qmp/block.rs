@@ -190,6 +190,19 @@ impl QmpClient {
     }
 }
 
+/// Resolves with QEMU's next `BLOCK_JOB_READY` event (a mirror caught up with its disk and
+/// from now on copies each write as it happens); never, once the connection closed. Other
+/// events are skipped. Cancel-safe: an event not yet read stays for the next call.
+pub async fn next_job_ready(events: &mut tokio::sync::broadcast::Receiver<super::QmpEvent>) {
+    loop {
+        match events.recv().await {
+            Ok(e) if e.name == "BLOCK_JOB_READY" => return,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// Waits at most `wait` for job `job`'s end event. Subscribe with [`QmpClient::events`]
 /// before the command that ends the job, and pass the receiver here, so that no event is
 /// missed.

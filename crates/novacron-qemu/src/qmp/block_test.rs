@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::block::{BlockJobInfo, JobEnd, JobWaitError, job_end, wait_job_end};
+use super::block::{BlockJobInfo, JobEnd, JobWaitError, job_end, next_job_ready, wait_job_end};
 use super::testing::connected;
 use super::{QmpEvent, QmpOptions};
 
@@ -147,4 +147,25 @@ async fn waiting_for_a_job_skips_other_events_and_times_out() {
         matches!(none, Err(JobWaitError::Timeout { .. })),
         "{none:?}"
     );
+}
+
+#[tokio::test]
+async fn the_next_ready_event_skips_other_events_and_waits_for_one() {
+    let (client, mut fake) = connected(QmpOptions::default()).await;
+    let mut events = client.events();
+    fake.send(
+        &json!({"event": "BLOCK_JOB_PENDING", "data": {"id": "job0"},
+                      "timestamp": {"seconds": 1, "microseconds": 0}}),
+    )
+    .await;
+    fake.send(
+        &json!({"event": "BLOCK_JOB_READY", "data": {"device": "job0"},
+                      "timestamp": {"seconds": 2, "microseconds": 0}}),
+    )
+    .await;
+    let ready = tokio::time::timeout(Duration::from_secs(10), next_job_ready(&mut events)).await;
+    assert!(ready.is_ok(), "no ready event");
+    // Nothing more: it waits.
+    let none = tokio::time::timeout(Duration::from_millis(50), next_job_ready(&mut events)).await;
+    assert!(none.is_err(), "a ready event came from nowhere");
 }

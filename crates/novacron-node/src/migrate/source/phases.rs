@@ -8,21 +8,9 @@ use crate::migrate::streams::Sending;
 use crate::node::Node;
 use crate::vms::chain;
 use novacron_model::MigrationPhase;
-use novacron_qemu::qmp::{MigrationStatus, QmpEvent};
+use novacron_qemu::qmp::MigrationStatus;
+use novacron_qemu::qmp::block::next_job_ready;
 use std::time::Duration;
-use tokio::sync::broadcast::{self, error::RecvError};
-
-/// Waits for QEMU's next `BLOCK_JOB_READY` event (a mirror caught up with its disk); for ever
-/// once the events ended (the sampling finds out why).
-async fn job_ready(events: &mut broadcast::Receiver<QmpEvent>) {
-    loop {
-        match events.recv().await {
-            Ok(e) if e.name == "BLOCK_JOB_READY" => return,
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => std::future::pending::<()>().await,
-        }
-    }
-}
 
 impl Node {
     /// Follows the mirrors until each holds what its disk does and copies every write as it
@@ -42,7 +30,7 @@ impl Node {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                () = job_ready(&mut events) => {}
+                () = next_job_ready(&mut events) => {}
                 _ = cancel.changed() => return Err("cancelled by the operator".to_owned().into()),
             }
             let (copied, total, ready) = mirror::figures(qmp, mirrors).await?;

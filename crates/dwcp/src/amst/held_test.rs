@@ -97,40 +97,38 @@ async fn a_sender_that_did_not_ask_hears_of_no_held_frame() {
     acked_to(&mut s, 8192).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_narrowed_window_negotiates_held_reports_and_the_stream_arrives_exact() {
+/// Sends a 24 MiB mix over four connections of 64 KiB frames with `o` to a new receiver,
+/// checks that it arrives exact, and returns the sender's summary.
+async fn round_trip_exact(mut o: super::SendOptions) -> super::TransferSummary {
     let dir = tempfile::tempdir().unwrap();
     let rx = Rx::with_config(ReceiverConfig::new(dir.path()), Security::Insecure).await;
     let payload = mixed(24 * MIB);
-    let mut o = opts("narrowed", Reduction::Off);
     o.chunk_size = 64 << 10;
+    o.streams = super::StreamCount::Fixed(4);
+    let name = o.name.clone();
+    let s = send_to(&rx.addr, &Security::Insecure, &payload, o).await;
+    assert_eq!(s.blake3, blake3::hash(&payload).to_hex().to_string());
+    let stored = std::fs::read(dir.path().join(name)).unwrap();
+    assert!(stored == payload, "stored stream differs");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrowed_window_negotiates_held_reports_and_the_stream_arrives_exact() {
+    let mut o = opts("narrowed", Reduction::Off);
     o.window = 4 * MIB as u64;
     // Narrowed to two frames: every permit goes and comes back many times.
-    let (limit_tx, limit) = tokio::sync::watch::channel(128 << 10);
+    let (_limit_tx, limit) = tokio::sync::watch::channel(128 << 10);
     o.window_limit = Some(limit);
-    o.streams = super::StreamCount::Fixed(4);
-    let s = send_to(&rx.addr, &Security::Insecure, &payload, o).await;
-    drop(limit_tx);
-    assert_eq!(s.blake3, blake3::hash(&payload).to_hex().to_string());
-    let stored = std::fs::read(dir.path().join("narrowed")).unwrap();
-    assert!(stored == payload, "stored stream differs");
+    round_trip_exact(o).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wire_bound_alone_negotiates_held_reports_and_the_stream_arrives_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let rx = Rx::with_config(ReceiverConfig::new(dir.path()), Security::Insecure).await;
-    let payload = mixed(24 * MIB);
     let mut o = opts("wire-bound", Reduction::Auto);
-    o.chunk_size = 64 << 10;
     // A full window, but about two compressed frames on the wire at once.
-    let (limit_tx, limit) = tokio::sync::watch::channel(64 << 10);
+    let (_limit_tx, limit) = tokio::sync::watch::channel(64 << 10);
     o.wire_limit = Some(limit);
-    o.streams = super::StreamCount::Fixed(4);
-    let s = send_to(&rx.addr, &Security::Insecure, &payload, o).await;
-    drop(limit_tx);
-    assert_eq!(s.blake3, blake3::hash(&payload).to_hex().to_string());
+    let s = round_trip_exact(o).await;
     assert!(s.wire_bytes < s.bytes, "the stream was not reduced: {s:?}");
-    let stored = std::fs::read(dir.path().join("wire-bound")).unwrap();
-    assert!(stored == payload, "stored stream differs");
 }

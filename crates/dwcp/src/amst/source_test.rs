@@ -9,19 +9,28 @@ use super::*;
 
 const CHUNK: usize = 1000;
 
-/// A producer of raw frames of [`CHUNK`] bytes from 10 chunks, with a wire limit `limit`, and
-/// the counter of acknowledged wire bytes it reads.
-fn producer(
-    limit: watch::Receiver<u64>,
-) -> (
-    Producer,
-    mpsc::UnboundedReceiver<Outgoing>,
-    Arc<AtomicU64>,
-    Arc<tokio::sync::Notify>,
-) {
+/// What the connections tell a producer: the acknowledged wire bytes, and the wake-up.
+struct Acks {
+    wire_acked: Arc<AtomicU64>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Acks {
+    /// The receiver acknowledged (or holds) `wire` payload bytes in all.
+    fn acknowledged(&self, wire: u64) {
+        self.wire_acked.store(wire, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+}
+
+/// A producer of raw frames of [`CHUNK`] bytes under the wire limit `limit`, the queue it
+/// frames into, and the acknowledgements it reads.
+fn producer(limit: watch::Receiver<u64>) -> (Producer, mpsc::UnboundedReceiver<Outgoing>, Acks) {
     let (queue, rx) = mpsc::unbounded_channel();
-    let wire_acked = Arc::new(AtomicU64::new(0));
-    let notify = Arc::new(tokio::sync::Notify::new());
+    let acks = Acks {
+        wire_acked: Arc::new(AtomicU64::new(0)),
+        notify: Arc::new(tokio::sync::Notify::new()),
+    };
     let p = Producer {
         session: SessionId::random(),
         chunk_size: CHUNK,
@@ -35,13 +44,13 @@ fn producer(
         encoder: None,
         reduce: Arc::new(ReduceShared::default()),
         acked: Arc::new(AtomicU64::new(0)),
-        acked_changed: Arc::clone(&notify),
+        acked_changed: Arc::clone(&acks.notify),
         span: None,
         wire_limit: Some(limit),
-        wire_acked: Arc::clone(&wire_acked),
+        wire_acked: Arc::clone(&acks.wire_acked),
         end_confirmed: None,
     };
-    (p, rx, wire_acked, notify)
+    (p, rx, acks)
 }
 
 /// Waits for `n` frames (each within 10 s).
@@ -62,7 +71,7 @@ async fn quiet(rx: &mut mpsc::UnboundedReceiver<Outgoing>) {
 async fn frames_wait_for_room_under_the_wire_limit_and_go_once_it_widens() {
     // Two and a half frames' payload: two go out, the third waits.
     let (limit_tx, limit_rx) = watch::channel(2500);
-    let (p, mut rx, wire_acked, notify) = producer(limit_rx);
+    let (p, mut rx, acks) = producer(limit_rx);
     let reduce = Arc::clone(&p.reduce);
     let data: Vec<u8> = (0..10 * CHUNK)
         .flat_map(|i| u8::try_from(i % 251))
@@ -72,15 +81,13 @@ async fn frames_wait_for_room_under_the_wire_limit_and_go_once_it_widens() {
     take(&mut rx, 2).await;
     quiet(&mut rx).await;
     // One frame crosses: room for one more, not two.
-    wire_acked.store(1000, Ordering::Relaxed);
-    notify.notify_waiters();
+    acks.acknowledged(1000);
     take(&mut rx, 1).await;
     quiet(&mut rx).await;
     // Literals sent for a `Need` in place of a frame's references count too: 300 more
     // framed, 700 more acknowledged leave 1600 out, no room for 1000 more under 2500.
     reduce.wire_bytes.fetch_add(300, Ordering::Relaxed);
-    wire_acked.store(1700, Ordering::Relaxed);
-    notify.notify_waiters();
+    acks.acknowledged(1700);
     quiet(&mut rx).await;
     // Widened: the rest goes at once, then the end.
     limit_tx.send_replace(u64::MAX);
@@ -94,14 +101,13 @@ async fn frames_wait_for_room_under_the_wire_limit_and_go_once_it_widens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_over_the_limit_goes_alone_and_a_dropped_limit_bounds_nothing() {
     let (limit_tx, limit_rx) = watch::channel(10);
-    let (p, mut rx, wire_acked, notify) = producer(limit_rx);
+    let (p, mut rx, acks) = producer(limit_rx);
     let task =
         tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(vec![7u8; 4 * CHUNK]))));
     // Larger than the limit, but nothing is out: it goes alone.
     take(&mut rx, 1).await;
     quiet(&mut rx).await;
-    wire_acked.store(1000, Ordering::Relaxed);
-    notify.notify_waiters();
+    acks.acknowledged(1000);
     take(&mut rx, 1).await;
     quiet(&mut rx).await;
     // The owner gone: the other two and the end go.
@@ -113,7 +119,7 @@ async fn a_frame_over_the_limit_goes_alone_and_a_dropped_limit_bounds_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_that_acknowledges_nothing_does_not_hold_the_source_for_ever() {
     let (_limit_tx, limit_rx) = watch::channel(10);
-    let (p, mut rx, _wire_acked, _notify) = producer(limit_rx);
+    let (p, mut rx, _acks) = producer(limit_rx);
     let task =
         tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(vec![7u8; 2 * CHUNK]))));
     take(&mut rx, 1).await;

@@ -41,6 +41,9 @@ pub struct Policy {
     /// crossing: the round trips of the commit to the destination (and of the disks'
     /// mirrors' last writes). Kept out of what QEMU and the window may use.
     pub reserve: Duration,
+    /// The round trip to the destination on an idle link (zero while unknown): post-copy
+    /// stops the guest for about [`POSTCOPY_FAULT_TRIPS`] of them.
+    pub round_trip: Duration,
 }
 
 impl Default for Policy {
@@ -52,6 +55,7 @@ impl Default for Policy {
             stall: Duration::from_secs(30),
             postcopy: false,
             reserve: Duration::ZERO,
+            round_trip: Duration::ZERO,
         }
     }
 }
@@ -205,6 +209,17 @@ pub const POSTCOPY_DRAIN: Duration = Duration::from_secs(3);
 /// before it counts what the guest dirtied meanwhile.
 pub const HOLD_BANDWIDTH: u64 = 1000;
 
+/// Round trips to the source a guest moved by post-copy waits for before it runs on the
+/// destination: QEMU there loads the devices' state first, and that touches pages still on
+/// the source, each fetched over a round trip (over `intercontinental` the guest ran 1.7 s,
+/// eleven round trips, after the commit). See `Convergence::postcopy_now`.
+pub const POSTCOPY_FAULT_TRIPS: u32 = 10;
+
+/// A wait for post-copy's faults (see [`POSTCOPY_FAULT_TRIPS`]) no longer than this is short
+/// whatever the downtime asked: a link within a site, whose round trip is a few
+/// milliseconds, where a pre-copy switch-over also spends that much on its fixed costs.
+pub const POSTCOPY_SHORT_WAIT: Duration = Duration::from_millis(50);
+
 /// A backlog that crosses within this many milliseconds counts as drained for post-copy,
 /// whatever the downtime: with a budget of a few milliseconds the backlog never drains below
 /// it while QEMU sends, and a guest left in pre-copy for [`POSTCOPY_DRAIN`] may stop rewriting
@@ -323,7 +338,7 @@ impl Convergence {
         // more passes would only send again what it keeps dirtying.
         let fits = s.remaining.saturating_add(s.backlog())
             <= self.best_rate.saturating_mul(downtime_ms) / 1000;
-        if s.pass >= 2 && !fits && self.policy.postcopy && !self.postcopy_started {
+        if s.pass >= 2 && !fits && self.postcopy_now(s) {
             // The guest's devices cross after what DWCP already holds: first the window
             // narrows to the downtime's worth, and the switch waits until the backlog is
             // within it and crosses in three quarters of the downtime (the rest is for the
@@ -364,7 +379,7 @@ impl Convergence {
             // downtime (see `narrowed_window`).
             self.window = Some(self.narrowed_window(s, downtime_ms));
         }
-        let switchover_bandwidth = if self.holds_qemu(s.pass >= 2 && fits) {
+        let switchover_bandwidth = if self.holds_qemu(s, s.pass >= 2 && fits) {
             Some(HOLD_BANDWIDTH)
         } else {
             self.switchover_bandwidth(s)
@@ -400,14 +415,34 @@ impl Convergence {
         })
     }
 
-    /// Whether QEMU is held from ending the pre-copy by itself ([`HOLD_BANDWIDTH`]): with
-    /// post-copy allowed, until it started or a pass after the first left what fits in the
-    /// downtime (`fits_after_first`). QEMU decides between two samples, on a threshold it
-    /// updates every 100 ms: counting on the stream's rate it would end the pre-copy with
-    /// pages dirtied since the first pass that do not fit, and stop the guest for many times
-    /// the limit, where post-copy moves it at once.
-    const fn holds_qemu(&self, fits_after_first: bool) -> bool {
-        self.policy.postcopy && !self.postcopy_started && !fits_after_first
+    /// Whether QEMU is held from ending the pre-copy by itself ([`HOLD_BANDWIDTH`]): while
+    /// post-copy may start now (see [`Self::postcopy_now`]), until it started or a pass after
+    /// the first left what fits in the downtime (`fits_after_first`). QEMU decides between two
+    /// samples, on a threshold it updates every 100 ms: counting on the stream's rate it would
+    /// end the pre-copy with pages dirtied since the first pass that do not fit, and stop the
+    /// guest for many times the limit, where post-copy moves it at once.
+    fn holds_qemu(&self, s: &Sample, fits_after_first: bool) -> bool {
+        self.postcopy_now(s) && !fits_after_first
+    }
+
+    /// Whether post-copy may start as soon as a pass after the first leaves more than fits in
+    /// the downtime: allowed, not started, and either armed already, or the link short
+    /// enough that [`POSTCOPY_FAULT_TRIPS`] round trips fit in the downtime (or in
+    /// [`POSTCOPY_SHORT_WAIT`]), or the pre-copy not converging (the guest dirties more than half of what the stream carries, at its
+    /// rate now or the link's best). Otherwise the pre-copy goes on, as it would without
+    /// post-copy, and post-copy waits for it to stall: on a long link the guest that moved by
+    /// post-copy runs only once the devices' state loaded, and loading it touches pages still
+    /// on the source (over `intercontinental` it ran 1.7 s after the commit, where the
+    /// pre-copy converged in 240 ms of downtime).
+    fn postcopy_now(&self, s: &Sample) -> bool {
+        if !self.policy.postcopy || self.postcopy_started {
+            return false;
+        }
+        let short = self.policy.round_trip.saturating_mul(POSTCOPY_FAULT_TRIPS)
+            <= self.policy.max_downtime.max(POSTCOPY_SHORT_WAIT);
+        let rate = s.wire_rate.max(self.best_link_rate);
+        let converging = s.dirty_rate().saturating_mul(2) <= rate;
+        self.postcopy_armed.is_some() || short || !converging
     }
 
     /// The window near the switch-over: the downtime's worth of the stream at its rate (see

@@ -291,6 +291,45 @@ fn without_postcopy_the_first_pass_goes_on_to_more_passes() {
     ));
 }
 
+/// Post-copy allowed over a link of a 150 ms round trip.
+fn postcopy_far() -> Policy {
+    Policy {
+        round_trip: Duration::from_millis(150),
+        ..postcopy()
+    }
+}
+
+#[test]
+fn over_a_long_link_a_converging_guest_stays_in_precopy() {
+    // Ten round trips of 150 ms do not fit in 300 ms, and a guest dirtying 4 MB/s against a
+    // 12 MB/s stream converges: the pre-copy goes on, and QEMU may end it by itself.
+    let mut c = Convergence::new(postcopy_far());
+    let mut s = sample(1, 1, 200 * MIB);
+    s.dirty_pages_rate = 4_000_000 / 4096;
+    assert_eq!(bandwidth(c.observe(&s)), Some(12_000_000));
+    let mut s = sample(5, 2, 40 * MIB);
+    s.dirty_pages_rate = 4_000_000 / 4096;
+    assert_eq!(bandwidth(c.observe(&s)), Some(12_000_000));
+    // The same guest over a link of 5 ms moves by post-copy.
+    let mut c = after_first_sample(Policy {
+        round_trip: Duration::from_millis(5),
+        ..postcopy()
+    });
+    assert!(matches!(c.observe(&s), Verdict::StartPostcopy(_)));
+}
+
+#[test]
+fn over_a_long_link_a_guest_outrunning_the_stream_moves_by_postcopy() {
+    // 8 MB/s dirtied against a 12 MB/s stream: passes would shrink slowly, if at all.
+    let mut c = after_first_sample(postcopy_far());
+    let mut s = sample(5, 2, 40 * MIB);
+    s.dirty_pages_rate = 8_000_000 / 4096;
+    let Verdict::StartPostcopy(why) = c.observe(&s) else {
+        panic!("post-copy not started")
+    };
+    assert!(why.contains("first pass done"), "{why}");
+}
+
 #[test]
 fn the_reserve_for_the_commit_comes_off_the_downtime_qemu_and_the_window_may_use() {
     let mut c = Convergence::new(Policy {

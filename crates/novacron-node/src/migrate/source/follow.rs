@@ -31,11 +31,13 @@ impl Node {
         sending: &Sending,
         narrowing: &streams::Narrowing,
         mirrors: &[SourceMirror],
-        reserve: Duration,
+        idle_rtt: Option<Duration>,
     ) -> Result<Stopped, Failed> {
         let qmp = run.process.qmp();
+        let round_trip = idle_rtt.unwrap_or_default();
         let mut convergence = Convergence::new(Policy {
-            reserve,
+            reserve: round_trip.min(run.policy.max_downtime / 4),
+            round_trip,
             ..run.policy
         });
         let mut cancel = run.outgoing.cancel.subscribe();

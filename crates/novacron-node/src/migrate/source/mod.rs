@@ -339,10 +339,10 @@ impl Node {
         // after the guest stopped (the mirrors' last one runs alongside): measured now, on
         // the connection the prepare opened, it is kept out of the downtime QEMU may plan for,
         // up to a quarter of it (on a long link a smaller budget costs more passes than it
-        // saves downtime).
+        // saves downtime), and says whether post-copy would stop the guest for long (see
+        // `Policy::round_trip`).
         let asked = Instant::now();
         let idle_rtt = run.client.health().await.ok().map(|()| asked.elapsed());
-        let reserve = idle_rtt.map_or(Duration::ZERO, |rtt| rtt.min(run.policy.max_downtime / 4));
         let qemu =
             |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
         qmp.migrate_set_capabilities(&[
@@ -392,7 +392,7 @@ impl Node {
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
         let stopped = self
-            .follow(run, &sending, &narrowing, mirrors, reserve)
+            .follow(run, &sending, &narrowing, mirrors, idle_rtt)
             .await?;
         // The guest is stopped here from now on. Before a pre-copy switch-over what QEMU
         // writes now is all the stopped guest waits for: the window and the wire bound open,

@@ -253,7 +253,8 @@ pub trait NodeService: Send + Sync + 'static {
         Box::pin(async { Err(not_migrating()) })
     }
 
-    /// Destination side: the source has sent everything; start the guest here.
+    /// Destination side: the source has sent everything; start the guest here. A commit
+    /// repeated gets the first one's outcome.
     fn peer_commit(
         &self,
         _peer: &PeerNode,
@@ -262,7 +263,8 @@ pub trait NodeService: Send + Sync + 'static {
         Box::pin(async { Err(not_migrating()) })
     }
 
-    /// Destination side: drop a prepared migration and everything it created. Idempotent.
+    /// Destination side: drop a prepared migration and everything it created. Idempotent;
+    /// refused once the migration was committed.
     fn peer_abort(
         &self,
         _peer: &PeerNode,

@@ -116,7 +116,8 @@ impl Client {
     /// `DELETE /api/v1/peer/migrations/{id}` (node to node; idempotent).
     ///
     /// # Errors
-    /// Any [`ClientError`].
+    /// [`ClientError::Api`] 409 when the migration was committed (the guest runs there); any
+    /// other [`ClientError`].
     pub async fn peer_abort(&self, migration: OperationId) -> Result<(), ClientError> {
         let id = migration.to_string();
         let url = self.api_url(&["peer", "migrations", &id])?;

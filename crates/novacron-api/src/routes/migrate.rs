@@ -100,7 +100,8 @@ pub async fn peer_prepare(
     Ok((StatusCode::CREATED, Json(ready)))
 }
 
-/// Between nodes: the source has sent everything; run the guest here.
+/// Between nodes: the source has sent everything; run the guest here. Idempotent: a commit
+/// repeated, while the first waits or after the migration ended, gets the first one's outcome.
 #[utoipa::path(post, path = "/peer/migrations/{id}/commit", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
     responses((status = 200, body = Vm,
@@ -126,10 +127,11 @@ pub async fn peer_commit(
     Ok(answer)
 }
 
-/// Between nodes: drop a prepared migration and all it created here.
+/// Between nodes: drop a prepared migration and all it created here; 409 when it was
+/// committed (the guest runs here).
 #[utoipa::path(delete, path = "/peer/migrations/{id}", tag = "peer", security(()),
     params(("id" = String, Path, description = "migration (source operation) id")),
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn peer_abort(
     State(state): State<AppState>,
     peer: PeerNode,

@@ -38,8 +38,39 @@ pub(crate) struct Incoming {
     mirrors: Vec<DestMirror>,
     /// How long the source may take, from the prepare on.
     budget: Duration,
-    /// Commit and abort one at a time.
-    busy: tokio::sync::Mutex<bool>,
+    /// Commit and abort one at a time; how it ended, once it did.
+    ended: tokio::sync::Mutex<Option<Ended>>,
+}
+
+/// How a migration arriving here ended: a commit repeated (the source sends two at once, and
+/// may ask again when no answer came) is answered with it.
+#[derive(Clone, Debug)]
+pub(crate) enum Ended {
+    /// The guest runs here since `running_at`.
+    Committed {
+        /// The VM as recorded when the guest ran.
+        vm: Box<Vm>,
+        /// When the guest ran.
+        running_at: std::time::Instant,
+    },
+    /// Dropped, for this reason.
+    Dropped(String),
+}
+
+impl Ended {
+    /// The answer to a commit that arrived at `arrived`.
+    fn answer(&self, arrived: std::time::Instant) -> Result<PeerCommitted, ServiceError> {
+        match self {
+            Self::Committed { vm, running_at } => Ok(PeerCommitted {
+                vm: (**vm).clone(),
+                // A commit that arrived after the guest ran says it ran on arrival: the
+                // source's measure of the downtime can only grow from it.
+                running_after: Some(running_at.saturating_duration_since(arrived)),
+                answered_after: Some(arrived.elapsed()),
+            }),
+            Self::Dropped(reason) => Err(ServiceError::Conflict(reason.clone())),
+        }
+    }
 }
 
 impl Node {
@@ -246,7 +277,7 @@ impl Node {
             memory_replies,
             mirrors,
             budget,
-            busy: tokio::sync::Mutex::new(false),
+            ended: tokio::sync::Mutex::new(None),
         });
         let ready = PeerPrepareResponse {
             dwcp_port: cluster.dwcp_port(),
@@ -274,7 +305,8 @@ impl Node {
         self.abort_incoming(id, &reason).await;
     }
 
-    /// `POST /peer/migrations/{id}/commit`.
+    /// `POST /peer/migrations/{id}/commit`. Idempotent: a commit that comes again, while the
+    /// first waits or after the migration ended, gets the first one's outcome.
     pub(crate) async fn peer_commit_in(
         &self,
         peer: &PeerNode,
@@ -286,20 +318,29 @@ impl Node {
             .incoming()
             .get(&id)
             .filter(|i| i.peer == peer.0)
-            .cloned()
-            .ok_or(ServiceError::NotFound {
-                kind: "migration",
-                key: id.to_string(),
-            })?;
-        let mut busy = incoming.busy.lock().await;
-        if *busy {
-            return Err(ServiceError::Conflict(format!(
-                "migration {id} already ended"
-            )));
+            .cloned();
+        let Some(incoming) = incoming else {
+            return match cluster.concluded(id, &peer.0) {
+                Some(ended) => ended.answer(arrived),
+                None => Err(ServiceError::NotFound {
+                    kind: "migration",
+                    key: id.to_string(),
+                }),
+            };
+        };
+        let mut ended = incoming.ended.lock().await;
+        if let Some(ended) = ended.as_ref() {
+            return ended.answer(arrived);
         }
         match tokio::time::timeout(COMMIT_WAIT, self.finish_incoming(&incoming)).await {
             Ok(Ok((vm, running_at))) => {
-                *busy = true;
+                tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
+                let outcome = Ended::Committed {
+                    vm: Box::new(vm),
+                    running_at,
+                };
+                cluster.conclude(id, &peer.0, outcome.clone());
+                *ended = Some(outcome.clone());
                 cluster.incoming().remove(&id);
                 if incoming.memory_replies.is_some() {
                     // Post-copy: the stream (and the page requests back) go on until QEMU has
@@ -320,20 +361,15 @@ impl Node {
                     });
                 }
                 cluster.count_ended(super::Direction::In, true);
-                tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
-                Ok(PeerCommitted {
-                    vm,
-                    running_after: Some(running_at.saturating_duration_since(arrived)),
-                    answered_after: Some(arrived.elapsed()),
-                })
+                outcome.answer(arrived)
             }
             Ok(Err(reason)) => {
-                drop(busy);
+                drop(ended);
                 self.abort_incoming(id, &reason).await;
                 Err(ServiceError::Conflict(reason))
             }
             Err(_) => {
-                drop(busy);
+                drop(ended);
                 let reason = format!("not ready within {} s", COMMIT_WAIT.as_secs());
                 self.abort_incoming(id, &reason).await;
                 Err(ServiceError::Conflict(reason))
@@ -429,7 +465,8 @@ impl Node {
         .map_err(|e| e.to_string())
     }
 
-    /// `DELETE /peer/migrations/{id}`.
+    /// `DELETE /peer/migrations/{id}`. A migration committed here is not dropped: the
+    /// answer says the guest runs here.
     pub(crate) async fn peer_abort_in(
         &self,
         peer: &PeerNode,
@@ -445,7 +482,12 @@ impl Node {
             self.abort_incoming(id, &format!("aborted by {}", peer.0))
                 .await;
         }
-        Ok(())
+        match cluster.concluded(id, &peer.0) {
+            Some(Ended::Committed { .. }) => Err(ServiceError::Conflict(format!(
+                "migration {id} was committed: the guest runs here"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Removes a prepared migration: QEMU, record and files.
@@ -454,11 +496,13 @@ impl Node {
         let Some(incoming) = cluster.incoming().get(&id).cloned() else {
             return;
         };
-        let mut busy = incoming.busy.lock().await;
-        if *busy {
+        let mut ended = incoming.ended.lock().await;
+        if ended.is_some() {
             return;
         }
-        *busy = true;
+        let outcome = Ended::Dropped(reason.to_owned());
+        cluster.conclude(id, &incoming.peer, outcome.clone());
+        *ended = Some(outcome);
         cluster.incoming().remove(&id);
         cluster.count_ended(super::Direction::In, false);
         tracing::warn!(migration = %id, vm = %incoming.vm, reason, "incoming migration dropped");

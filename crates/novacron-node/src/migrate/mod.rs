@@ -16,6 +16,8 @@
 //!    ├─ POST /peer/migrations/{id}/commit ─────────────────► wait stream + QEMU `completed`
 //!    │  (meanwhile: QEMU's last bytes, mirrors' last writes;  (or `postcopy-active`), each mirror's
 //!    │   a mirror's stream ends once it completed)          stream ended; close exports, `cont`
+//!    │  twice at once, on two connections: either answer;   a commit repeated, or after the end,
+//!    │  once more should neither come                       gets the first one's outcome
 //!    └─ delete the record, QEMU and disks here
 //!  any failure before the commit: migrate_cancel, DELETE /peer/migrations/{id}, guest resumed
 //! ```
@@ -42,6 +44,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many ended incoming migrations a node remembers the outcome of: a source repeats its
+/// commit within seconds, and a node takes in few migrations at a time.
+const CONCLUDED_KEPT: usize = 64;
 
 /// How this node takes part in migrations.
 #[derive(Clone, Debug)]
@@ -91,6 +97,9 @@ pub(crate) struct Cluster {
     pub(crate) outgoing: Mutex<HashMap<OperationId, Arc<Outgoing>>>,
     /// Images arriving ahead of migrations, by migration id.
     pub(crate) images_in: Mutex<HashMap<OperationId, Arc<ImageIn>>>,
+    /// How the last [`CONCLUDED_KEPT`] migrations that arrived here ended, oldest first: a
+    /// commit repeated after its migration left `incoming` gets the same answer.
+    concluded: Mutex<std::collections::VecDeque<(OperationId, String, dest::Ended)>>,
     /// Migrations ended since start: out succeeded, out failed, in succeeded, in failed.
     ended: [AtomicU64; 4],
     /// VMs being prepared to arrive: one prepare per VM at a time.
@@ -197,6 +206,7 @@ impl Cluster {
             incoming: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             images_in: Mutex::new(HashMap::new()),
+            concluded: Mutex::default(),
             ended: Default::default(),
             preparing: Mutex::default(),
         })
@@ -276,6 +286,30 @@ impl Cluster {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<OperationId, Arc<Incoming>>> {
         self.incoming.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps how migration `id` from `peer` ended, forgetting the oldest beyond
+    /// [`CONCLUDED_KEPT`].
+    pub(crate) fn conclude(&self, id: OperationId, peer: &str, ended: dest::Ended) {
+        let mut concluded = self
+            .concluded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if concluded.len() >= CONCLUDED_KEPT {
+            concluded.pop_front();
+        }
+        concluded.push_back((id, peer.to_owned(), ended));
+    }
+
+    /// How migration `id` from `peer` ended, if it ended here lately.
+    pub(crate) fn concluded(&self, id: OperationId, peer: &str) -> Option<dest::Ended> {
+        self.concluded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(i, p, _)| *i == id && p == peer)
+            .map(|(_, _, ended)| ended.clone())
     }
 
     /// Images arriving ahead of migrations, by migration id.

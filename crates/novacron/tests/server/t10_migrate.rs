@@ -7,7 +7,7 @@
 use crate::fixtures::cluster::{
     Node, assert_guest_continues, free_port, migrate, pair, start_node, vm_absent,
 };
-use crate::fixtures::{last_heartbeat, make_pki, novacron};
+use crate::fixtures::{Api, last_heartbeat, make_pki, novacron};
 use serde_json::json;
 use std::time::Duration;
 
@@ -66,6 +66,24 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
     assert_eq!(s, 200, "{vm}");
     assert_eq!(vm["state"], "running", "{vm}");
     assert_guest_continues(&b.api, "mover", before);
+
+    // b remembers how the migration ended: a's commit asked again gets the same answer, and
+    // its abort is refused, as the guest runs on b.
+    let as_a = Api::https_as_node(b.addr, &dir.path().join("pki"), "a");
+    let commit = format!("/api/v1/peer/migrations/{}", done["id"].as_str().unwrap());
+    let (s, again) = as_a.post_empty(&format!("{commit}/commit"));
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["id"], vm["id"], "{again}");
+    assert_eq!(again["state"], "running", "{again}");
+    let (s, refused) = as_a.delete(&commit);
+    assert_eq!(s, 409, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("committed"),
+        "{refused}"
+    );
+    let (s, vm) = b.api.get("/api/v1/vms/mover");
+    assert_eq!(s, 200, "{vm}");
+    assert_eq!(vm["state"], "running", "{vm}");
 
     // And back, with the CLI: progress on standard error, the summary at the end.
     let console = b.api.get_text("/api/v1/vms/mover/console?lines=200");

@@ -11,10 +11,10 @@ use novacron_model::MigrationPhase;
 use novacron_qemu::qmp::{MigrationEvent, MigrationParameters, MigrationStatus};
 use std::time::{Duration, Instant};
 
-/// How often the connection to the destination carries a request while the migration runs.
-/// The commit, at the guest's stop, goes out on it; a connection left idle is closed (by the
-/// pool after 90 s, by the server sooner), and a new one costs the stopped guest two round
-/// trips of handshakes, and a second more when a lost SYN is sent again.
+/// How often the two connections to the destination carry a request while the migration
+/// runs. The commit's two copies, at the guest's stop, go out on them; a connection left idle
+/// is closed (by the pool after 90 s, by the server sooner), and a new one costs the stopped
+/// guest two round trips of handshakes, and a second more when a lost SYN is sent again.
 const KEEP_WARM: Duration = Duration::from_secs(10);
 
 /// How long a failed QEMU migration waits for the DWCP session's outcome, which names the
@@ -54,13 +54,12 @@ impl Node {
         let mut warmed = Instant::now();
         loop {
             if warmed.elapsed() >= KEEP_WARM {
-                // The commit goes out on the connection to the destination the prepare
-                // opened: kept in use, it is still open when the guest stops.
+                // The commit goes out on the connections to the destination the prepare
+                // and the round trip's measure opened: kept in use, they are still open when
+                // the guest stops.
                 warmed = Instant::now();
                 let client = run.client.clone();
-                tokio::spawn(async move {
-                    let _ = client.health().await;
-                });
+                tokio::spawn(async move { super::commit::keep_warm(&client).await });
             }
             let stop_reason = tokio::select! {
                 _ = tick.tick() => None,

@@ -1,8 +1,10 @@
 //! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
 //! `image`: the VM's image to a destination that lacks it, before the prepare. `phases`: the
-//! disk mirrors' copy before the memory, and post-copy after the commit.
+//! disk mirrors' copy before the memory, and post-copy after the commit. `commit`: the commit,
+//! twice at once.
 
+mod commit;
 mod follow;
 mod image;
 mod phases;
@@ -343,6 +345,9 @@ impl Node {
         // `Policy::round_trip`).
         let asked = Instant::now();
         let idle_rtt = run.client.health().await.ok().map(|()| asked.elapsed());
+        // And a second connection opens beside it for the commit's second copy.
+        let warming = run.client.clone();
+        tokio::spawn(async move { commit::keep_warm(&warming).await });
         let qemu =
             |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
         qmp.migrate_set_capabilities(&[
@@ -447,7 +452,7 @@ impl Node {
         };
         let commit = async {
             let sent = stopped_at.elapsed();
-            let answer = commit_client.peer_commit(run.op.id).await;
+            let answer = commit::commit(&commit_client, run.op.id).await;
             (answer, sent, stopped_at.elapsed())
         };
         let ((committed, commit_sent, commit_answered), here) = tokio::join!(commit, here);

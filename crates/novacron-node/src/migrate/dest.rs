@@ -364,14 +364,14 @@ impl Node {
                 outcome.answer(arrived)
             }
             Ok(Err(reason)) => {
-                drop(ended);
-                self.abort_incoming(id, &reason).await;
+                self.drop_unended(cluster, id, &incoming, &mut ended, &reason)
+                    .await;
                 Err(ServiceError::Conflict(reason))
             }
             Err(_) => {
-                drop(ended);
                 let reason = format!("not ready within {} s", COMMIT_WAIT.as_secs());
-                self.abort_incoming(id, &reason).await;
+                self.drop_unended(cluster, id, &incoming, &mut ended, &reason)
+                    .await;
                 Err(ServiceError::Conflict(reason))
             }
         }
@@ -497,6 +497,20 @@ impl Node {
             return;
         };
         let mut ended = incoming.ended.lock().await;
+        self.drop_unended(cluster, id, &incoming, &mut ended, reason)
+            .await;
+    }
+
+    /// Drops `incoming` unless it ended already (`ended`, its lock held: a commit repeated
+    /// meanwhile waits for it, and then gets `reason`).
+    async fn drop_unended(
+        &self,
+        cluster: &super::Cluster,
+        id: OperationId,
+        incoming: &Incoming,
+        ended: &mut Option<Ended>,
+        reason: &str,
+    ) {
         if ended.is_some() {
             return;
         }

@@ -338,7 +338,7 @@ impl Convergence {
         // more passes would only send again what it keeps dirtying.
         let fits = s.remaining.saturating_add(s.backlog())
             <= self.best_rate.saturating_mul(downtime_ms) / 1000;
-        if s.pass >= 2 && !fits && self.postcopy_now(s) {
+        if s.pass >= 2 && !fits && self.postcopy_now() {
             // The guest's devices cross after what DWCP already holds: first the window
             // narrows to the downtime's worth, and the switch waits until the backlog is
             // within it and crosses in three quarters of the downtime (the rest is for the
@@ -379,7 +379,7 @@ impl Convergence {
             // downtime (see `narrowed_window`).
             self.window = Some(self.narrowed_window(s, downtime_ms));
         }
-        let switchover_bandwidth = if self.holds_qemu(s, s.pass >= 2 && fits) {
+        let switchover_bandwidth = if self.holds_qemu(s.pass >= 2 && fits) {
             Some(HOLD_BANDWIDTH)
         } else {
             self.switchover_bandwidth(s)
@@ -421,28 +421,28 @@ impl Convergence {
     /// samples, on a threshold it updates every 100 ms: counting on the stream's rate it would
     /// end the pre-copy with pages dirtied since the first pass that do not fit, and stop the
     /// guest for many times the limit, where post-copy moves it at once.
-    fn holds_qemu(&self, s: &Sample, fits_after_first: bool) -> bool {
-        self.postcopy_now(s) && !fits_after_first
+    fn holds_qemu(&self, fits_after_first: bool) -> bool {
+        self.postcopy_now() && !fits_after_first
     }
 
     /// Whether post-copy may start as soon as a pass after the first leaves more than fits in
-    /// the downtime: allowed, not started, and either armed already, or the link short
-    /// enough that [`POSTCOPY_FAULT_TRIPS`] round trips fit in the downtime (or in
-    /// [`POSTCOPY_SHORT_WAIT`]), or the pre-copy not converging (the guest dirties more than half of what the stream carries, at its
-    /// rate now or the link's best). Otherwise the pre-copy goes on, as it would without
-    /// post-copy, and post-copy waits for it to stall: on a long link the guest that moved by
-    /// post-copy runs only once the devices' state loaded, and loading it touches pages still
-    /// on the source (over `intercontinental` it ran 1.7 s after the commit, where the
-    /// pre-copy converged in 240 ms of downtime).
-    fn postcopy_now(&self, s: &Sample) -> bool {
+    /// the downtime: allowed, not started, and either armed already or the link short enough
+    /// that [`POSTCOPY_FAULT_TRIPS`] round trips fit in the downtime (or in
+    /// [`POSTCOPY_SHORT_WAIT`]). Over a longer link the pre-copy goes on, as it would without
+    /// post-copy, and post-copy is the way out of a copy that stalls (see [`Self::observe`]):
+    /// there the guest moved by post-copy runs only once the devices' state loaded, and
+    /// loading it touches pages still on the source (the guest ran 1.4 s after the commit over
+    /// `edge` and 1.7 s over `intercontinental`, where the same migrations in pre-copy stopped
+    /// it for 130 and 240 ms). Not on the guest's dirty rate against the stream's: measured
+    /// over `edge` at 7.5 MB/s against a stream going from 10 to 38 MB/s, it called for
+    /// post-copy where the pre-copy of the same VM converged.
+    fn postcopy_now(&self) -> bool {
         if !self.policy.postcopy || self.postcopy_started {
             return false;
         }
         let short = self.policy.round_trip.saturating_mul(POSTCOPY_FAULT_TRIPS)
             <= self.policy.max_downtime.max(POSTCOPY_SHORT_WAIT);
-        let rate = s.wire_rate.max(self.best_link_rate);
-        let converging = s.dirty_rate().saturating_mul(2) <= rate;
-        self.postcopy_armed.is_some() || short || !converging
+        self.postcopy_armed.is_some() || short
     }
 
     /// The window near the switch-over: the downtime's worth of the stream at its rate (see

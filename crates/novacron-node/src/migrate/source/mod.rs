@@ -430,25 +430,33 @@ impl Node {
             if !stopped.mirrors_ended {
                 mirror::end(qmp, mirrors).await?;
             }
-            let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-            let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
-                s.is_finished() || (stopped.postcopy && *s == MigrationStatus::PostcopyActive)
-            })
-            .await
-            .map_err(|e| format!("QEMU did not finish sending: {}", chain(&e)))?;
-            let sent = info.status == MigrationStatus::Completed
-                || (stopped.postcopy && info.status == MigrationStatus::PostcopyActive);
-            if !sent {
-                return Err(format!(
-                    "QEMU's migration {}: {}",
-                    info.status,
-                    info.error_desc
-                        .unwrap_or_else(|| "no reason given".to_owned())
-                ));
-            }
-            let qemu_ms = stopped_at.elapsed().as_millis();
-            mirror::finish(qmp, mirrors).await?;
-            Ok((qemu_ms, stopped_at.elapsed().as_millis()))
+            // QEMU and the mirrors end side by side: with its return path open (post-copy
+            // allowed) QEMU completes only once the destination loaded the stream, and the
+            // disks' streams waiting for that had the guest wait a round trip more.
+            let qemu = async {
+                let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+                let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
+                    s.is_finished() || (stopped.postcopy && *s == MigrationStatus::PostcopyActive)
+                })
+                .await
+                .map_err(|e| format!("QEMU did not finish sending: {}", chain(&e)))?;
+                let sent = info.status == MigrationStatus::Completed
+                    || (stopped.postcopy && info.status == MigrationStatus::PostcopyActive);
+                if !sent {
+                    return Err(format!(
+                        "QEMU's migration {}: {}",
+                        info.status,
+                        info.error_desc
+                            .unwrap_or_else(|| "no reason given".to_owned())
+                    ));
+                }
+                Ok(stopped_at.elapsed().as_millis())
+            };
+            let disks = async {
+                mirror::finish(qmp, mirrors).await?;
+                Ok(stopped_at.elapsed().as_millis())
+            };
+            tokio::try_join!(qemu, disks)
         };
         let commit = async {
             let sent = stopped_at.elapsed();

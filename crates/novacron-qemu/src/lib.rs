@@ -11,14 +11,12 @@
 //!   (`qmp::migrate`).
 //! - [`logs`]: tails of the guest console and QEMU's log.
 //! - [`img`]: `qemu-img` (overlays, image info).
-//! - [`nbd`]: an export's flush hidden from a block mirror's client, and done apart.
 //! - [`stats`]: CPU time and resident memory of a QEMU process.
 
 pub mod img;
 pub mod kvm;
 pub mod launch;
 pub mod logs;
-pub mod nbd;
 mod pidfd;
 pub mod process;
 pub mod qmp;

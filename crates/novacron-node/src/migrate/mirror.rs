@@ -12,9 +12,7 @@
 //! `ready`, and from then on copies each write as the guest makes it. Once the guest stops,
 //! the mirror is cancelled, which for a ready mirror copies what is left and leaves the export
 //! in sync; only then does the source let the requests' stream end, and the destination runs
-//! the guest only after that end and a flush of the export. The mirror itself never flushes:
-//! the export's flush is hidden from its client (`novacron_qemu::nbd::FlushHidden`), as its
-//! last one would cost the stopped guest a round trip of the link.
+//! the guest only after that end.
 
 use super::Cluster;
 use super::streams::{self, Expected, Sending};
@@ -23,7 +21,7 @@ use novacron_model::{OperationId, Vm};
 use novacron_qemu::qmp::block::{JobEnd, job_end, wait_job_end};
 use novacron_qemu::qmp::{QmpClient, QmpEvent};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -63,9 +61,6 @@ pub(crate) fn expect_replies(
             let writer = ours
                 .try_clone()
                 .map_err(|e| format!("could not create the socket of disk {index}: {e}"))?;
-            // The export's flush is hidden from the mirror: its last one would hold the
-            // stopped guest for a round trip. The destination flushes before it runs the guest.
-            let writer = novacron_qemu::nbd::FlushHidden::new(writer);
             let replies = cluster
                 .streams
                 .expect(&disk_reply_stream(migration, index), Box::new(writer))?;
@@ -304,21 +299,13 @@ pub(crate) struct DestMirror {
     requests: Expected,
     /// The export's answers, read from its socket and sent back.
     _replies: Sending,
-    /// QEMU's NBD server socket, and the export's name there.
-    export: (PathBuf, String),
 }
 
 impl DestMirror {
     /// Waits for the source's requests to end: the source ends them only once its mirror
     /// completed (every write answered), so then the export holds what the guest wrote.
-    /// Then flushes the export, which the mirror did not (see `expect_replies`), so that those
-    /// writes are durable before the guest runs here.
     pub(crate) async fn in_sync(&self) -> Result<(), String> {
-        self.requests.outcome().await?;
-        let (socket, export) = &self.export;
-        novacron_qemu::nbd::flush(socket, export, END_WAIT)
-            .await
-            .map_err(|e| format!("the disk's writes could not be flushed: {e}"))
+        self.requests.outcome().await
     }
 }
 
@@ -373,7 +360,6 @@ pub(crate) async fn export_disks(
         mirrors.push(DestMirror {
             requests,
             _replies: replies,
-            export: (socket.to_owned(), export.clone()),
         });
         exports.push(PeerDiskExport { stream, export });
     }

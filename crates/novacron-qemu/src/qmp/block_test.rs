@@ -130,16 +130,10 @@ fn job_ends_are_read_from_their_events() {
 async fn waiting_for_a_job_skips_other_events_and_times_out() {
     let (client, mut fake) = connected(QmpOptions::default()).await;
     let mut events = client.events();
-    fake.send(
-        &json!({"event": "BLOCK_JOB_READY", "data": {"device": "job0"},
-                      "timestamp": {"seconds": 1, "microseconds": 0}}),
-    )
-    .await;
-    fake.send(
-        &json!({"event": "BLOCK_JOB_COMPLETED", "data": {"device": "job0"},
-                      "timestamp": {"seconds": 2, "microseconds": 0}}),
-    )
-    .await;
+    fake.send_event("BLOCK_JOB_READY", json!({"device": "job0"}))
+        .await;
+    fake.send_event("BLOCK_JOB_COMPLETED", json!({"device": "job0"}))
+        .await;
     let end = wait_job_end(&mut events, "job0", Duration::from_secs(10)).await;
     assert_eq!(end.unwrap(), JobEnd::Completed);
     let none = wait_job_end(&mut events, "job0", Duration::from_millis(50)).await;
@@ -153,16 +147,10 @@ async fn waiting_for_a_job_skips_other_events_and_times_out() {
 async fn the_next_ready_event_skips_other_events_and_waits_for_one() {
     let (client, mut fake) = connected(QmpOptions::default()).await;
     let mut events = client.events();
-    fake.send(
-        &json!({"event": "BLOCK_JOB_PENDING", "data": {"id": "job0"},
-                      "timestamp": {"seconds": 1, "microseconds": 0}}),
-    )
-    .await;
-    fake.send(
-        &json!({"event": "BLOCK_JOB_READY", "data": {"device": "job0"},
-                      "timestamp": {"seconds": 2, "microseconds": 0}}),
-    )
-    .await;
+    fake.send_event("BLOCK_JOB_PENDING", json!({"id": "job0"}))
+        .await;
+    fake.send_event("BLOCK_JOB_READY", json!({"device": "job0"}))
+        .await;
     let ready = tokio::time::timeout(Duration::from_secs(10), next_job_ready(&mut events)).await;
     assert!(ready.is_ok(), "no ready event");
     // Nothing more: it waits.

@@ -250,11 +250,8 @@ async fn wait_returns_when_the_event_announces_the_end() {
         // The first poll: still active.
         let id = fake.expect("query-migrate").await;
         fake.reply(&id, json!({"status": "active"})).await;
-        fake.send(
-            &json!({"event": "MIGRATION", "data": {"status": "completed"},
-            "timestamp": {"seconds": 1, "microseconds": 0}}),
-        )
-        .await;
+        fake.send_event("MIGRATION", json!({"status": "completed"}))
+            .await;
         let id = fake.expect("query-migrate").await;
         fake.reply(&id, json!({"status": "completed", "downtime": 42}))
             .await;
@@ -309,13 +306,9 @@ async fn wait_gives_up_at_the_deadline_with_the_last_status() {
 async fn migration_events_are_read_and_others_skipped() {
     let (client, mut fake) = connected(QmpOptions::default()).await;
     let mut events = client.events();
-    fake.send(&json!({"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 0}}))
-        .await;
-    fake.send(&json!({"event": "MIGRATION_PASS", "data": {"pass": 2},
-                      "timestamp": {"seconds": 2, "microseconds": 0}}))
-        .await;
-    fake.send(&json!({"event": "MIGRATION", "data": {"status": "device"},
-                      "timestamp": {"seconds": 3, "microseconds": 0}}))
+    fake.send_event("STOP", json!({})).await;
+    fake.send_event("MIGRATION_PASS", json!({"pass": 2})).await;
+    fake.send_event("MIGRATION", json!({"status": "device"}))
         .await;
     let wait = Duration::from_secs(10);
     let first = tokio::time::timeout(wait, next_migration_event(&mut events)).await;

@@ -44,6 +44,16 @@ impl FakeQemu {
         self.send_raw(&value.to_string()).await;
     }
 
+    /// Sends event `name` with `data`, as QEMU does (with a timestamp).
+    pub(crate) async fn send_event(&mut self, name: &str, data: Value) {
+        self.send(&serde_json::json!({
+            "event": name,
+            "data": data,
+            "timestamp": {"seconds": 1, "microseconds": 0},
+        }))
+        .await;
+    }
+
     /// Reads the next request; `None` at end of stream.
     pub(crate) async fn recv(&mut self) -> Option<Value> {
         let line = self.lines.read_line().await.unwrap()?;

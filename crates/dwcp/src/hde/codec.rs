@@ -86,6 +86,16 @@ pub enum CodecError {
     },
 }
 
+thread_local! {
+    /// This thread's zstd compression context, kept between calls: a new context per chunk
+    /// allocates and clears its tables (a megabyte or more at the levels PBA picks) each time.
+    static ZSTD_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    /// This thread's zstd decompression context, kept between calls for the same reason.
+    static ZSTD_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Compresses `data` with `codec` at `level` (ignored by lz4).
 ///
 /// # Errors
@@ -94,8 +104,19 @@ pub fn compress(codec: Codec, level: i8, data: &[u8]) -> Result<Vec<u8>, CodecEr
     match codec {
         Codec::Lz4 => Ok(lz4_flex::block::compress(data)),
         Codec::Zstd => {
-            let level = level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL);
-            zstd::bulk::compress(data, i32::from(level)).map_err(CodecError::ZstdCompress)
+            let level = i32::from(level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL));
+            ZSTD_COMPRESSOR
+                .with_borrow_mut(|slot| {
+                    if let Some(c) = slot.as_mut() {
+                        c.set_compression_level(level)?;
+                    } else {
+                        *slot = Some(zstd::bulk::Compressor::new(level)?);
+                    }
+                    slot.as_mut()
+                        .ok_or_else(|| std::io::Error::other("no zstd context"))?
+                        .compress(data)
+                })
+                .map_err(CodecError::ZstdCompress)
         }
         Codec::Invalid => Err(CodecError::UnknownCodec(Codec::Invalid as u8)),
     }
@@ -115,7 +136,15 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Co
             out.truncate(len);
             Ok(out)
         }
-        Codec::Zstd => zstd::bulk::decompress(data, limit)
+        Codec::Zstd => ZSTD_DECOMPRESSOR
+            .with_borrow_mut(|slot| {
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new()?);
+                }
+                slot.as_mut()
+                    .ok_or_else(|| std::io::Error::other("no zstd context"))?
+                    .decompress(data, limit)
+            })
             .map_err(|source| CodecError::ZstdDecompress { limit, source }),
         Codec::Invalid => Err(CodecError::UnknownCodec(Codec::Invalid as u8)),
     }

@@ -36,6 +36,8 @@ pub mod store;
 #[cfg(test)]
 mod chunk_test;
 #[cfg(test)]
+mod codec_test;
+#[cfg(test)]
 mod item_test;
 #[cfg(test)]
 pub(crate) mod page_test;

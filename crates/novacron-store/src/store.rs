@@ -5,7 +5,7 @@ use novacron_model::{Image, Name, Operation, OperationId, Tenant, TokenRecord, U
 
 /// Cluster state: applies [`Command`]s atomically and answers reads from memory.
 ///
-/// Every implementation passes the conformance suite in [`testing`](crate::testing) (feature
+/// Every implementation passes the conformance suite in the crate's `testing` module (feature
 /// `testing`). Calls are synchronous: `apply` waits for the change to be durable (call it from
 /// `spawn_blocking` in async code); reads never touch the disk and return at once.
 ///

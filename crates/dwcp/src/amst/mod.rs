@@ -82,7 +82,7 @@ pub mod tuner;
 mod window;
 
 pub use cutter::{ParseSegmentingError, Segmenting};
-pub use names::{NameError, validate_name};
+pub use names::{MAX_NAME_BYTES, NameError, validate_name};
 pub use pacer::{Pacing, ParsePacingError};
 pub use progress::{Phase, Progress, TransferSummary};
 pub use receiver::{ReceiveError, ReceivedFile, Receiver, ReceiverConfig};

@@ -117,7 +117,8 @@ impl TryFrom<u16> for FrameKind {
 pub enum PayloadKind {
     /// Never valid on the wire.
     Invalid = 0,
-    /// A control message of the frame kind (see [`super::control`]).
+    /// A control message of the frame kind (see [`super::Hello`], [`super::HelloAck`] and
+    /// [`super::ErrorMessage`]).
     Control = 1,
     /// Stream bytes as they are.
     Raw = 2,

@@ -94,18 +94,36 @@ impl SessionReduce {
         })
     }
 
-    fn sample(&self, wire_acked: u64, srtt_us: u64) -> SenderSample {
+    /// The sender's counters at `at`; `backlogged`: the time its frames have waited in the
+    /// work queue for a connection so far.
+    fn sample(
+        &self,
+        at: Instant,
+        wire_acked: u64,
+        srtt_us: u64,
+        backlogged: Duration,
+    ) -> SenderSample {
+        let producer = Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed));
         SenderSample {
-            at: Instant::now(),
+            at,
             wire_acked,
-            blocked: Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed)),
+            blocked: producer.saturating_add(backlogged),
             rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
         }
     }
 
-    /// Called on every supervisor tick: feeds the PBA loop and applies its decisions.
-    pub(crate) fn tick(&mut self, wire_acked: u64, srtt_us: u64) {
-        let sample = self.sample(wire_acked, srtt_us);
+    /// Called on every supervisor tick (`now`): feeds the PBA loop and applies its decisions.
+    /// `backlogged` is the time the session's frames have waited for a connection so far:
+    /// with the session paced, the producer seldom waits for the window while the link holds
+    /// it back, its frames do.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        wire_acked: u64,
+        srtt_us: u64,
+        backlogged: Duration,
+    ) {
+        let sample = self.sample(now, wire_acked, srtt_us, backlogged);
         let Some(ctl) = self.auto.as_mut() else {
             return;
         };
@@ -119,8 +137,13 @@ impl SessionReduce {
     }
 
     /// The figures for the summary, at the end of the session.
-    pub(crate) fn report(&mut self, wire_acked: u64, srtt_us: u64) -> ReduceReport {
-        let end = self.sample(wire_acked, srtt_us);
+    pub(crate) fn report(
+        &mut self,
+        wire_acked: u64,
+        srtt_us: u64,
+        backlogged: Duration,
+    ) -> ReduceReport {
+        let end = self.sample(Instant::now(), wire_acked, srtt_us, backlogged);
         let stream_bytes = self.shared.stream_bytes.load(Ordering::Relaxed);
         let wire_bytes = self.shared.wire_bytes.load(Ordering::Relaxed);
         let (codec, changes, mode, measured) = match self.auto.as_mut() {
@@ -155,3 +178,7 @@ impl SessionReduce {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "reduce_ctl_test.rs"]
+mod reduce_ctl_test;

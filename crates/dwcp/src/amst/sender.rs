@@ -463,11 +463,13 @@ impl Supervisor {
                         self.failures_in_row = 0;
                     }
                     self.unblock(acked, rate.peak(), &mut blocked);
+                    self.account_backlog();
                     self.reduce.tick(
+                        Instant::now(),
                         self.shared.tcp_acked.load(Ordering::Relaxed),
                         self.shared.srtt_us.load(Ordering::Relaxed),
+                        self.backlogged,
                     );
-                    self.account_backlog();
                     self.pace(tuner.current());
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
                         return Err(SendError::Lost { acked, reason: self.last_failure.clone() });
@@ -714,6 +716,7 @@ impl Supervisor {
         let r = self.reduce.report(
             self.shared.tcp_acked.load(Ordering::Relaxed),
             self.shared.srtt_us.load(Ordering::Relaxed),
+            self.backlogged,
         );
         let bytes_sent = done.len - self.start;
         let goodput = bytes_sent as f64 / seconds;

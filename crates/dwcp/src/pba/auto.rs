@@ -1,10 +1,12 @@
 //! The session-level PBA loop for data reduction: turns what a sender measures (wire bytes
-//! acknowledged, time the producer waited for the window, RTT, compressor speed and ratio)
+//! acknowledged, time the network held the sender back, RTT, compressor speed and ratio)
 //! into a codec decision about once a second, and follows the link's [`Mode`].
 //!
 //! The link estimate must not confuse a slow compressor with a slow link. Each period is
-//! classed by how long the producer waited for window permits:
-//! - **link-limited** (it waited at least [`AutoConfig::link_limited_share`] of the period):
+//! classed by how long the network held the sender back: the producer waited for window
+//! permits, or its frames waited for a connection (a paced session's frames wait there while
+//! the producer still has room in the window):
+//! - **link-limited** (held back at least [`AutoConfig::link_limited_share`] of the period):
 //!   the wire rate is the link's rate and feeds the [`LinkEstimator`] as it is;
 //! - **sender-limited** (it hardly waited: compressing, reading or hashing held it back): the
 //!   wire rate is only a lower bound of the link. The link may well be faster, so the period
@@ -33,7 +35,7 @@ pub struct AutoConfig {
     pub decide_every: Duration,
     /// Time before the first decision.
     pub first_after: Duration,
-    /// Share of a period the producer must have waited for the window for the period to
+    /// Share of a period the network must have held the sender back for the period to
     /// measure the link (0–1).
     pub link_limited_share: f64,
     /// Threads compressing (the producer is one).
@@ -58,7 +60,8 @@ pub struct SenderSample {
     pub at: Instant,
     /// Bytes on the wire acknowledged so far (TCP level, summed over connections).
     pub wire_acked: u64,
-    /// Time the producer has waited for window permits so far.
+    /// Time the network has held the sender back so far: the producer waited for window
+    /// permits, or its frames for a connection.
     pub blocked: Duration,
     /// Smoothed RTT, when known.
     pub rtt: Option<Duration>,

@@ -80,13 +80,6 @@ pub struct SendOptions {
     /// early), and the transfer fails instead of ending, so the receiver never takes a
     /// truncated stream for a whole one.
     pub end_confirmed: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    /// Raised by the caller once what the source writes from then on are the stream's last
-    /// bytes (a migration's guest stopped), before the source ends: from then on the stream
-    /// is in its tail whenever every frame is written, and a connection waiting on a
-    /// retransmission timer has its frames go again on the others, as after the source's end
-    /// (see [`super::hedge`]). A process that keeps its socket open until the receiver
-    /// answers (QEMU with a return path) ends its source only after its last bytes arrived.
-    pub ending: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Whether the session is paced as a whole ([`super::pacer`]): its connections together
     /// send at the rate the link delivers instead of overrunning its queue. By default where
     /// the session's mode calls for pacing.
@@ -112,7 +105,6 @@ impl SendOptions {
             record: None,
             segmenting: super::Segmenting::Auto,
             end_confirmed: None,
-            ending: None,
             pacing: super::pacer::Pacing::Auto,
         }
     }

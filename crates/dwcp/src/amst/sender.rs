@@ -207,7 +207,6 @@ pub async fn send(
         copy_tail: std::sync::atomic::AtomicBool::new(unblock.is_armed()),
         produced: Arc::clone(&reduce.shared),
         source_done: std::sync::atomic::AtomicBool::new(false),
-        ending: opts.ending.clone().unwrap_or_default(),
         start,
     });
     let producer = Producer {

@@ -102,9 +102,6 @@ pub(crate) struct Shared {
     pub(crate) start: u64,
     /// Whether the producer read the source to its end.
     pub(crate) source_done: AtomicBool,
-    /// Raised by the caller when the source writes its last bytes
-    /// ([`super::SendOptions::ending`]).
-    pub(crate) ending: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -116,12 +113,10 @@ impl Shared {
             <= self.written_end.load(Ordering::Relaxed)
     }
 
-    /// Whether the stream is in its tail: the source is read to its end, or its writer said
-    /// it writes its last bytes, and every frame made of it has been written to a connection
-    /// (the link has room for copies).
+    /// Whether the stream is in its tail: the source is read to its end and every frame made
+    /// of it has been written to a connection (the link has room for copies).
     pub(crate) fn in_tail(&self) -> bool {
-        (self.source_done.load(Ordering::Relaxed) || self.ending.load(Ordering::Relaxed))
-            && self.all_written()
+        self.source_done.load(Ordering::Relaxed) && self.all_written()
     }
 
     /// Whether there are other connections and most of them still hear from the receiver:

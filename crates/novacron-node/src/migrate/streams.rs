@@ -232,17 +232,13 @@ pub(crate) struct Controls {
     /// The stream ends only once this is set: an end of the socket before it is a cut, and
     /// the stream fails (the receiver never takes it for whole).
     pub(crate) end_confirmed: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// Raised when the writer writes its last bytes (`dwcp::amst::SendOptions::ending`).
-    pub(crate) ending: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The owner's side of a stream's window ([`Controls::window_limit`]) and wire bound
-/// ([`Controls::wire_limit`]): the full window and no bound until narrowed; and of its
-/// ending ([`Controls::ending`]).
+/// ([`Controls::wire_limit`]): the full window and no bound until narrowed.
 pub(crate) struct Narrowing {
     window: watch::Sender<u64>,
     wire: watch::Sender<u64>,
-    ending: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Narrowing {
@@ -250,30 +246,12 @@ impl Narrowing {
     pub(crate) fn new(window: u64) -> (Self, Controls) {
         let (window, window_rx) = watch::channel(window);
         let (wire, wire_rx) = watch::channel(u64::MAX);
-        let ending = Arc::default();
         let controls = Controls {
             window_limit: Some(window_rx),
             wire_limit: Some(wire_rx),
-            ending: Some(Arc::clone(&ending)),
             ..Controls::default()
         };
-        (
-            Self {
-                window,
-                wire,
-                ending,
-            },
-            controls,
-        )
-    }
-
-    /// Says that what the stream's writer writes from now on are its last bytes (a
-    /// migration's guest stopped): frames a connection holds while it waits on a
-    /// retransmission timer go again on the others at once, not only after the writer
-    /// closed its end.
-    pub(crate) fn ending(&self) {
-        self.ending
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        (Self { window, wire }, controls)
     }
 
     /// Narrows the window to `window` stream bytes and the wire to `wire` payload bytes
@@ -327,7 +305,6 @@ fn start(
     opts.window_limit = controls.window_limit;
     opts.wire_limit = controls.wire_limit;
     opts.end_confirmed = controls.end_confirmed;
-    opts.ending = controls.ending;
     // Segments the peer holds (from earlier migrations either way) go as references; what is
     // sent is recorded so that it can be referenced when it comes back.
     opts.dedup = cluster.content.is_some();

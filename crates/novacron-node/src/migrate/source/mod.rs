@@ -403,14 +403,9 @@ impl Node {
         // writes now is all the stopped guest waits for: the window and the wire bound open,
         // so that its last pages and devices go out at once instead of waiting a round trip
         // for the narrowed window's bytes to be reported. In post-copy both stay narrow: the
-        // pages the running guest faults on queue behind what DWCP holds. Those last bytes
-        // are the stream's tail: with post-copy allowed, QEMU keeps its socket open until the
-        // destination loaded them, and DWCP, which has not seen the end, would otherwise
-        // leave a connection waiting on a retransmission timer (on a lossy link, a stop of
-        // 1.4 s over `edge`).
+        // pages the running guest faults on queue behind what DWCP holds.
         if !stopped.postcopy {
             narrowing.open(novacron_migrate::MAX_WINDOW);
-            narrowing.ending();
         }
         let stopped_at = stopped.at;
         self.set_phase(run, MigrationPhase::SwitchOver);

@@ -134,9 +134,6 @@ pub struct CodecTable {
     entries: [Entry; 7],
     /// The codec measured last, whose ratio scales the others'.
     last_observed: Option<Codec>,
-    /// The codec whose speed was measured last, whose speed against its typical one scales
-    /// the others' (kept when ratios are forgotten: the machine did not change).
-    last_timed: Option<Codec>,
 }
 
 impl Default for CodecTable {
@@ -157,7 +154,6 @@ impl CodecTable {
                 ratio: None,
             }),
             last_observed: None,
-            last_timed: None,
         }
     }
 
@@ -182,7 +178,6 @@ impl CodecTable {
             e.ratio = Some(blend(e.ratio, ratio));
             if let Some(s) = speed {
                 e.speed = Some(blend(e.speed, s));
-                self.last_timed = Some(codec);
             }
             self.last_observed = Some(codec);
         }
@@ -196,25 +191,11 @@ impl CodecTable {
         self.last_observed = None;
     }
 
-    /// Compression speed of `codec`, input bytes per second per core: measured; else its
-    /// typical speed scaled by how the last timed codec compares to its own; else typical.
-    /// The typical speeds are an idle core's: a sender sharing its cores with a busy guest
-    /// measured zstd-3 at a fraction of its typical speed, and, counting on zstd-6's full
-    /// typical speed, moved to it and became slower than the link.
+    /// Compression speed of `codec`, input bytes per second per core: measured, or typical.
     #[must_use]
     pub fn speed(&self, codec: Codec) -> f64 {
-        let Some(e) = self.entry(codec) else {
-            return f64::INFINITY;
-        };
-        if let Some(s) = e.speed {
-            return s;
-        }
-        let scale = self
-            .last_timed
-            .and_then(|c| self.entry(c))
-            .and_then(|r| Some(r.speed? / r.typical.speed))
-            .filter(|scale| scale.is_finite() && *scale > 0.0);
-        e.typical.speed * scale.unwrap_or(1.0)
+        self.entry(codec)
+            .map_or(f64::INFINITY, |e| e.speed.unwrap_or(e.typical.speed))
     }
 
     /// Expected ratio of `codec` on the current data: measured; else its typical ratio scaled

@@ -20,9 +20,9 @@
 //!   freed up; [`PROBE_QUEUE`] says how far), one as far below (to drain what that probe
 //!   queued), then at it. While the RTT shows a queue over half a BDP, the next interval
 //!   sends as much less as brings it back to [`QUEUE_TARGET`] (its delay at the bottleneck's
-//!   rate; at least [`MIN_GAIN`] of the estimate). A queue that shows again in the next
-//!   interval stands, and the estimate restarts from that interval's delivery: with a
-//!   standing queue the bottleneck was busy throughout, so it delivered exactly its rate.
+//!   rate; at least [`MIN_GAIN`] of the estimate), and the estimate restarts from that
+//!   interval's delivery: with a standing queue the bottleneck was busy throughout, so it
+//!   delivered exactly its rate.
 //!
 //! An interval is two minimum RTTs, at least [`MIN_INTERVAL`]. Only intervals in which the
 //! network held the session back count: those in which frames waited for a connection at
@@ -164,8 +164,6 @@ pub struct Pacer {
     /// Delivery rates of the last intervals, bytes per second, newest last.
     rates: VecDeque<f64>,
     cap: Option<f64>,
-    /// Whether the last network-limited interval showed a queue.
-    queued_last: bool,
 }
 
 impl Default for Pacer {
@@ -187,7 +185,6 @@ impl Pacer {
             open: None,
             rates: VecDeque::with_capacity(BW_INTERVALS + 1),
             cap: None,
-            queued_last: false,
         }
     }
 
@@ -232,17 +229,12 @@ impl Pacer {
         let queue = s.srtt.is_some_and(|srtt| {
             srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
         });
-        if queue && limited && self.queued_last {
-            // A queue the last interval's lower gain did not take out stands: the bottleneck
-            // was busy all interval, and what it delivered is its rate. Earlier, higher
-            // samples were noise or a faster past; keeping them would hold the cap above the
-            // link and the queue would never drain. Not after one interval: a burst (a sender
-            // that stalled on a busy host, then caught up) queues too, late in an interval
-            // that delivered little, and restarting from that rate held a 25 MB/s link at
-            // 10–13 MB/s for seconds.
+        if queue && limited {
+            // With a standing queue the bottleneck was busy all interval: what it delivered is
+            // its rate. Earlier, higher samples were noise or a faster past; keeping them would
+            // hold the cap above the link and the queue would never drain.
             self.rates.clear();
         }
-        self.queued_last = queue && limited;
         self.rates.push_back(rate);
         while self.rates.len() > BW_INTERVALS {
             self.rates.pop_front();

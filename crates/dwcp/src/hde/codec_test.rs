@@ -2,20 +2,11 @@
 //! level in turn, and stay usable after refusing an input.
 
 use super::codec::{Codec, CodecError, compress, decompress};
-
-/// Text-like bytes that every codec shrinks.
-fn text(len: usize) -> Vec<u8> {
-    b"migration memory page dirty guest host "
-        .iter()
-        .copied()
-        .cycle()
-        .take(len)
-        .collect()
-}
+use super::page_test::text;
 
 #[test]
 fn one_threads_zstd_context_serves_every_level_in_turn() {
-    let data = text(300_000);
+    let data = text(1, 300_000);
     let mut sizes = Vec::new();
     for level in [1, 19, -5, 3, 1] {
         let packed = compress(Codec::Zstd, level, &data).unwrap();
@@ -34,7 +25,7 @@ fn one_threads_zstd_context_serves_every_level_in_turn() {
 
 #[test]
 fn a_rejected_zstd_input_leaves_the_threads_context_usable() {
-    let data = text(100_000);
+    let data = text(2, 100_000);
     let packed = compress(Codec::Zstd, 3, &data).unwrap();
     // Over the limit, then cut short: both refused.
     assert!(matches!(

@@ -94,36 +94,29 @@ impl SessionReduce {
         })
     }
 
-    /// The sender's counters at `at`; `backlogged`: the time its frames have waited in the
-    /// work queue for a connection so far.
-    fn sample(
-        &self,
-        at: Instant,
-        wire_acked: u64,
-        srtt_us: u64,
-        backlogged: Duration,
-    ) -> SenderSample {
-        let producer = Duration::from_nanos(self.shared.blocked_ns.load(Ordering::Relaxed));
+    /// The sender's counters at `at`; `held_back`: the time the network has held the sender
+    /// back so far (its producer waited for the window, or its frames for a connection).
+    fn sample(at: Instant, wire_acked: u64, srtt_us: u64, held_back: Duration) -> SenderSample {
         SenderSample {
             at,
             wire_acked,
-            blocked: producer.saturating_add(backlogged),
+            blocked: held_back,
             rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
         }
     }
 
     /// Called on every supervisor tick (`now`): feeds the PBA loop and applies its decisions.
-    /// `backlogged` is the time the session's frames have waited for a connection so far:
-    /// with the session paced, the producer seldom waits for the window while the link holds
-    /// it back, its frames do.
+    /// `held_back` is the time the network has held the sender back so far, the supervisor's
+    /// `held_back`: with the session paced, the producer seldom waits for the window while
+    /// the link holds it back, its frames wait for a connection instead.
     pub(crate) fn tick(
         &mut self,
         now: Instant,
         wire_acked: u64,
         srtt_us: u64,
-        backlogged: Duration,
+        held_back: Duration,
     ) {
-        let sample = self.sample(now, wire_acked, srtt_us, backlogged);
+        let sample = Self::sample(now, wire_acked, srtt_us, held_back);
         let Some(ctl) = self.auto.as_mut() else {
             return;
         };
@@ -141,9 +134,9 @@ impl SessionReduce {
         &mut self,
         wire_acked: u64,
         srtt_us: u64,
-        backlogged: Duration,
+        held_back: Duration,
     ) -> ReduceReport {
-        let end = self.sample(Instant::now(), wire_acked, srtt_us, backlogged);
+        let end = Self::sample(Instant::now(), wire_acked, srtt_us, held_back);
         let stream_bytes = self.shared.stream_bytes.load(Ordering::Relaxed);
         let wire_bytes = self.shared.wire_bytes.load(Ordering::Relaxed);
         let (codec, changes, mode, measured) = match self.auto.as_mut() {

@@ -7,8 +7,9 @@ use super::SessionReduce;
 use crate::amst::reduce::Reduction;
 
 /// A session over a 50 ms link (internet: zstd-3 to start, a 12.5 MB/s guess) fed ten ticks a
-/// second for three seconds of 25 MB/s acknowledged on the wire, its frames waiting for a
-/// connection `waiting` of each tick; returns the bandwidth PBA then decides with.
+/// second for three seconds of 25 MB/s acknowledged on the wire, the network holding it back
+/// `waiting` of each tick (its frames waiting for a connection); returns the bandwidth PBA
+/// then decides with.
 fn bandwidth_after(waiting: Duration) -> f64 {
     let mut reduce = SessionReduce::new(Reduction::Auto, true, Duration::from_millis(50), None);
     let start = Instant::now();

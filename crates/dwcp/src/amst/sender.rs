@@ -468,7 +468,7 @@ impl Supervisor {
                         Instant::now(),
                         self.shared.tcp_acked.load(Ordering::Relaxed),
                         self.shared.srtt_us.load(Ordering::Relaxed),
-                        self.backlogged,
+                        self.held_back(),
                     );
                     self.pace(tuner.current());
                     if self.stalled_since.is_some_and(|t| t.elapsed() > self.opts.reconnect_timeout) {
@@ -716,7 +716,7 @@ impl Supervisor {
         let r = self.reduce.report(
             self.shared.tcp_acked.load(Ordering::Relaxed),
             self.shared.srtt_us.load(Ordering::Relaxed),
-            self.backlogged,
+            self.held_back(),
         );
         let bytes_sent = done.len - self.start;
         let goodput = bytes_sent as f64 / seconds;

@@ -106,15 +106,14 @@ pub fn compress(codec: Codec, level: i8, data: &[u8]) -> Result<Vec<u8>, CodecEr
         Codec::Zstd => {
             let level = i32::from(level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL));
             ZSTD_COMPRESSOR
-                .with_borrow_mut(|slot| {
-                    if let Some(c) = slot.as_mut() {
+                .with_borrow_mut(|slot| match slot {
+                    Some(c) => {
                         c.set_compression_level(level)?;
-                    } else {
-                        *slot = Some(zstd::bulk::Compressor::new(level)?);
+                        c.compress(data)
                     }
-                    slot.as_mut()
-                        .ok_or_else(|| std::io::Error::other("no zstd context"))?
-                        .compress(data)
+                    None => slot
+                        .insert(zstd::bulk::Compressor::new(level)?)
+                        .compress(data),
                 })
                 .map_err(CodecError::ZstdCompress)
         }
@@ -137,13 +136,11 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Co
             Ok(out)
         }
         Codec::Zstd => ZSTD_DECOMPRESSOR
-            .with_borrow_mut(|slot| {
-                if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new()?);
-                }
-                slot.as_mut()
-                    .ok_or_else(|| std::io::Error::other("no zstd context"))?
-                    .decompress(data, limit)
+            .with_borrow_mut(|slot| match slot {
+                Some(d) => d.decompress(data, limit),
+                None => slot
+                    .insert(zstd::bulk::Decompressor::new()?)
+                    .decompress(data, limit),
             })
             .map_err(|source| CodecError::ZstdDecompress { limit, source }),
         Codec::Invalid => Err(CodecError::UnknownCodec(Codec::Invalid as u8)),

@@ -45,6 +45,7 @@
 //! On the sender, [`Source::Stream`] reads a local socket and sends whatever each read returns
 //! at once, so a small write reaches the receiver without waiting for a full chunk.
 
+mod conn_pacing;
 mod cutter;
 mod dedup;
 #[cfg(test)]

@@ -191,7 +191,7 @@ pub async fn send(
         min_rtt_us: AtomicU64::new(u64::MAX),
         tcp_acked: AtomicU64::new(0),
         tcp_delivered: AtomicU64::new(0),
-        pacing: AtomicU64::new(0),
+        pacing: super::conn_pacing::ConnPacing::default(),
         acked_hint: Arc::new(AtomicU64::new(start)),
         wire_acked_hint: Arc::new(AtomicU64::new(0)),
         cutter,

@@ -57,10 +57,9 @@ pub(crate) struct Shared {
     /// times the segment size), summed over all connections: what the pacer measures the
     /// link's rate by, as it does not wait for a loss's retransmission.
     pub(crate) tcp_delivered: AtomicU64,
-    /// Pacing cap per connection in bytes per second (0 = none): its share of the session's
-    /// rate limit, or [`super::pacer::SHARE_BURST`] times its share of the pacer's rate if
-    /// lower, re-applied by each connection when it changes.
-    pub(crate) pacing: AtomicU64,
+    /// Each connection's kernel pacing cap, taken as it starts writing a frame and re-applied
+    /// when it changed (see [`super::conn_pacing`]).
+    pub(crate) pacing: super::conn_pacing::ConnPacing,
     /// The acknowledged offset, for the producer (which decides what the receiver holds).
     pub(crate) acked_hint: Arc<AtomicU64>,
     /// Payload bytes of the data frames acknowledged or reported held, for the producer
@@ -321,7 +320,7 @@ impl SenderConn {
                 self.shared.release(permits);
                 continue;
             }
-            let pacing = self.shared.pacing.load(Ordering::Relaxed);
+            let (_writing, pacing) = self.shared.pacing.writing();
             if pacing != paced {
                 set_max_pacing_rate(fd, if pacing == 0 { u64::MAX } else { pacing });
                 paced = pacing;

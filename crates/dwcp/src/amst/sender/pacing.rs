@@ -1,16 +1,17 @@
 //! Applying the session's pacing: the pacer's cap goes to the token bucket the connections
 //! draw from, and each connection's kernel pacing is capped at its share of it.
 //!
-//! The share is of the connections the window can keep busy, not of all of them: a window
-//! narrowed to a few frames (a migration near its switch-over) has only that many connections
-//! writing at once, and a frame held to a sixteenth of the link's rate on its connection takes
-//! most of a second to cross a long link, while the others stand idle.
+//! The share is of the connections writing when a frame starts, at most those the window can
+//! keep busy, not of all of them: a window narrowed to a few frames (a migration near its
+//! switch-over), or the last frames of a stream, have only that many connections writing at
+//! once, and a frame held to a sixteenth of the link's rate on its connection takes most of a
+//! second to cross a long link, while the others stand idle (see [`crate::amst::conn_pacing`]).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Supervisor;
-use crate::amst::pacer::{PacerSample, SHARE_BURST};
+use crate::amst::pacer::PacerSample;
 
 /// How many of `target` connections a window of `window` bytes keeps busy at once, with
 /// frames of at most `chunk` bytes: at least one frame per connection that writes.
@@ -64,23 +65,16 @@ impl Supervisor {
         busy(target, window, self.opts.chunk_size)
     }
 
-    /// Sets each of `target` connections' kernel pacing cap: its share of the rate limit, or
-    /// [`SHARE_BURST`] times its share of the pacer's rate (among the connections the window
-    /// keeps busy) if lower. The pacer's rate itself is kept by the session's token bucket;
-    /// the rate limit only by these caps, so it is shared among all of them.
+    /// Sets the connections' kernel pacing caps: each of `target` takes its share of the
+    /// rate limit, or [`crate::amst::pacer::SHARE_BURST`] times its share of the pacer's rate
+    /// among the connections writing when it starts a frame, at most the ones the window keeps
+    /// busy, if lower (see [`crate::amst::conn_pacing`]). The pacer's rate itself is kept by
+    /// the session's token bucket; the rate limit only by these caps.
     pub(super) fn set_pacing(&self, target: usize) {
-        let busy = self.busy(target);
-        let limited = self
-            .opts
-            .rate_limit
-            .map(|r| r as f64 / target.max(1) as f64);
-        let paced = self.paced.map(|rate| rate * SHARE_BURST / busy as f64);
-        let per_conn = match (limited, paced) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let per_conn = per_conn.map_or(0, |r| crate::pba::auto::bytes_of(r).max(1));
-        self.shared.pacing.store(per_conn, Ordering::Relaxed);
+        let limit = self.opts.rate_limit.map(|r| r as f64);
+        self.shared
+            .pacing
+            .set(limit, self.paced, target, self.busy(target));
     }
 }
 

@@ -169,6 +169,11 @@ async fn a_forged_reference_is_answered_with_need_and_never_guessed() {
         .unwrap();
     assert_eq!(need.header.kind, FrameKind::Need);
     assert_eq!(need.header.offset, 0);
+    assert_eq!(
+        super::segments::parse_need(&need.payload).unwrap(),
+        [ContentHash::of(&content)],
+        "the Need names what is missing"
+    );
 
     // Sent as a literal, it is stored and the stream completes.
     let literal = write(&[Segment::Literal(8 << 10)], None, &content);

@@ -7,12 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::names::validate_name;
 use super::rx_session::{RxSession, RxStatus};
+use super::segments;
 use super::sender_conn::HELLO_TIMEOUT;
 use super::sink::{Claim, SinkRegistry};
 use super::{DEFAULT_WINDOW, MAX_STREAMS};
@@ -446,7 +448,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
     let mut status = session.subscribe();
     // `Need` and `Held` reports: at most one per frame read, and the writer takes them as
     // they come.
-    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<(FrameKind, u64)>();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<(FrameKind, u64, Bytes)>();
     let id = session.id;
     let reader = async {
         loop {
@@ -483,11 +485,12 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 },
                 (FrameKind::Data, PayloadKind::Segments) => {
                     match session.decode_segments(frame).await {
-                        Ok(Some(bytes)) => session.on_data(h.offset, bytes),
-                        Ok(None) => {
-                            // Content it referenced is missing: ask for the frame's literals.
+                        Ok(Ok(bytes)) => session.on_data(h.offset, bytes),
+                        Ok(Err(missing)) => {
+                            // Content it referenced is missing: ask for it as literals.
                             needed = true;
-                            let _ = report_tx.send((FrameKind::Need, h.offset));
+                            let need = segments::need_payload(&missing);
+                            let _ = report_tx.send((FrameKind::Need, h.offset, need));
                             Ok(())
                         }
                         Err(msg) => Err(msg),
@@ -507,7 +510,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                 && !needed
                 && h.offset > session.status().written
             {
-                let _ = report_tx.send((FrameKind::Held, h.offset));
+                let _ = report_tx.send((FrameKind::Held, h.offset, Bytes::new()));
             }
         }
     };
@@ -517,9 +520,10 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
         let mut report = None;
         loop {
             let mut reported = false;
-            while let Some((kind, offset)) = report.take().or_else(|| report_rx.try_recv().ok()) {
-                let frame = Frame::control(kind, id, offset, bytes::Bytes::new())
-                    .map_err(|e| e.to_string())?;
+            while let Some((kind, offset, payload)) =
+                report.take().or_else(|| report_rx.try_recv().ok())
+            {
+                let frame = Frame::control(kind, id, offset, payload).map_err(|e| e.to_string())?;
                 write_frame(&mut wr, &frame)
                     .await
                     .map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@ use super::hde_frame::{HdeFrameError, decode_payload, is_heavy};
 use super::rx_writer::{FileOut, Output, WriteCmd};
 use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
-use crate::hde::SharedStore;
+use crate::hde::{ContentHash, SharedStore};
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
 
 /// Where a session's data stands, published to its connections.
@@ -385,9 +385,9 @@ impl RxSession {
     }
 
     /// Decodes a `Segments` data frame into its stream bytes, on the blocking pool (it reads
-    /// and writes the content store). `Ok(None)` when a reference names content the store
-    /// lacks: the caller asks the sender for the frame again (`Need`), and nothing of this
-    /// copy is used.
+    /// and writes the content store). `Ok(Err(hashes))` when references name content the
+    /// store lacks: the caller asks the sender for the frame again (`Need`) naming `hashes`
+    /// (none: it lacks too many to name), and nothing of this copy is used.
     ///
     /// # Errors
     /// An [`ErrorMessage`] (`Protocol`) naming the frame and what is wrong with it, or saying
@@ -395,7 +395,7 @@ impl RxSession {
     pub(crate) async fn decode_segments(
         &self,
         frame: Frame,
-    ) -> Result<Option<Bytes>, ErrorMessage> {
+    ) -> Result<Result<Bytes, Vec<ContentHash>>, ErrorMessage> {
         let h = frame.header;
         let Some(store) = self.dedup.clone() else {
             return Err(fail(
@@ -409,10 +409,10 @@ impl RxSession {
                 .await
                 .map_err(|e| fail(ErrorCode::Other, format!("segment decoding failed: {e}")))?;
         match decoded {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(SegmentsError::Missing(hash)) => {
-                tracing::debug!(session = %self.id, offset = h.offset, %hash, "referenced content missing; asking for it");
-                Ok(None)
+            Ok(bytes) => Ok(Ok(bytes)),
+            Err(SegmentsError::Missing(hashes)) => {
+                tracing::debug!(session = %self.id, offset = h.offset, missing = hashes.len(), first = ?hashes.first(), "referenced content missing; asking for it");
+                Ok(Err(hashes))
             }
             Err(e) => Err(fail(
                 ErrorCode::Protocol,

@@ -35,6 +35,12 @@ const TAG_ZERO: u8 = 1;
 const TAG_REF: u8 = 2;
 const TAG_LITERAL: u8 = 3;
 const TAG_DELTA: u8 = 4;
+/// Most hashes one `Need` names: a frame that lacks more is sent again with every segment as
+/// a literal.
+pub(crate) const MAX_NEED_HASHES: usize = 64;
+/// Highest zstd level a frame sent again after a `Need` is compressed at: the stream waits for
+/// it, and the level its producer chose can be one that takes a tenth of a second.
+const NEED_LEVEL: i8 = 3;
 /// Literal segments shorter than this are not stored (nor referenced by the sender): a
 /// reference would not be much smaller than they are.
 pub(crate) const MIN_STORED: usize = 256;
@@ -127,9 +133,22 @@ pub(crate) enum SegmentsError {
         /// The stored content's length.
         held: usize,
     },
-    /// A reference to content the store does not hold: the receiver asks for the frame again.
-    #[error("content {0} is not in the store")]
-    Missing(ContentHash),
+    /// References (or delta bases) to content the store does not hold: the receiver asks for
+    /// the frame again, naming them (at most [`MAX_NEED_HASHES`]; none when it lacks more,
+    /// and then every segment comes as a literal).
+    #[error("{} referenced contents are not in the store", .0.len().max(1))]
+    Missing(Vec<ContentHash>),
+    /// A `Need` payload that is not a list of hashes.
+    #[error("a Need payload of {0} bytes is not 0 to {MAX_NEED_HASHES} hashes of 32 bytes")]
+    NeedLength(usize),
+    /// A frame to send again stands for other bytes than its chunk.
+    #[error("the frame stands for {frame} bytes, its chunk is {chunk}")]
+    ChunkLength {
+        /// Bytes the frame's segments add up to.
+        frame: usize,
+        /// Bytes of the chunk it was encoded from.
+        chunk: usize,
+    },
 }
 
 /// A parsed payload: its segments and the literal block, still encoded.
@@ -137,6 +156,7 @@ pub(crate) enum SegmentsError {
 pub(crate) struct Parsed<'a> {
     pub(crate) segments: Vec<Segment>,
     codec: Option<Codec>,
+    level: i8,
     block: &'a [u8],
     literal_len: usize,
     /// Stream bytes the frame stands for.
@@ -231,6 +251,7 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
     Ok(Parsed {
         segments,
         codec,
+        level,
         block,
         literal_len,
         total,
@@ -287,6 +308,22 @@ pub(crate) fn decode(
     store: &Mutex<DiskStore>,
 ) -> Result<Bytes, SegmentsError> {
     let parsed = parse(payload, limit)?;
+    let literals = literals(&parsed)?;
+    let mut store = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match resolve(&parsed, &literals, &mut store) {
+        Err(SegmentsError::Missing(found)) => Err(SegmentsError::Missing(missing(
+            &parsed.segments,
+            &store,
+            found,
+        ))),
+        decoded => decoded,
+    }
+}
+
+/// The literal block of `parsed`, decoded.
+fn literals(parsed: &Parsed<'_>) -> Result<Vec<u8>, SegmentsError> {
     let literals = match parsed.codec {
         None => parsed.block.to_vec(),
         Some(codec) => codec::decompress(codec, parsed.block, parsed.literal_len)?,
@@ -297,11 +334,17 @@ pub(crate) fn decode(
             got: literals.len(),
         });
     }
+    Ok(literals)
+}
+
+/// The stream bytes of `parsed`, whose literal block decoded to `literals` (see [`decode`]).
+fn resolve(
+    parsed: &Parsed<'_>,
+    literals: &[u8],
+    store: &mut DiskStore,
+) -> Result<Bytes, SegmentsError> {
     let mut out = BytesMut::with_capacity(parsed.total);
-    let mut lit = literals.as_slice();
-    let mut store = store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut lit = literals;
     for s in &parsed.segments {
         match *s {
             Segment::Zero(len) => out.put_bytes(0, usize::try_from(len).unwrap_or(0)),
@@ -316,9 +359,9 @@ pub(crate) fn decode(
                 }
                 out.put_slice(bytes);
             }
-            Segment::Ref { len, hash } => out.put_slice(&held(&mut store, hash, len)?),
+            Segment::Ref { len, hash } => out.put_slice(&held(store, hash, len)?),
             Segment::Delta { len, base } => {
-                let mut content = held(&mut store, base, len)?;
+                let mut content = held(store, base, len)?;
                 let n = content.len();
                 let (xor, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
                 lit = rest;
@@ -337,14 +380,128 @@ pub(crate) fn decode(
     Ok(out.freeze())
 }
 
+/// What a `Need` for a frame of `segments` names: `found` (the content found missing while
+/// decoding) and every other reference and delta base `store` does not list, each once;
+/// nothing when that is more than [`MAX_NEED_HASHES`].
+fn missing(segments: &[Segment], store: &DiskStore, found: Vec<ContentHash>) -> Vec<ContentHash> {
+    let mut out = found;
+    for s in segments {
+        let (Segment::Ref { hash, .. } | Segment::Delta { base: hash, .. }) = *s else {
+            continue;
+        };
+        if !out.contains(&hash) && !store.contains(&hash) {
+            out.push(hash);
+        }
+        if out.len() > MAX_NEED_HASHES {
+            return Vec::new();
+        }
+    }
+    out
+}
+
+/// The payload of a `Need` naming `hashes`: each hash's 32 bytes in turn (empty: every
+/// segment as a literal).
+pub(crate) fn need_payload(hashes: &[ContentHash]) -> Bytes {
+    hashes.iter().flat_map(|h| h.0).collect::<Vec<u8>>().into()
+}
+
+/// The hashes a `Need` payload names (see [`need_payload`]).
+///
+/// # Errors
+/// [`SegmentsError::NeedLength`] unless it is 0 to [`MAX_NEED_HASHES`] whole hashes.
+pub(crate) fn parse_need(payload: &[u8]) -> Result<Vec<ContentHash>, SegmentsError> {
+    if payload.len() % 32 != 0 || payload.len() > MAX_NEED_HASHES * 32 {
+        return Err(SegmentsError::NeedLength(payload.len()));
+    }
+    let mut c = Cursor(payload);
+    (0..payload.len() / 32)
+        .map(|_| c.array().map(ContentHash))
+        .collect()
+}
+
+/// `payload`, a frame encoded from `chunk`, again with each reference and delta whose content
+/// is in `missing` sent as a literal; the rest as it was, the literal block compressed with
+/// the frame's codec (zstd at [`NEED_LEVEL`] at most). The answer to a `Need` that names what
+/// the receiver lacks: a page or two more than the frame, where all its literals would be the
+/// whole chunk, uncompressed.
+///
+/// # Errors
+/// [`SegmentsError`] when `payload` is not a valid frame of `chunk`, or the compressor fails.
+pub(crate) fn with_literals(
+    payload: &[u8],
+    chunk: &[u8],
+    missing: &[ContentHash],
+) -> Result<Bytes, SegmentsError> {
+    let parsed = parse(payload, chunk.len())?;
+    if parsed.total != chunk.len() {
+        return Err(SegmentsError::ChunkLength {
+            frame: parsed.total,
+            chunk: chunk.len(),
+        });
+    }
+    let kept_delta = parsed
+        .segments
+        .iter()
+        .any(|s| matches!(s, Segment::Delta { base, .. } if !missing.contains(base)));
+    // The XORs of the deltas that stay are in the old block; literals are the chunk's bytes.
+    let old = if kept_delta {
+        literals(&parsed)?
+    } else {
+        Vec::new()
+    };
+    let mut segments = Vec::with_capacity(parsed.segments.len());
+    let mut block = Vec::with_capacity(parsed.literal_len);
+    let (mut at, mut old_at) = (0usize, 0usize);
+    for s in parsed.segments {
+        let len = usize::try_from(s.len()).unwrap_or(usize::MAX);
+        let bytes = chunk
+            .get(at..at.saturating_add(len))
+            .ok_or(SegmentsError::Truncated)?;
+        at = at.saturating_add(len);
+        match s {
+            Segment::Zero(_) => segments.push(s),
+            Segment::Ref { hash, .. } if !missing.contains(&hash) => segments.push(s),
+            Segment::Delta { base, .. } if !missing.contains(&base) => {
+                let xor = old
+                    .get(old_at..old_at.saturating_add(len))
+                    .ok_or(SegmentsError::Truncated)?;
+                old_at = old_at.saturating_add(len);
+                segments.push(s);
+                block.extend_from_slice(xor);
+            }
+            Segment::Ref { len, .. } | Segment::Literal(len) | Segment::Delta { len, .. } => {
+                if !matches!(s, Segment::Ref { .. }) {
+                    old_at = old_at.saturating_add(bytes.len());
+                }
+                segments.push(Segment::Literal(len));
+                block.extend_from_slice(bytes);
+            }
+        }
+    }
+    let mut block_codec = None;
+    if let Some(codec) = parsed.codec.filter(|_| !block.is_empty()) {
+        let level = if codec == Codec::Zstd {
+            parsed.level.min(NEED_LEVEL)
+        } else {
+            parsed.level
+        };
+        let packed = codec::compress(codec, level, &block)?;
+        if packed.len() < block.len() {
+            block = packed;
+            block_codec = Some((codec, level));
+        }
+    }
+    Ok(write(&segments, block_codec, &block))
+}
+
 /// The content `store` holds under `hash`, which the frame says is `len` bytes long.
 fn held(store: &mut DiskStore, hash: ContentHash, len: u32) -> Result<Vec<u8>, SegmentsError> {
     let content = match store.get(&hash) {
         Ok(Some(content)) => content,
-        Ok(None) => return Err(SegmentsError::Missing(hash)),
+        Ok(None) => return Err(SegmentsError::Missing(vec![hash])),
         Err(e) => {
             tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
-            return Err(SegmentsError::Missing(hash));
+            return Err(SegmentsError::Missing(vec![hash]));
         }
     };
     let said = usize::try_from(len).unwrap_or(usize::MAX);

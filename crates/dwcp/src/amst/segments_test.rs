@@ -67,7 +67,7 @@ fn a_reference_the_store_lacks_is_missing_never_guessed() {
     let payload = write(&[Segment::Ref { len: 12, hash }], None, &[]);
     assert!(matches!(
         decode(&payload, 1 << 20, &store),
-        Err(SegmentsError::Missing(h)) if h == hash
+        Err(SegmentsError::Missing(h)) if h == vec![hash]
     ));
 }
 
@@ -200,7 +200,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     let payload = one_delta(12, missing, 12);
     assert!(matches!(
         decode(&payload, 1 << 20, &store),
-        Err(SegmentsError::Missing(h)) if h == missing
+        Err(SegmentsError::Missing(h)) if h == vec![missing]
     ));
     let base = text(300);
     let base_hash = ContentHash::of(&base);
@@ -222,5 +222,175 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
             want: 300,
             got: 299
         })
+    ));
+}
+
+/// `n` distinct pages of text, each 4 KiB.
+fn pages(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut page = text(4096);
+            page[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            page
+        })
+        .collect()
+}
+
+fn reference(page: &[u8]) -> Segment {
+    Segment::Ref {
+        len: u32::try_from(page.len()).unwrap(),
+        hash: ContentHash::of(page),
+    }
+}
+
+#[test]
+fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_may() {
+    let (_dir, store) = store();
+    let p = pages(4);
+    store
+        .lock()
+        .unwrap()
+        .put(ContentHash::of(&p[1]), &p[1])
+        .unwrap();
+    // Held, lacked, lacked as a delta's base, lacked again, held again.
+    let segments = [
+        reference(&p[1]),
+        reference(&p[0]),
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&p[2]),
+        },
+        reference(&p[0]),
+        reference(&p[3]),
+        reference(&p[1]),
+    ];
+    let payload = write(&segments, None, &[0u8; 4096]);
+    let want = vec![
+        ContentHash::of(&p[0]),
+        ContentHash::of(&p[2]),
+        ContentHash::of(&p[3]),
+    ];
+    match decode(&payload, 1 << 20, &store) {
+        Err(SegmentsError::Missing(named)) => assert_eq!(named, want),
+        other => panic!("{other:?}"),
+    }
+    let need = need_payload(&want);
+    assert_eq!(need.len(), 3 * 32);
+    assert_eq!(parse_need(&need).unwrap(), want);
+
+    // More than a Need may name: it names none, and every segment comes as a literal.
+    let many = pages(MAX_NEED_HASHES + 5);
+    let refs: Vec<Segment> = many[4..].iter().map(|p| reference(p)).collect();
+    let payload = write(&refs, None, &[]);
+    match decode(&payload, 1 << 20, &store) {
+        Err(SegmentsError::Missing(named)) => assert!(named.is_empty(), "{}", named.len()),
+        other => panic!("{other:?}"),
+    }
+    let (_dir, store) = self::store();
+    let payload = write(&refs[..MAX_NEED_HASHES], None, &[]);
+    match decode(&payload, 1 << 20, &store) {
+        Err(SegmentsError::Missing(named)) => assert_eq!(named.len(), MAX_NEED_HASHES),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_need_payload_is_whole_hashes_and_no_more_than_it_may_name() {
+    assert!(parse_need(&[]).unwrap().is_empty());
+    assert_eq!(parse_need(&[7u8; 64]).unwrap().len(), 2);
+    assert!(parse_need(&[7u8; MAX_NEED_HASHES * 32]).is_ok());
+    for len in [1, 31, 33, MAX_NEED_HASHES * 32 + 32] {
+        assert!(
+            matches!(parse_need(&vec![0u8; len]), Err(SegmentsError::NeedLength(l)) if l == len),
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
+    let (_dir, store) = store();
+    let p = pages(4);
+    // The receiver holds pages 1 and 3 (the base of a delta), not page 0 nor page 2's base.
+    for held in [&p[1], &p[3]] {
+        store
+            .lock()
+            .unwrap()
+            .put(ContentHash::of(held), held)
+            .unwrap();
+    }
+    let literal = b"literal bytes of the frame, ".repeat(40);
+    let mut changed = p[3].clone();
+    changed[100..110].copy_from_slice(b"0123456789");
+    let xor: Vec<u8> = changed.iter().zip(&p[3]).map(|(a, b)| a ^ b).collect();
+    let lost_base = text(4096);
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&p[0]);
+    chunk.extend_from_slice(&[0u8; 512]);
+    chunk.extend_from_slice(&literal);
+    chunk.extend_from_slice(&p[1]);
+    chunk.extend_from_slice(&changed);
+    chunk.extend_from_slice(&p[2]);
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap();
+    let segments = [
+        reference(&p[0]),
+        Segment::Zero(512),
+        Segment::Literal(len(&literal)),
+        reference(&p[1]),
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&p[3]),
+        },
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&lost_base),
+        },
+    ];
+    let lost_xor: Vec<u8> = p[2].iter().zip(&lost_base).map(|(a, b)| a ^ b).collect();
+    let mut block = literal.clone();
+    block.extend_from_slice(&xor);
+    block.extend_from_slice(&lost_xor);
+    for codec in [None, Some((Codec::Lz4, 0)), Some((Codec::Zstd, 19))] {
+        let packed = match codec {
+            None => block.clone(),
+            Some((c, level)) => codec::compress(c, level, &block).unwrap(),
+        };
+        let frame = write(&segments, codec, &packed);
+        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store) else {
+            panic!("the frame decoded without pages 0 and 2's base");
+        };
+        let again = with_literals(&frame, &chunk, &named).unwrap();
+        let parsed = parse(&again, 1 << 20).unwrap();
+        assert_eq!(
+            parsed.segments,
+            [
+                Segment::Literal(4096),
+                Segment::Zero(512),
+                Segment::Literal(len(&literal)),
+                reference(&p[1]),
+                segments[4],
+                Segment::Literal(4096),
+            ],
+            "{codec:?}"
+        );
+        assert_eq!(parsed.codec, codec.map(|(c, _)| c), "{codec:?}");
+        if let Some((Codec::Zstd, _)) = codec {
+            assert_eq!(parsed.level, 3, "zstd at most at level 3");
+        }
+        let (_fresh_dir, fresh) = self::store();
+        for held in [&p[1], &p[3]] {
+            fresh
+                .lock()
+                .unwrap()
+                .put(ContentHash::of(held), held)
+                .unwrap();
+        }
+        assert_eq!(decode(&again, 1 << 20, &fresh).unwrap(), chunk, "{codec:?}");
+    }
+    // A frame of another chunk is not rebuilt from it.
+    let frame = write(&segments, None, &block);
+    assert!(matches!(
+        with_literals(&frame, &chunk[1..], &[]),
+        Err(SegmentsError::TooLong { .. } | SegmentsError::ChunkLength { .. })
     ));
 }

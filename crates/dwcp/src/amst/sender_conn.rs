@@ -13,6 +13,7 @@ use super::dedup::literal_payload;
 use super::hedge;
 use super::inflight::{ConnId, InFlight, Outgoing};
 use super::reduce::ReduceShared;
+use super::segments;
 use crate::transport::{BoxStream, Connection, set_max_pacing_rate, tcp_stats};
 use crate::wire::{
     ErrorMessage, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, WireError,
@@ -496,7 +497,7 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
             }
             FrameKind::Held => shared.release(shared.inflight.held(frame.header.offset)),
             FrameKind::Need => {
-                if let Err(msg) = on_need(shared, frame.header.offset) {
+                if let Err(msg) = on_need(shared, frame.header.offset, &frame.payload) {
                     let _ = shared.events.send(SessionEvent::Protocol(msg.clone()));
                     return Err(msg);
                 }
@@ -529,13 +530,14 @@ async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), 
     }
 }
 
-/// Sends the frame at `offset` again with every segment as a literal: the receiver lacked
-/// content one of its references named. A frame no longer in flight (acknowledged, or already
-/// queued again) needs nothing.
-fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
+/// Sends the frame at `offset` again, the content the receiver lacked as literals: what the
+/// `Need` names (`payload`, see [`segments::parse_need`]), or every segment when it names
+/// nothing. A frame no longer in flight (acknowledged, or already queued again) needs nothing.
+fn on_need(shared: &Shared, offset: u64, payload: &[u8]) -> Result<(), String> {
     let Some(cutter) = shared.cutter else {
         return Err("Need frame on a session without deduplication".into());
     };
+    let missing = segments::parse_need(payload).map_err(|e| e.to_string())?;
     let Some(out) = shared.inflight.take_offset(offset) else {
         tracing::debug!(offset, "Need for a frame no longer in flight");
         return Ok(());
@@ -543,7 +545,19 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
     let again = match &out.original {
         Some(chunk) => {
             let h = out.frame.header;
-            let payload = literal_payload(cutter, chunk, h.offset);
+            let named = (!missing.is_empty())
+                .then(|| segments::with_literals(&out.frame.payload, chunk, &missing))
+                .and_then(|rebuilt| {
+                    rebuilt
+                        .inspect_err(|e| tracing::debug!(offset, error = %e, "could not send only the missing content; sending every segment"))
+                        .ok()
+                });
+            // Still with references when only what was missing went as literals: the receiver
+            // may lack another by the time it arrives, and asks again.
+            let (payload, original) = match named {
+                Some(payload) => (payload, Some(chunk.clone())),
+                None => (literal_payload(cutter, chunk, h.offset), None),
+            };
             let frame = Frame::new(
                 FrameKind::Data,
                 PayloadKind::Segments,
@@ -563,7 +577,7 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
             Outgoing {
                 frame,
                 stream_len: out.stream_len,
-                original: None,
+                original,
                 avoid: None,
             }
         }
@@ -573,7 +587,9 @@ fn on_need(shared: &Shared, offset: u64) -> Result<(), String> {
     shared.needs.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(
         offset,
-        "receiver lacked referenced content; sending the frame's literals"
+        named = missing.len(),
+        bytes = again.frame.header.length,
+        "receiver lacked referenced content; sending it as literals"
     );
     // The queue lives as long as `shared`.
     let _ = shared.queue_tx.send(again);

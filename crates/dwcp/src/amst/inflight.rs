@@ -301,6 +301,28 @@ impl InFlight {
         Some(out)
     }
 
+    /// A lone frame, to be sent again on another connection at once: removes and returns the
+    /// data frame at `offset` if it is neither acknowledged nor reported held, and it and every
+    /// other such frame (the `End` included) add up to at most `budget` payload bytes. `None`
+    /// (and nothing removed) otherwise.
+    pub(crate) fn take_lone(&self, offset: u64, budget: u64) -> Option<Outgoing> {
+        let mut st = self.lock();
+        if st.data.get(&offset).is_none_or(|e| e.held) {
+            return None;
+        }
+        let mut total = st
+            .end
+            .as_ref()
+            .map_or(0, |e| u64::from(e.out.frame.header.length));
+        for e in st.waiting() {
+            total = total.saturating_add(u64::from(e.out.frame.header.length));
+            if total > budget {
+                return None;
+            }
+        }
+        st.data.remove(&offset).map(|e| e.out)
+    }
+
     /// Removes and returns the unacknowledged data frame at `offset`, to be sent again;
     /// `None` for one the receiver reported holding (its permits were released then).
     pub(crate) fn take_offset(&self, offset: u64) -> Option<Outgoing> {
@@ -535,6 +557,29 @@ mod tests {
         assert_eq!(f.pending_on(1) + f.pending_on(2), 0);
         assert_eq!(f.ack(150), 0);
         assert!(f.take_tail(1 << 20).is_none());
+    }
+
+    #[test]
+    fn a_frame_is_taken_alone_only_while_little_else_is_outstanding() {
+        let f = InFlight::new(0, Charge::default());
+        f.written(&data(0, 100), 1);
+        f.written(&data(100, 50), 2);
+        assert!(f.take_lone(0, 149).is_none(), "150 bytes are out");
+        assert_eq!(f.pending_on(1), 1, "nothing taken when it does not fit");
+        assert!(f.take_lone(7, 1 << 20).is_none(), "no frame there");
+        let lone = f.take_lone(100, 150).unwrap();
+        assert_eq!(lone.frame.header.offset, 100);
+        assert_eq!(f.pending_on(2), 0);
+        // Taken: its copy, written on another connection, is recorded there; once the
+        // original's acknowledgement came first, the copy's permits are released once.
+        assert_eq!(f.ack(100), 100);
+        assert_eq!(f.ack(150), 0, "the taken frame is not in the record");
+        assert!(!f.written(&lone, 3));
+        assert_eq!(f.acknowledged_before_resent(&lone), 50);
+        // A frame reported held is never sent again.
+        f.written(&data(150, 10), 1);
+        f.held(150);
+        assert!(f.take_lone(150, 1 << 20).is_none());
     }
 
     #[test]

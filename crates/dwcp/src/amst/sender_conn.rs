@@ -170,6 +170,25 @@ impl Shared {
         );
     }
 
+    /// Sends the data frame at `offset`, just written on `conn`, again on another connection
+    /// at once when it went out nearly alone: on an interactive stream, with at most
+    /// [`hedge::LONE_COPY`] bytes outstanding (see [`super::hedge`]). Not a copy of a copy.
+    pub(crate) fn copy_lone(&self, conn: ConnId, offset: u64) {
+        if !self.interactive || self.live.load(Ordering::Relaxed) < 2 {
+            return;
+        }
+        let Some(out) = self.inflight.take_lone(offset, hedge::LONE_COPY) else {
+            return;
+        };
+        let (_, bytes) = self.send_again([(conn, out)]);
+        self.hedged.fetch_add(bytes, Ordering::Relaxed);
+        tracing::trace!(
+            offset,
+            bytes,
+            "a lone frame goes again on another connection"
+        );
+    }
+
     /// Queues `frames` again, each to be left by the connection it was on; returns how many
     /// frames and payload bytes.
     fn send_again(&self, frames: impl IntoIterator<Item = (ConnId, Outgoing)>) -> (usize, u64) {
@@ -308,6 +327,7 @@ impl SenderConn {
                 // The queue closed: the session is over.
                 return Ok(());
             };
+            let again = out.avoid.is_some();
             if out.avoid.take() == Some(self.id) && self.shared.live.load(Ordering::Relaxed) > 1 {
                 // A copy of a frame this connection carries: another takes it if one is free
                 // within a sampling period; otherwise it comes back here and goes after all.
@@ -337,6 +357,9 @@ impl SenderConn {
             match out.frame.header.kind {
                 FrameKind::Error => self.shared.abort_written.notify_one(),
                 FrameKind::End => self.shared.copy_tail(),
+                FrameKind::Data if !again => {
+                    self.shared.copy_lone(self.id, out.frame.header.offset);
+                }
                 _ => {}
             }
         }

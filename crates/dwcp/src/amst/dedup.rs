@@ -47,6 +47,8 @@ const RECORD_QUEUE: usize = 4096;
 #[derive(Debug)]
 struct Recorder {
     tx: SyncSender<(ContentHash, Bytes)>,
+    /// Segments dropped because the recorder was behind.
+    dropped: std::cell::Cell<u64>,
 }
 
 impl Recorder {
@@ -65,7 +67,10 @@ impl Recorder {
                 }
             });
         match spawned {
-            Ok(_) => Some(Self { tx }),
+            Ok(_) => Some(Self {
+                tx,
+                dropped: std::cell::Cell::new(0),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "could not start the segment recorder; not recording");
                 None
@@ -76,7 +81,19 @@ impl Recorder {
     /// Queues a segment; drops it when the recorder is behind (the store is a cache).
     fn record(&self, hash: ContentHash, bytes: Bytes) {
         if let Err(TrySendError::Full(_)) = self.tx.try_send((hash, bytes)) {
-            tracing::trace!("segment recorder behind; dropping one");
+            self.dropped.set(self.dropped.get().saturating_add(1));
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let dropped = self.dropped.get();
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "segments sent but not recorded: the recorder was behind"
+            );
         }
     }
 }

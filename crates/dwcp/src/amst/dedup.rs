@@ -8,9 +8,10 @@
 //! acknowledged: the receiver stores each literal segment before it acknowledges the frame. A
 //! segment sent in a frame still in flight goes as a literal again, since another connection
 //! may deliver the reference first. Neither source is certain (the filter has false positives,
-//! the store evicts), so the receiver answers a reference it cannot resolve with `Need` and
-//! the sender sends that frame again with every segment as a literal
-//! ([`literal_payload`]).
+//! the store evicts), so the receiver answers a reference it cannot resolve with `Need`, naming
+//! what it lacks, and the sender sends that frame again with those segments as literals
+//! ([`super::segments::with_literals`]), or with every segment as a literal when the `Need`
+//! names none ([`literal_payload`]).
 //!
 //! A guest page sent again at the same place (a later pass of a migration) whose previous
 //! version the receiver holds goes as a delta against it when at least half its bytes are

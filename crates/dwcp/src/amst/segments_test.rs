@@ -236,6 +236,19 @@ fn pages(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A store holding `contents`.
+fn store_holding(contents: &[&[u8]]) -> (tempfile::TempDir, Mutex<DiskStore>) {
+    let (dir, store) = store();
+    for content in contents {
+        store
+            .lock()
+            .unwrap()
+            .put(ContentHash::of(content), content)
+            .unwrap();
+    }
+    (dir, store)
+}
+
 fn reference(page: &[u8]) -> Segment {
     Segment::Ref {
         len: u32::try_from(page.len()).unwrap(),
@@ -309,16 +322,9 @@ fn a_need_payload_is_whole_hashes_and_no_more_than_it_may_name() {
 
 #[test]
 fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
-    let (_dir, store) = store();
     let p = pages(4);
     // The receiver holds pages 1 and 3 (the base of a delta), not page 0 nor page 2's base.
-    for held in [&p[1], &p[3]] {
-        store
-            .lock()
-            .unwrap()
-            .put(ContentHash::of(held), held)
-            .unwrap();
-    }
+    let (_dir, store) = store_holding(&[&p[1], &p[3]]);
     let literal = b"literal bytes of the frame, ".repeat(40);
     let mut changed = p[3].clone();
     changed[100..110].copy_from_slice(b"0123456789");
@@ -377,14 +383,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
         if let Some((Codec::Zstd, _)) = codec {
             assert_eq!(parsed.level, 3, "zstd at most at level 3");
         }
-        let (_fresh_dir, fresh) = self::store();
-        for held in [&p[1], &p[3]] {
-            fresh
-                .lock()
-                .unwrap()
-                .put(ContentHash::of(held), held)
-                .unwrap();
-        }
+        let (_fresh_dir, fresh) = store_holding(&[&p[1], &p[3]]);
         assert_eq!(decode(&again, 1 << 20, &fresh).unwrap(), chunk, "{codec:?}");
     }
     // A frame of another chunk is not rebuilt from it.

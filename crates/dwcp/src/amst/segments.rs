@@ -136,7 +136,7 @@ pub(crate) enum SegmentsError {
     /// References (or delta bases) to content the store does not hold: the receiver asks for
     /// the frame again, naming them (at most [`MAX_NEED_HASHES`]; none when it lacks more,
     /// and then every segment comes as a literal).
-    #[error("{} referenced contents are not in the store", .0.len().max(1))]
+    #[error("{}", describe_missing(.0))]
     Missing(Vec<ContentHash>),
     /// A `Need` payload that is not a list of hashes.
     #[error("a Need payload of {0} bytes is not 0 to {MAX_NEED_HASHES} hashes of 32 bytes")]
@@ -149,6 +149,17 @@ pub(crate) enum SegmentsError {
         /// Bytes of the chunk it was encoded from.
         chunk: usize,
     },
+}
+
+/// What [`SegmentsError::Missing`] says of `hashes`.
+fn describe_missing(hashes: &[ContentHash]) -> String {
+    match hashes.first() {
+        None => format!("more than {MAX_NEED_HASHES} referenced contents are not in the store"),
+        Some(first) => format!(
+            "{} referenced contents are not in the store, the first {first}",
+            hashes.len()
+        ),
+    }
 }
 
 /// A parsed payload: its segments and the literal block, still encoded.

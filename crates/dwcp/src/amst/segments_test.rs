@@ -296,7 +296,16 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     let refs: Vec<Segment> = many[4..].iter().map(|p| reference(p)).collect();
     let payload = write(&refs, None, &[]);
     match decode(&payload, 1 << 20, &store) {
-        Err(SegmentsError::Missing(named)) => assert!(named.is_empty(), "{}", named.len()),
+        Err(e @ SegmentsError::Missing(_)) => {
+            assert!(
+                matches!(&e, SegmentsError::Missing(named) if named.is_empty()),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                "more than 64 referenced contents are not in the store"
+            );
+        }
         other => panic!("{other:?}"),
     }
     let (_dir, store) = self::store();

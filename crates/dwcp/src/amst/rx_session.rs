@@ -411,7 +411,7 @@ impl RxSession {
         match decoded {
             Ok(bytes) => Ok(Ok(bytes)),
             Err(SegmentsError::Missing(hashes)) => {
-                tracing::debug!(session = %self.id, offset = h.offset, missing = hashes.len(), first = ?hashes.first(), "referenced content missing; asking for it");
+                tracing::debug!(session = %self.id, offset = h.offset, missing = hashes.len(), first = hashes.first().map(tracing::field::display), "referenced content missing; asking for it");
                 Ok(Err(hashes))
             }
             Err(e) => Err(fail(

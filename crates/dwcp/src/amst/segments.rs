@@ -469,21 +469,24 @@ pub(crate) fn with_literals(
             .get(at..at.saturating_add(len))
             .ok_or(SegmentsError::Truncated)?;
         at = at.saturating_add(len);
+        // Literals and deltas take their length of the old block, in order.
+        let in_old = matches!(s, Segment::Literal(_) | Segment::Delta { .. }).then(|| {
+            let range = old_at..old_at.saturating_add(len);
+            old_at = range.end;
+            range
+        });
         match s {
             Segment::Zero(_) => segments.push(s),
             Segment::Ref { hash, .. } if !missing.contains(&hash) => segments.push(s),
             Segment::Delta { base, .. } if !missing.contains(&base) => {
-                let xor = old
-                    .get(old_at..old_at.saturating_add(len))
+                let xor = in_old
+                    .and_then(|range| old.get(range))
                     .ok_or(SegmentsError::Truncated)?;
-                old_at = old_at.saturating_add(len);
                 segments.push(s);
                 block.extend_from_slice(xor);
             }
+            // A literal, or content the receiver lacks: the chunk's bytes.
             Segment::Ref { len, .. } | Segment::Literal(len) | Segment::Delta { len, .. } => {
-                if !matches!(s, Segment::Ref { .. }) {
-                    old_at = old_at.saturating_add(bytes.len());
-                }
                 segments.push(Segment::Literal(len));
                 block.extend_from_slice(bytes);
             }

@@ -327,8 +327,10 @@ impl SenderConn {
                 // The queue closed: the session is over.
                 return Ok(());
             };
-            let again = out.avoid.is_some();
-            if out.avoid.take() == Some(self.id) && self.shared.live.load(Ordering::Relaxed) > 1 {
+            let avoid = out.avoid.take();
+            // A copy, or a frame sent again: not copied once more as it goes (see `copy_lone`).
+            let again = avoid.is_some();
+            if avoid == Some(self.id) && self.shared.live.load(Ordering::Relaxed) > 1 {
                 // A copy of a frame this connection carries: another takes it if one is free
                 // within a sampling period; otherwise it comes back here and goes after all.
                 let _ = self.shared.queue_tx.send(out);
@@ -568,13 +570,13 @@ fn on_need(shared: &Shared, offset: u64, payload: &[u8]) -> Result<(), String> {
     let again = match &out.original {
         Some(chunk) => {
             let h = out.frame.header;
-            let named = (!missing.is_empty())
-                .then(|| segments::with_literals(&out.frame.payload, chunk, &missing))
-                .and_then(|rebuilt| {
-                    rebuilt
-                        .inspect_err(|e| tracing::debug!(offset, error = %e, "could not send only the missing content; sending every segment"))
-                        .ok()
-                });
+            let named = if missing.is_empty() {
+                None
+            } else {
+                segments::with_literals(&out.frame.payload, chunk, &missing)
+                    .inspect_err(|e| tracing::debug!(offset, error = %e, "could not send only the missing content; sending every segment"))
+                    .ok()
+            };
             // Still with references when only what was missing went as literals: the receiver
             // may lack another by the time it arrives, and asks again.
             let (payload, original) = match named {

@@ -219,6 +219,76 @@ fn intervals_the_source_set_the_pace_of_neither_end_startup_nor_lower_the_estima
 }
 
 #[test]
+fn startup_ends_at_the_first_sample_that_shows_the_bottleneck_full() {
+    // `continent`: 25 MB/s, 50 ms, a queue of one BDP; samples every 100 ms, intervals of
+    // 200 ms. Connections in startup double what they offer every sample.
+    let (rate, rtt, tick) = (25e6, Duration::from_millis(50), Duration::from_millis(100));
+    let bdp = rate * rtt.as_secs_f64();
+    let start = Instant::now();
+    let mut pacer = Pacer::new();
+    let (mut queue, mut delivered, mut offered, mut dropped) = (0.0f64, 0u64, 4e6f64, 0.0f64);
+    let (mut ended_at, mut drained) = (None, f64::MAX);
+    for i in 1..=20u32 {
+        let cap = pacer.cap();
+        let sent = cap.unwrap_or(offered) * tick.as_secs_f64() + queue;
+        let out = sent.min(rate * tick.as_secs_f64());
+        queue = sent - out;
+        dropped += (queue - bdp).max(0.0);
+        queue = queue.min(bdp);
+        delivered += crate::pba::auto::bytes_of(out);
+        offered *= 2.0;
+        let srtt = rtt + Duration::from_secs_f64(queue / rate);
+        let cap = pacer.on_sample(PacerSample {
+            at: start + tick * i,
+            delivered,
+            srtt: Some(srtt),
+            min_rtt: Some(rtt),
+            backlogged: tick * i,
+        });
+        let full = srtt.as_secs_f64() > rtt.as_secs_f64() * 1.5 + 0.002;
+        match ended_at {
+            None if full => {
+                // The first sample with a queue caps the session, whether its interval
+                // closed or not, at no more than the link's rate.
+                let cap = cap.unwrap_or(0.0);
+                assert!(
+                    (rate * 0.7..=rate).contains(&cap),
+                    "cap {cap} at the first queue, link {rate}"
+                );
+                assert!(pacer.is_cruising());
+                ended_at = Some(i);
+            }
+            None => assert_eq!(cap, None, "sample {i}: uncapped before any queue"),
+            Some(end) if i == end + 2 => drained = queue,
+            Some(_) => {}
+        }
+    }
+    let ended_at = ended_at.unwrap_or(0);
+    // Offered 32 MB/s on the fourth sample, the queue half a BDP and more: in the middle of
+    // the interval opened on the third.
+    assert_eq!(ended_at, 4, "startup ends when the link fills");
+    assert!(
+        drained < bdp / 2.0,
+        "two samples later the queue holds {drained}"
+    );
+    assert!(dropped <= 0.0, "{dropped} bytes overflowed the queue");
+
+    // A queue while the source set the pace (no frame waited): startup goes on.
+    let mut pacer = Pacer::new();
+    for i in 0..4u32 {
+        let cap = pacer.on_sample(PacerSample {
+            at: start + tick * i,
+            delivered: u64::from(i) * 1_000_000,
+            srtt: Some(rtt * 3),
+            min_rtt: Some(rtt),
+            backlogged: Duration::ZERO,
+        });
+        assert_eq!(cap, None);
+    }
+    assert!(!pacer.is_cruising());
+}
+
+#[test]
 fn no_rtt_no_cap_and_a_window_without_delivery_starts_over() {
     let mut pacer = Pacer::new();
     let start = Instant::now();

@@ -27,6 +27,13 @@ use crate::mode::{CompressionPolicy, FAST_LINK_BYTES_PER_SEC, LinkSample, Mode, 
 
 /// How much faster than it delivered a sender-limited period assumes the link to be.
 pub const SENDER_LIMITED_GAIN: f64 = 2.0;
+/// Growth over the period before above which a link-limited period is still ramping up (the
+/// connections' slow start): its rate is only a lower bound of the link, as a sender-limited
+/// period's is, and it may raise the bandwidth decisions use, never lower it. Over
+/// `intercontinental` the first quarter second, handshakes and a few round trips of slow
+/// start, delivered 53 kB/s with frames waiting for connections all along: PBA chose zstd-19
+/// for the next second, and a 128 MiB memory image went at a few MB/s while the link idled.
+pub const RAMP_GROWTH: f64 = 1.25;
 
 /// Tuning of a [`ReductionController`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,6 +107,8 @@ pub struct ReductionController {
     cap: Option<f64>,
     /// Counters at the start of the open period.
     last: Option<SenderSample>,
+    /// The wire rate of the last period, bytes per second (see [`RAMP_GROWTH`]).
+    last_rate: Option<f64>,
     decisions: u32,
     changes: u32,
 }
@@ -118,6 +127,7 @@ impl ReductionController {
             guess,
             cap,
             last: None,
+            last_rate: None,
             decisions: 0,
             changes: 0,
         }
@@ -206,12 +216,20 @@ impl ReductionController {
         } else {
             delta as f64 * SENDER_LIMITED_GAIN
         };
-        // Compared with the bandwidth decisions use, the guess until a measurement: a first
-        // period still ramping up (slow start, a few round trips in) would otherwise set a
-        // bandwidth many times under the link's, and the chooser would move to a codec that
-        // holds the sender to a few MB/s.
-        let raises = rate * SENDER_LIMITED_GAIN > self.link_bandwidth();
-        if delta > 0 && (link_limited || raises) {
+        // Compared with the bandwidth decisions use, the guess until a measurement: a period
+        // still ramping up (slow start, a few round trips in) would otherwise set a bandwidth
+        // many times under the link's, and the chooser would move to a codec that holds the
+        // sender to a few MB/s. Link-limited, it may raise that bandwidth to its own rate.
+        let ramping = self
+            .last_rate
+            .is_none_or(|before| rate > before * RAMP_GROWTH);
+        self.last_rate = Some(rate);
+        let feeds = if link_limited && ramping {
+            rate > self.link_bandwidth()
+        } else {
+            link_limited || counted / elapsed.as_secs_f64() > self.link_bandwidth()
+        };
+        if delta > 0 && feeds {
             self.estimator.restart_interval();
             self.estimator.on_ack(start.at, 0);
             // Bytes over a period: a whole number of bytes is close enough for a rate.

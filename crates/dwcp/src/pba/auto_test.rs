@@ -215,3 +215,49 @@ fn a_first_period_still_ramping_up_does_not_lower_the_guess() {
     ctl.on_sample(at(1250, 112_500 + 10_000_000));
     assert!(ctl.link_bandwidth() > 12.5 * MB, "{}", ctl.link_bandwidth());
 }
+
+#[test]
+fn link_limited_periods_still_ramping_up_raise_the_bandwidth_but_never_lower_it() {
+    // `intercontinental`, guessed at 12.5 MB/s: handshakes and slow start deliver 53 kB/s in
+    // the first quarter second and 2 MB/s in the next second, frames waiting for connections
+    // all along; then the link's 12.4 MB/s.
+    let mut ctl = ReductionController::new(AutoConfig::default(), Codec::Zstd3, 12.5 * MB, None);
+    let t0 = Instant::now();
+    let mut acked = 0u64;
+    let mut at_ms = 0u64;
+    let mut period = |ctl: &mut ReductionController, ms: u64, rate: f64| {
+        at_ms += ms;
+        acked += (rate * ms as f64 / 1000.0) as u64;
+        ctl.on_sample(SenderSample {
+            at: t0 + Duration::from_millis(at_ms),
+            wire_acked: acked,
+            // Held back all along.
+            blocked: Duration::from_millis(at_ms),
+            rtt: Some(Duration::from_millis(150)),
+        });
+    };
+    period(&mut ctl, 0, 0.0);
+    period(&mut ctl, 250, 53e3);
+    assert!(
+        ctl.link_bandwidth() >= 12.5 * MB,
+        "{}",
+        ctl.link_bandwidth()
+    );
+    assert!(c_speed(ctl.codec()) > 12.5 * MB, "{}", ctl.codec());
+    period(&mut ctl, 1000, 2.0 * MB);
+    assert!(
+        ctl.link_bandwidth() >= 12.5 * MB,
+        "{}",
+        ctl.link_bandwidth()
+    );
+    assert!(c_speed(ctl.codec()) > 12.5 * MB, "{}", ctl.codec());
+    // Still growing, and above the guess: it raises the bandwidth.
+    period(&mut ctl, 1000, 20.0 * MB);
+    assert!(ctl.link_bandwidth() > 12.5 * MB, "{}", ctl.link_bandwidth());
+    // No longer growing: the link's rate, below the guess, lowers it.
+    for _ in 0..4 {
+        period(&mut ctl, 1000, 5.0 * MB);
+    }
+    let bw = ctl.link_bandwidth();
+    assert!(bw > 0.0 && bw <= 6.0 * MB, "{bw}");
+}

@@ -7,7 +7,9 @@
 //! permits, or its frames waited for a connection (a paced session's frames wait there while
 //! the producer still has room in the window):
 //! - **link-limited** (held back at least [`AutoConfig::link_limited_share`] of the period):
-//!   the wire rate is the link's rate and feeds the [`LinkEstimator`] as it is;
+//!   the wire rate is the link's rate and feeds the [`LinkEstimator`] as it is, unless it
+//!   grew by more than [`RAMP_GROWTH`] over the period before: the connections are still in
+//!   slow start, and it may only raise the bandwidth decisions use;
 //! - **sender-limited** (it hardly waited: compressing, reading or hashing held it back): the
 //!   wire rate is only a lower bound of the link. The link may well be faster, so the period
 //!   counts as [`SENDER_LIMITED_GAIN`] times its rate, and only when that is above the

@@ -3,6 +3,7 @@
 //! receiver confirms the stream.
 
 mod pacing;
+mod predial;
 mod stall;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -90,11 +91,15 @@ pub async fn send(
         features |= FEATURE_HELD;
     }
     let mut first = dialer.dial().await.map_err(SendError::Connect)?;
+    // The handshakes measured the link: its mode says how large frames are, and how many
+    // connections to dial while the first opens the session.
+    let rtt = tcp_stats(first.fd).and_then(|s| s.rtt);
+    let link_mode = rtt.map(|r| initial_codec(r, opts.rate_limit.map(|l| l as f64)).1);
+    let predials = (0..predial::count(opts.streams, link_mode))
+        .map(|_| predial::Predial::start(&dialer))
+        .collect();
     if opts.chunk_size == 0 {
-        // The handshakes measured the link: its mode says how large frames are.
-        let rtt = tcp_stats(first.fd).and_then(|s| s.rtt);
-        let mode = rtt.map(|r| initial_codec(r, opts.rate_limit.map(|l| l as f64)).1);
-        opts.chunk_size = mode
+        opts.chunk_size = link_mode
             .map_or(super::DEFAULT_CHUNK_SIZE, |m| m.defaults().chunk_size)
             .min(u32::try_from(opts.window).unwrap_or(u32::MAX))
             .max(1);
@@ -238,6 +243,7 @@ pub async fn send(
         start,
         max_streams,
         conns: JoinSet::new(),
+        predials,
         stops: BTreeMap::new(),
         next_id: 1,
         live: 0,
@@ -290,6 +296,14 @@ async fn read_index(stream: &mut crate::transport::BoxStream) -> Result<ContentI
         .map_err(|e| SendError::Protocol(format!("bad content index: {e}")))
 }
 
+/// How a connection the supervisor starts reaches the session.
+enum Link {
+    /// Already in it: the connection that opened it.
+    Joined(crate::transport::Connection),
+    /// Joins it: dialed ahead of time, or now.
+    Dial(Option<predial::Predial>),
+}
+
 struct Supervisor {
     shared: Arc<Shared>,
     dialer: Dialer,
@@ -298,6 +312,8 @@ struct Supervisor {
     start: u64,
     max_streams: usize,
     conns: JoinSet<(ConnId, ConnExit)>,
+    /// Connections dialed while the first opened the session, not yet joined.
+    predials: Vec<predial::Predial>,
     stops: BTreeMap<ConnId, watch::Sender<bool>>,
     next_id: ConnId,
     live: usize,
@@ -351,10 +367,12 @@ impl Supervisor {
             ),
         };
         self.set_pacing(tuner.current());
-        self.spawn_conn(Some(first), 0);
+        self.spawn_conn(Link::Joined(first), 0);
         for _ in 1..tuner.current() {
             self.spawn_dial();
         }
+        // Dialed for a count the receiver or the tuner lowered: not needed.
+        self.predials.clear();
         self.progress.send_modify(|p| {
             p.phase = if self.start > 0 {
                 Phase::HashingPrefix
@@ -590,7 +608,7 @@ impl Supervisor {
         self.last_tick = now;
     }
 
-    fn spawn_conn(&mut self, conn: Option<crate::transport::Connection>, index: u16) {
+    fn spawn_conn(&mut self, link: Link, index: u16) {
         let id = self.next_id;
         self.next_id += 1;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -614,12 +632,16 @@ impl Supervisor {
         self.live += 1;
         self.streams_max = self.streams_max.max(self.live);
         self.conns.spawn(async move {
-            let conn = match conn {
-                Some(c) => c,
-                None => {
-                    let mut c = match dialer.dial().await {
+            let conn = match link {
+                Link::Joined(c) => c,
+                Link::Dial(predial) => {
+                    let dialed = match predial {
+                        Some(p) => p.connection().await,
+                        None => dialer.dial().await.map_err(|e| error_chain(&e)),
+                    };
+                    let mut c = match dialed {
                         Ok(c) => c,
-                        Err(e) => return (id, ConnExit::Failed(error_chain(&e))),
+                        Err(e) => return (id, ConnExit::Failed(e)),
                     };
                     match hello(&mut c.stream, session, &join).await {
                         Ok(_) => c,
@@ -653,7 +675,8 @@ impl Supervisor {
             return;
         }
         let index = u16::try_from(self.next_id).unwrap_or(u16::MAX);
-        self.spawn_conn(None, index);
+        let predial = self.predials.pop();
+        self.spawn_conn(Link::Dial(predial), index);
     }
 
     fn on_exit(&mut self, id: ConnId, exit: ConnExit, target: usize) {

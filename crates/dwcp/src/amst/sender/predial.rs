@@ -1,8 +1,8 @@
 //! Connections dialed while the first one opens the session. A connection joins a session
 //! only once the receiver opened it, but its TCP handshake (and TLS's) need not wait for
 //! that: dialed beside the first connection's `Hello`, the session's first connections join
-//! a round trip after it opens (two with TLS) sooner, and the link fills that much earlier —
-//! over `intercontinental`, 150 to 300 ms of a transfer of a few seconds.
+//! one round trip sooner (two with TLS), and the link fills that much earlier: over
+//! `intercontinental`'s 150 ms round trip, 150 or 300 ms of a transfer of a few seconds.
 
 use tokio::task::JoinHandle;
 

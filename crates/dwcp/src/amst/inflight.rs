@@ -103,6 +103,25 @@ impl State {
         self.data.values().filter(|e| !e.held)
     }
 
+    /// Whether the waiting data frames and the `End` add up to at most `budget` payload
+    /// bytes (counting stops at the first byte over).
+    fn outstanding_within(&self, budget: u64) -> bool {
+        let mut total = self
+            .end
+            .as_ref()
+            .map_or(0, |e| u64::from(e.out.frame.header.length));
+        if total > budget {
+            return false;
+        }
+        for e in self.waiting() {
+            total = total.saturating_add(u64::from(e.out.frame.header.length));
+            if total > budget {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Removes and returns the waiting data frames `pick` selects, oldest first.
     fn take_waiting(&mut self, pick: impl Fn(&Entry) -> bool) -> Vec<Entry> {
         let offsets: Vec<u64> = self
@@ -283,11 +302,7 @@ impl InFlight {
     /// that.
     pub(crate) fn take_tail(&self, budget: u64) -> Option<Vec<(ConnId, Outgoing)>> {
         let mut st = self.lock();
-        let end_len = u64::from(st.end.as_ref()?.out.frame.header.length);
-        let total = st.waiting().fold(end_len, |total, e| {
-            total.saturating_add(u64::from(e.out.frame.header.length))
-        });
-        if total > budget {
+        if st.end.is_none() || !st.outstanding_within(budget) {
             return None;
         }
         let mut out: Vec<(ConnId, Outgoing)> = st
@@ -307,18 +322,8 @@ impl InFlight {
     /// (and nothing removed) otherwise.
     pub(crate) fn take_lone(&self, offset: u64, budget: u64) -> Option<Outgoing> {
         let mut st = self.lock();
-        if st.data.get(&offset).is_none_or(|e| e.held) {
+        if st.data.get(&offset).is_none_or(|e| e.held) || !st.outstanding_within(budget) {
             return None;
-        }
-        let mut total = st
-            .end
-            .as_ref()
-            .map_or(0, |e| u64::from(e.out.frame.header.length));
-        for e in st.waiting() {
-            total = total.saturating_add(u64::from(e.out.frame.header.length));
-            if total > budget {
-                return None;
-            }
         }
         st.data.remove(&offset).map(|e| e.out)
     }

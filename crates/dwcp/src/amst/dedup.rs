@@ -30,11 +30,9 @@ use bytes::Bytes;
 
 use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
-use super::segments::{MIN_STORED, Segment, write};
+use super::segments::{MIN_STORED, Segment, pack, write};
 use crate::hde::lru::Lru;
-use crate::hde::{
-    CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore, codec,
-};
+use crate::hde::{CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore};
 use crate::wire::PayloadKind;
 
 /// Segments this session remembers sending (about 1 GiB of content at 4 KiB each).
@@ -270,17 +268,15 @@ impl Dedup {
         let mut block = literals;
         if let Some((codec, level)) = choice.codec().filter(|_| !block.is_empty()) {
             let started = Instant::now();
-            let packed = codec::compress(codec, level, &block)?;
+            let original = block.len() as u64;
+            let packed = pack(block, codec, level)?;
             observed = Some(Observation {
                 choice,
-                original: block.len() as u64,
-                compressed: packed.len() as u64,
+                original,
+                compressed: packed.compressed as u64,
                 cpu: started.elapsed(),
             });
-            if packed.len() < block.len() {
-                block = packed;
-                block_codec = Some((codec, level));
-            }
+            (block, block_codec) = (packed.block, packed.codec);
         }
         let payload = write(&segments, block_codec, &block);
         Ok(EncodedChunk {

@@ -499,13 +499,42 @@ pub(crate) fn with_literals(
         } else {
             parsed.level
         };
-        let packed = codec::compress(codec, level, &block)?;
-        if packed.len() < block.len() {
-            block = packed;
-            block_codec = Some((codec, level));
-        }
+        let packed = pack(block, codec, level)?;
+        (block, block_codec) = (packed.block, packed.codec);
     }
     Ok(write(&segments, block_codec, &block))
+}
+
+/// A literal block as [`pack`] leaves it.
+pub(crate) struct Packed {
+    /// The block to write.
+    pub(crate) block: Vec<u8>,
+    /// The codec and level it was compressed with; `None`: left as it was.
+    pub(crate) codec: Option<(Codec, i8)>,
+    /// Its compressed size, kept or not.
+    pub(crate) compressed: usize,
+}
+
+/// `block` compressed with `codec` at `level` when that makes it smaller.
+///
+/// # Errors
+/// [`CodecError`] when the compressor fails.
+pub(crate) fn pack(block: Vec<u8>, codec: Codec, level: i8) -> Result<Packed, CodecError> {
+    let packed = codec::compress(codec, level, &block)?;
+    let compressed = packed.len();
+    Ok(if compressed < block.len() {
+        Packed {
+            block: packed,
+            codec: Some((codec, level)),
+            compressed,
+        }
+    } else {
+        Packed {
+            block,
+            codec: None,
+            compressed,
+        }
+    })
 }
 
 /// The content `store` holds under `hash`, which the frame says is `len` bytes long.

@@ -351,21 +351,11 @@ impl Supervisor {
         mut producer: tokio::task::JoinHandle<Result<Produced, ProduceError>>,
         mut events: mpsc::UnboundedReceiver<SessionEvent>,
     ) -> Result<TransferSummary, SendError> {
-        let mut tuner = match self.opts.streams {
-            StreamCount::Fixed(n) => {
-                let n = usize::from(n).clamp(1, self.max_streams);
-                StreamTuner::new(n, n, n)
-            }
-            StreamCount::Auto { min, max, initial } => StreamTuner::new(
-                usize::from(min),
-                usize::from(max).min(self.max_streams),
-                usize::from(if initial == 0 {
-                    self.reduce.guessed_mode().defaults().initial_streams
-                } else {
-                    initial
-                }),
-            ),
-        };
+        let mut tuner = StreamTuner::for_session(
+            self.opts.streams,
+            Some(self.reduce.guessed_mode()),
+            self.max_streams,
+        );
         self.set_pacing(tuner.current());
         self.spawn_conn(Link::Joined(first), 0);
         for _ in 1..tuner.current() {

@@ -52,6 +52,39 @@ impl StreamTuner {
         }
     }
 
+    /// The tuner a session asking for `streams` starts with, at most `max` connections, on a
+    /// link whose first round trip suggests `mode`: a fixed count runs alone; `auto` without an
+    /// initial count starts at the mode's default (at one without a mode).
+    #[must_use]
+    pub(crate) fn for_session(
+        streams: super::send_opts::StreamCount,
+        mode: Option<crate::mode::Mode>,
+        max: usize,
+    ) -> Self {
+        match streams {
+            super::send_opts::StreamCount::Fixed(n) => {
+                let n = usize::from(n).clamp(1, max);
+                Self::new(n, n, n)
+            }
+            super::send_opts::StreamCount::Auto {
+                min,
+                max: most,
+                initial,
+            } => {
+                let initial = match (initial, mode) {
+                    (0, Some(mode)) => mode.defaults().initial_streams,
+                    (0, None) => 1,
+                    (n, _) => n,
+                };
+                Self::new(
+                    usize::from(min),
+                    usize::from(most).min(max),
+                    usize::from(initial),
+                )
+            }
+        }
+    }
+
     /// The count to run now.
     #[must_use]
     pub fn current(&self) -> usize {

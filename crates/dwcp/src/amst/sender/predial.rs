@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::super::MAX_STREAMS;
 use super::super::send_opts::StreamCount;
+use super::super::tuner::StreamTuner;
 use crate::mode::Mode;
 use crate::transport::{Connection, Dialer, TransportError};
 
@@ -38,22 +39,11 @@ impl Drop for Predial {
 }
 
 /// How many connections to dial beside the first for `streams`, on a link whose handshake
-/// suggests `mode` (none known: only the first): the count the session starts with, less
+/// suggests `mode`: the count the session starts with (see [`StreamTuner::for_session`]), less
 /// the first.
 pub(super) fn count(streams: StreamCount, mode: Option<Mode>) -> usize {
-    let initial = match streams {
-        StreamCount::Fixed(n) => n,
-        StreamCount::Auto { initial, max, .. } => {
-            let initial = if initial == 0 {
-                mode.map_or(1, |m| m.defaults().initial_streams)
-            } else {
-                initial
-            };
-            initial.min(max)
-        }
-    };
-    usize::from(initial)
-        .min(usize::from(MAX_STREAMS))
+    StreamTuner::for_session(streams, mode, usize::from(MAX_STREAMS))
+        .current()
         .saturating_sub(1)
 }
 

@@ -18,6 +18,10 @@
 //! unchanged: the XOR, mostly zeros, joins the literal block and its codec packs it. The
 //! previous versions of the last [`VERSIONS_CAPACITY`] pages sent are kept for that.
 //!
+//! On a session that negotiated it, the literal block is compressed against the stream bytes
+//! right before the chunk ([`super::prefix`]), which the receiver holds by the time it decodes
+//! the frame.
+//!
 //! With a local store to record into ([`super::SendOptions::record`]), a background thread
 //! also stores every segment sent, so that this node can be referenced when the stream comes
 //! back the other way (a VM migrated out and later back).
@@ -30,9 +34,12 @@ use bytes::Bytes;
 
 use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
-use super::segments::{MIN_STORED, Segment, pack, write};
+use super::prefix::StreamTail;
+use super::segments::{MIN_STORED, Segment, pack, write, write_packed};
 use crate::hde::lru::Lru;
-use crate::hde::{CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore};
+use crate::hde::{
+    Codec, CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore,
+};
 use crate::wire::PayloadKind;
 
 /// Segments this session remembers sending (about 1 GiB of content at 4 KiB each).
@@ -123,16 +130,20 @@ pub(crate) struct Dedup {
     next_cuts: Vec<Cut>,
     /// The last version sent of the most recently sent pages, by where they live, for deltas.
     versions: Lru<u64, (ContentHash, Bytes)>,
+    /// The last chunks encoded, when literal blocks are compressed against them.
+    tail: Option<StreamTail>,
 }
 
 impl Dedup {
     /// State for chunks of at most `chunk_size` bytes, with the receiver's `index` (if it sent
-    /// one) and a local store to record sent segments into.
+    /// one) and a local store to record sent segments into; `prefixed`: the session negotiated
+    /// literal blocks compressed against the bytes before their frame.
     pub(crate) fn new(
         chunk_size: usize,
         segmenting: Segmenting,
         index: Option<ContentIndex>,
         record: Option<SharedStore>,
+        prefixed: bool,
     ) -> Self {
         Self {
             cutter: Cutter::new(chunk_size, segmenting),
@@ -142,6 +153,7 @@ impl Dedup {
             recorder: record.and_then(Recorder::start),
             next_cuts: Vec::new(),
             versions: Lru::new(),
+            tail: prefixed.then(StreamTail::default),
         }
     }
 
@@ -203,9 +215,9 @@ impl Dedup {
         let mut ref_bytes = 0u64;
         let mut deltas = false;
         let mut new = Vec::new();
+        let offset = end - chunk.len() as u64;
         let mut cuts = std::mem::take(&mut self.next_cuts);
         if cuts.last().map(|c| c.start + c.len) != Some(chunk.len()) {
-            let offset = end - chunk.len() as u64;
             cuts = self.cutter.cut(&chunk, offset);
         }
         for &Cut {
@@ -264,21 +276,33 @@ impl Dedup {
         }
 
         let mut observed = None;
-        let mut block_codec = None;
-        let mut block = literals;
-        if let Some((codec, level)) = choice.codec().filter(|_| !block.is_empty()) {
-            let started = Instant::now();
-            let original = block.len() as u64;
-            let packed = pack(block, codec, level)?;
-            observed = Some(Observation {
-                choice,
-                original,
-                compressed: packed.compressed as u64,
-                cpu: started.elapsed(),
-            });
-            (block, block_codec) = (packed.block, packed.codec);
+        let payload = match choice.codec().filter(|_| !literals.is_empty()) {
+            Some((codec, level)) => {
+                let started = Instant::now();
+                let original = literals.len() as u64;
+                let before = match (&self.tail, codec) {
+                    (Some(tail), Codec::Zstd) => tail.before(offset, tail.len_before(offset)),
+                    _ => None,
+                };
+                let packed = pack(
+                    literals,
+                    codec,
+                    level,
+                    before.as_deref().unwrap_or_default(),
+                )?;
+                observed = Some(Observation {
+                    choice,
+                    original,
+                    compressed: packed.compressed as u64,
+                    cpu: started.elapsed(),
+                });
+                write_packed(&segments, &packed)
+            }
+            None => write(&segments, None, &literals),
+        };
+        if let Some(tail) = &mut self.tail {
+            tail.push(offset, chunk.clone());
         }
-        let payload = write(&segments, block_codec, &block);
         Ok(EncodedChunk {
             kind: PayloadKind::Segments,
             payload,

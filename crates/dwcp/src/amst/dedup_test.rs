@@ -347,3 +347,24 @@ async fn a_page_sent_again_with_a_few_bytes_changed_goes_as_a_delta() {
         "{s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_chunk_is_compressed_against_the_stream_before_it_over_several_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    // 8 MiB of near copies of 192 KiB of noise, every copy with its own bytes changed: no
+    // segment repeats, a chunk alone barely compresses, and each matches the one before it.
+    let base = pseudo_random(192 << 10, 41);
+    let data: Vec<u8> = (0..8 * MIB)
+        .map(|i| {
+            let (copy, at) = (i / base.len(), i % base.len());
+            let b = base[at];
+            if at % 97 == copy % 97 { b ^ 0x5a } else { b }
+        })
+        .collect();
+    let mut o = dedup_opts("near-copies");
+    o.reduce = Reduction::Fixed(CodecChoice::Zstd(3));
+    let s = send_checked(&rx, dir.path(), &data, o).await;
+    assert_eq!(s.ref_bytes, 0, "{s:?}");
+    assert!(s.wire_bytes * 8 < data.len() as u64, "{s:?}");
+}

@@ -60,6 +60,7 @@ mod inflight;
 mod names;
 pub mod pacer;
 mod pages;
+mod prefix;
 mod progress;
 mod rate;
 mod receiver;

@@ -21,8 +21,8 @@ use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, Frame, FrameKind, Hello,
-    HelloAck, HelloMode, PayloadKind, SessionId, read_frame, write_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX, Frame,
+    FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, read_frame, write_frame,
 };
 
 /// Settings of a receiver.
@@ -310,7 +310,7 @@ fn offered(cfg: &ReceiverConfig) -> u32 {
         | match (cfg.hde, cfg.store.is_some()) {
             (false, _) => 0,
             (true, false) => FEATURE_HDE,
-            (true, true) => FEATURE_HDE | FEATURE_DEDUP,
+            (true, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX,
         }
 }
 
@@ -352,12 +352,16 @@ async fn admit(
             } else {
                 0
             }
-            | if session.held { FEATURE_HELD } else { 0 };
+            | if session.held { FEATURE_HELD } else { 0 }
+            | if session.prefix { FEATURE_PREFIX } else { 0 };
         return Ok((session, hello.features & features, false));
     }
     let mut features = hello.features & offered(cfg);
     if features & FEATURE_HDE == 0 {
         features &= !FEATURE_DEDUP;
+    }
+    if features & FEATURE_DEDUP == 0 {
+        features &= !FEATURE_PREFIX;
     }
     validate_name(&hello.name).map_err(|e| ErrorMessage {
         code: ErrorCode::BadName,
@@ -428,6 +432,11 @@ async fn admit(
     } else {
         session
     };
+    let session = if features & FEATURE_PREFIX != 0 {
+        session.with_prefix()
+    } else {
+        session
+    };
     let session = Arc::new(session);
     tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, hde = session.hde, "session open");
     let mut map = lock(sessions);
@@ -448,8 +457,13 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
     let mut status = session.subscribe();
     // `Need` and `Held` reports: at most one per frame read, and the writer takes them as
     // they come.
-    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<(FrameKind, u64, Bytes)>();
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel();
     let id = session.id;
+    // Content a frame referenced is missing: ask for the frame again with it as literals
+    // (from whichever connection: the sender finds the frame by its offset).
+    let need = |offset: u64, missing: &[crate::hde::ContentHash]| {
+        let _ = report_tx.send((FrameKind::Need, offset, segments::need_payload(missing)));
+    };
     let reader = async {
         loop {
             let frame = match read_frame(&mut rd).await {
@@ -483,20 +497,18 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
                     Ok(bytes) => session.on_data(h.offset, bytes),
                     Err(msg) => Err(msg),
                 },
-                (FrameKind::Data, PayloadKind::Segments) => {
-                    match session.decode_segments(frame).await {
-                        Ok(Ok(bytes)) => session.on_data(h.offset, bytes),
-                        Ok(Err(missing)) => {
-                            // Content it referenced is missing: ask for it as literals.
-                            needed = true;
-                            let need = segments::need_payload(&missing);
-                            let _ = report_tx.send((FrameKind::Need, h.offset, need));
-                            Ok(())
-                        }
-                        Err(msg) => Err(msg),
-                    }
-                }
+                (FrameKind::Data, PayloadKind::Segments) => session
+                    .take_segments(frame, &need)
+                    .await
+                    .map(|asked| needed = asked),
                 _ => session.on_frame(frame),
+            };
+            // Frames that waited for the bytes before them, which may now be in.
+            let taken = match taken {
+                Ok(()) if session.prefix && h.kind == FrameKind::Data => {
+                    session.take_parked(&need).await
+                }
+                other => other,
             };
             if let Err(msg) = taken {
                 let text = msg.message.clone();

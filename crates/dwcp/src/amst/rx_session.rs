@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::hde_frame::{HdeFrameError, decode_payload, is_heavy};
+use super::prefix::StreamTail;
 use super::rx_writer::{FileOut, Output, WriteCmd};
 use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
@@ -35,6 +36,11 @@ struct Reorder {
     next: u64,
     /// Frames that arrived ahead of `next`, by offset.
     pending: BTreeMap<u64, Bytes>,
+    /// `Segments` frames that arrived ahead of `next` with a block compressed against the
+    /// bytes before them, still encoded, by offset: each is decoded once `next` reaches it.
+    parked: BTreeMap<u64, Frame>,
+    /// The last bytes handed to the writer, on a session that negotiated prefixed blocks.
+    tail: StreamTail,
     /// Stream length and BLAKE3 from the sender's `End`.
     end: Option<(u64, [u8; 32])>,
     finishing: bool,
@@ -67,6 +73,29 @@ pub(crate) struct RxSession {
     /// Whether the sender asked to hear of each data frame held ahead of the acknowledged
     /// bytes (`Held`).
     pub(crate) held: bool,
+    /// Whether `Segments` blocks may be compressed against the bytes before their frame.
+    pub(crate) prefix: bool,
+}
+
+/// What became of a `Segments` data frame ([`RxSession::decode_segments`]).
+#[derive(Debug)]
+enum SegmentsOutcome {
+    /// Its stream bytes.
+    Decoded(Bytes),
+    /// It references content the store lacks: the sender is asked for the frame again,
+    /// naming these (none: it lacks too many to name), and nothing of this copy is used.
+    Missing(Vec<ContentHash>),
+    /// It waits, still encoded, for the bytes before it; or it is a copy of a frame already
+    /// decoded or waiting.
+    Held,
+}
+
+/// The error for a sender that has too many frames waiting out of order.
+fn too_many_out_of_order() -> ErrorMessage {
+    fail(
+        ErrorCode::Protocol,
+        format!("more than {MAX_PENDING_FRAMES} frames out of order"),
+    )
 }
 
 pub(crate) fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorMessage {
@@ -202,6 +231,7 @@ impl RxSession {
             item_limit: 0,
             dedup: None,
             held: false,
+            prefix: false,
         })
     }
 
@@ -222,6 +252,12 @@ impl RxSession {
     /// This session, reporting each data frame held ahead of the acknowledged bytes.
     pub(crate) fn with_held(mut self) -> Self {
         self.held = true;
+        self
+    }
+
+    /// This session, taking `Segments` blocks compressed against the bytes before their frame.
+    pub(crate) fn with_prefix(mut self) -> Self {
+        self.prefix = true;
         self
     }
 
@@ -297,10 +333,7 @@ impl RxSession {
                 if self.total_len.is_some_and(|t| t != h.offset) {
                     return Err(fail(ErrorCode::Protocol, "End length differs from Hello"));
                 }
-                let mut r = self
-                    .reorder
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut r = self.lock_reorder();
                 if r.next > h.offset {
                     return Err(fail(
                         ErrorCode::Protocol,
@@ -329,7 +362,13 @@ impl RxSession {
     /// # Errors
     /// An [`ErrorMessage`] when they lie beyond the announced length or the window.
     pub(crate) fn on_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {
-        let end = offset.saturating_add(payload.len() as u64);
+        self.check_bounds(offset, payload.len() as u64)?;
+        self.accept_data(offset, payload)
+    }
+
+    /// Whether `len` stream bytes at `offset` lie within the announced length and the window.
+    fn check_bounds(&self, offset: u64, len: u64) -> Result<(), ErrorMessage> {
+        let end = offset.saturating_add(len);
         if self.total_len.is_some_and(|t| end > t) {
             return Err(fail(
                 ErrorCode::Protocol,
@@ -340,7 +379,7 @@ impl RxSession {
         if end > written.saturating_add(self.window) {
             return Err(fail(ErrorCode::Protocol, "sender exceeded the window"));
         }
-        self.accept_data(offset, payload)
+        Ok(())
     }
 
     /// Decodes the item of an `Hde` data frame into its stream bytes, at most the session's
@@ -385,18 +424,24 @@ impl RxSession {
     }
 
     /// Decodes a `Segments` data frame into its stream bytes, on the blocking pool (it reads
-    /// and writes the content store). `Ok(Err(hashes))` when references name content the
-    /// store lacks: the caller asks the sender for the frame again (`Need`) naming `hashes`
-    /// (none: it lacks too many to name), and nothing of this copy is used.
+    /// and writes the content store). A frame whose block was compressed against the bytes
+    /// before it is decoded only once those are in: until then it waits, still encoded, and
+    /// [`Self::take_parked`] takes it when they are.
     ///
     /// # Errors
     /// An [`ErrorMessage`] (`Protocol`) naming the frame and what is wrong with it, or saying
     /// the session did not negotiate deduplication.
-    pub(crate) async fn decode_segments(
-        &self,
-        frame: Frame,
-    ) -> Result<Result<Bytes, Vec<ContentHash>>, ErrorMessage> {
+    async fn decode_segments(&self, frame: Frame) -> Result<SegmentsOutcome, ErrorMessage> {
         let h = frame.header;
+        let bad = |e: SegmentsError| {
+            fail(
+                ErrorCode::Protocol,
+                format!(
+                    "bad segments in data frame seq {} at offset {}: {e}",
+                    h.seq, h.offset
+                ),
+            )
+        };
         let Some(store) = self.dedup.clone() else {
             return Err(fail(
                 ErrorCode::Protocol,
@@ -404,42 +449,147 @@ impl RxSession {
             ));
         };
         let limit = self.item_limit;
-        let decoded =
-            tokio::task::spawn_blocking(move || segments::decode(&frame.payload, limit, &store))
-                .await
-                .map_err(|e| fail(ErrorCode::Other, format!("segment decoding failed: {e}")))?;
+        let parsed = segments::parse(&frame.payload, limit).map_err(bad)?;
+        let before = if parsed.prefix == 0 {
+            Vec::new()
+        } else if !self.prefix {
+            return Err(bad(SegmentsError::Prefix(
+                u32::try_from(parsed.prefix).unwrap_or(u32::MAX),
+            )));
+        } else {
+            match self.before_or_park(frame.clone(), parsed.prefix, parsed.total)? {
+                Some(before) => before,
+                None => return Ok(SegmentsOutcome::Held),
+            }
+        };
+        let decoded = tokio::task::spawn_blocking(move || {
+            segments::decode(&frame.payload, limit, &store, &before)
+        })
+        .await
+        .map_err(|e| fail(ErrorCode::Other, format!("segment decoding failed: {e}")))?;
         match decoded {
-            Ok(bytes) => Ok(Ok(bytes)),
+            Ok(bytes) => Ok(SegmentsOutcome::Decoded(bytes)),
             Err(SegmentsError::Missing(hashes)) => {
                 tracing::debug!(session = %self.id, offset = h.offset, missing = hashes.len(), first = hashes.first().map(tracing::field::display), "referenced content missing; asking for it");
-                Ok(Err(hashes))
+                Ok(SegmentsOutcome::Missing(hashes))
             }
-            Err(e) => Err(fail(
-                ErrorCode::Protocol,
-                format!(
-                    "bad segments in data frame seq {} at offset {}: {e}",
-                    h.seq, h.offset
-                ),
-            )),
+            Err(e) => Err(bad(e)),
         }
     }
 
-    fn accept_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {
-        let mut r = self
-            .reorder
+    /// Takes a `Segments` data frame: its bytes, or, when it references content the store
+    /// lacks, a call of `need` with its offset and what is missing (then `true`), or nothing
+    /// yet when it waits for the bytes before it.
+    ///
+    /// # Errors
+    /// As [`Self::decode_segments`] and [`Self::on_data`].
+    pub(crate) async fn take_segments(
+        &self,
+        frame: Frame,
+        need: &impl Fn(u64, &[ContentHash]),
+    ) -> Result<bool, ErrorMessage> {
+        let offset = frame.header.offset;
+        match self.decode_segments(frame).await? {
+            SegmentsOutcome::Decoded(bytes) => self.on_data(offset, bytes).map(|()| false),
+            SegmentsOutcome::Missing(missing) => {
+                need(offset, &missing);
+                Ok(true)
+            }
+            SegmentsOutcome::Held => Ok(false),
+        }
+    }
+
+    /// Takes the frames that waited for the bytes before them, as long as the next one's are
+    /// in (see [`Self::take_segments`]).
+    ///
+    /// # Errors
+    /// As [`Self::take_segments`].
+    pub(crate) async fn take_parked(
+        &self,
+        need: &impl Fn(u64, &[ContentHash]),
+    ) -> Result<(), ErrorMessage> {
+        while let Some(frame) = self.take_waiting() {
+            if self.take_segments(frame, need).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `prefix` bytes before `frame` (which stands for `total` stream bytes) when every
+    /// byte before it is in; `None` when it must wait (it is kept, unless a copy already
+    /// waits) or is a copy of data already in.
+    ///
+    /// # Errors
+    /// An [`ErrorMessage`] when the frame lies beyond the window or the announced length, too
+    /// many frames wait, or the bytes before it are fewer than its prefix.
+    fn before_or_park(
+        &self,
+        frame: Frame,
+        prefix: usize,
+        total: usize,
+    ) -> Result<Option<Vec<u8>>, ErrorMessage> {
+        let offset = frame.header.offset;
+        let mut r = self.lock_reorder();
+        if offset < r.next {
+            return Ok(None);
+        }
+        if offset == r.next {
+            let held = r.tail.len_before(offset);
+            return r.tail.before(offset, prefix).map(Some).ok_or_else(|| {
+                fail(
+                    ErrorCode::Protocol,
+                    format!(
+                        "data frame at offset {offset}: {}",
+                        SegmentsError::PrefixMissing { want: prefix, held }
+                    ),
+                )
+            });
+        }
+        self.check_bounds(offset, total as u64)?;
+        if r.pending.len() + r.parked.len() >= MAX_PENDING_FRAMES && !r.parked.contains_key(&offset)
+        {
+            return Err(too_many_out_of_order());
+        }
+        r.parked.entry(offset).or_insert(frame);
+        Ok(None)
+    }
+
+    /// A frame [`Self::decode_segments`] kept that every byte before is now in (to decode
+    /// again), dropping those that data already in has passed.
+    fn take_waiting(&self) -> Option<Frame> {
+        let mut r = self.lock_reorder();
+        let next = r.next;
+        while let Some(entry) = r.parked.first_entry() {
+            match entry.key().cmp(&next) {
+                std::cmp::Ordering::Less => {
+                    entry.remove();
+                }
+                std::cmp::Ordering::Equal => return Some(entry.remove()),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        None
+    }
+
+    fn lock_reorder(&self) -> std::sync::MutexGuard<'_, Reorder> {
+        self.reorder
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn accept_data(&self, offset: u64, payload: Bytes) -> Result<(), ErrorMessage> {
+        let mut r = self.lock_reorder();
         let end = offset + payload.len() as u64;
         if end <= r.next || payload.is_empty() {
             return Ok(()); // a duplicate of data already written
         }
         // The window bounds the bytes held; this bounds the bookkeeping, which tiny frames
         // would otherwise blow up.
-        if r.pending.len() >= MAX_PENDING_FRAMES && !r.pending.contains_key(&offset) {
-            return Err(fail(
-                ErrorCode::Protocol,
-                format!("more than {MAX_PENDING_FRAMES} frames out of order"),
-            ));
+        if r.pending.len() + r.parked.len() >= MAX_PENDING_FRAMES
+            && !r.pending.contains_key(&offset)
+        {
+            return Err(too_many_out_of_order());
         }
         r.pending.entry(offset).or_insert(payload);
         loop {
@@ -458,6 +608,10 @@ impl RxSession {
             }
             let skip = usize::try_from(r.next - key).unwrap_or(usize::MAX);
             let data = data.slice(skip.min(data.len())..);
+            if self.prefix {
+                let at = r.next;
+                r.tail.push(at, data.clone());
+            }
             r.next = data_end;
             self.to_writer(WriteCmd::Data(data));
         }

@@ -177,3 +177,133 @@ fn a_flood_of_tiny_out_of_order_frames_is_refused() {
     // A repeat of a frame already held is still a harmless duplicate.
     s.on_frame(data(1, b"x")).unwrap();
 }
+
+/// A stream whose 64 KiB chunks each repeat the one before with a few bytes changed, encoded
+/// by the sender's deduplicating encoder on a session with prefixed blocks: each frame after
+/// the first needs the bytes before it.
+fn prefixed_frames(chunks: usize) -> (Vec<u8>, Vec<Frame>) {
+    let chunk = 64 << 10;
+    let mut stream = pseudo_random(chunk, 21);
+    for i in 1..chunks {
+        let prev = stream[(i - 1) * chunk..i * chunk].to_vec();
+        stream.extend(
+            prev.iter()
+                .enumerate()
+                .map(|(j, b)| if j % 89 == i { !b } else { *b }),
+        );
+    }
+    let mut enc =
+        super::dedup::Dedup::new(chunk, super::cutter::Segmenting::Content, None, None, true);
+    let frames = stream
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| {
+            let end = ((i + 1) * chunk) as u64;
+            let out = enc
+                .encode(
+                    Bytes::copy_from_slice(c),
+                    end,
+                    0,
+                    crate::hde::CodecChoice::Zstd(3),
+                )
+                .unwrap();
+            Frame::new(
+                FrameKind::Data,
+                PayloadKind::Segments,
+                SID,
+                i as u64,
+                end - chunk as u64,
+                out.payload,
+            )
+            .unwrap()
+        })
+        .collect();
+    (stream, frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_compressed_against_the_bytes_before_them_wait_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::hde::DiskStore::open(dir.path().join(".store"), 1 << 30).unwrap(),
+    ));
+    let (stream, frames) = prefixed_frames(8);
+    for (i, f) in frames.iter().enumerate().skip(1) {
+        let parsed = super::segments::parse(&f.payload, 1 << 20).unwrap();
+        assert_eq!(
+            parsed.prefix,
+            i * (64 << 10),
+            "compressed against the stream before"
+        );
+        assert!(f.payload.len() < 8 << 10, "{} bytes", f.payload.len());
+    }
+    let s = RxSession::open(
+        SID,
+        dir.path(),
+        "f",
+        Some(stream.len() as u64),
+        1 << 30,
+        false,
+    )
+    .unwrap()
+    .with_hde(64 << 10)
+    .with_dedup(store)
+    .with_prefix();
+    let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
+    // The last frames arrive first (one twice), and wait.
+    for f in frames[1..].iter().rev().chain(&frames[4..5]) {
+        assert!(!s.take_segments(f.clone(), &need).await.unwrap());
+        s.take_parked(&need).await.unwrap();
+        assert_eq!(s.status().written, 0);
+    }
+    // The first one lets each decode in turn.
+    s.take_segments(frames[0].clone(), &need).await.unwrap();
+    s.take_parked(&need).await.unwrap();
+    // A copy of a frame already decoded is dropped.
+    assert!(!s.take_segments(frames[3].clone(), &need).await.unwrap());
+    s.on_frame(end(stream.len() as u64, blake3::hash(&stream)))
+        .unwrap();
+    let hash = outcome(&s).unwrap();
+    assert_eq!(hash, *blake3::hash(&stream).as_bytes());
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefixed_frame_is_refused_where_it_was_not_negotiated_or_its_prefix_is_not_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::hde::DiskStore::open(dir.path().join(".store"), 1 << 30).unwrap(),
+    ));
+    let (stream, frames) = prefixed_frames(2);
+    let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
+    let plain = RxSession::open(SID, dir.path(), "a", None, 1 << 30, false)
+        .unwrap()
+        .with_hde(64 << 10)
+        .with_dedup(store.clone());
+    plain.take_segments(frames[0].clone(), &need).await.unwrap();
+    let err = plain
+        .take_segments(frames[1].clone(), &need)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("compressed against"),
+        "{}",
+        err.message
+    );
+    // A session resumed at the second frame holds nothing before it.
+    std::fs::write(dir.path().join("b.partial"), &stream[..64 << 10]).unwrap();
+    let resumed = RxSession::open(SID, dir.path(), "b", None, 1 << 30, true)
+        .unwrap()
+        .with_hde(64 << 10)
+        .with_dedup(store)
+        .with_prefix();
+    let err = resumed
+        .take_segments(frames[1].clone(), &need)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("bytes before the frame"),
+        "{}",
+        err.message
+    );
+}

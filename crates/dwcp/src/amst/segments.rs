@@ -11,7 +11,9 @@
 //!   tag 2 ref      len: u32, hash: [u8; 32]          37 bytes
 //!   tag 3 literal  len: u32                          5 bytes
 //!   tag 4 delta    len: u32, base: [u8; 32]          37 bytes
-//! codec: u8 (0 none, 1 lz4, 2 zstd), level: i8, block_len: u32, block[block_len]
+//! codec: u8 (0 none, 1 lz4, 2 zstd, 3 zstd after a prefix), level: i8,
+//!   [codec 3: prefix: u32]                           1..=MAX_PREFIX
+//! block_len: u32, block[block_len]
 //! ```
 //!
 //! Every `len` is at least 1 and their sum is at most the session's chunk size; the block
@@ -22,11 +24,16 @@
 //! The receiver checks all of this before allocating, resolves each reference and base in its
 //! store (verified against the hash) and stores each literal segment and delta result so that
 //! later frames and sessions can reference it.
+//!
+//! With codec 3 (on a session that negotiated it) the block is a zstd frame compressed against
+//! the `prefix` stream bytes right before the frame ([`super::prefix`]): the receiver decodes
+//! it once it holds those bytes.
 
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::prefix::MAX_PREFIX;
 use crate::hde::{Codec, CodecError, ContentHash, ContentStore, DiskStore, codec};
 
 /// Most segments one frame may list.
@@ -35,6 +42,8 @@ const TAG_ZERO: u8 = 1;
 const TAG_REF: u8 = 2;
 const TAG_LITERAL: u8 = 3;
 const TAG_DELTA: u8 = 4;
+/// Block codec byte: zstd against the stream bytes before the frame.
+const BLOCK_ZSTD_PREFIXED: u8 = 3;
 /// Most hashes one `Need` names: a frame that lacks more is sent again with every segment as
 /// a literal.
 pub(crate) const MAX_NEED_HASHES: usize = 64;
@@ -117,6 +126,21 @@ pub(crate) enum SegmentsError {
         /// Bytes the block holds (at most `want + 1` for compressed blocks).
         got: usize,
     },
+    /// A prefixed block on a session that did not negotiate it, or whose prefix is empty or
+    /// longer than [`MAX_PREFIX`].
+    #[error(
+        "literal block compressed against {0} bytes before the frame (1 to {MAX_PREFIX}, when negotiated)"
+    )]
+    Prefix(u32),
+    /// The prefix the block was compressed against is not what the receiver has before the
+    /// frame (the bytes before a resumed session's start, say).
+    #[error("the literal block needs the {want} bytes before the frame; {held} are held")]
+    PrefixMissing {
+        /// Bytes the block needs.
+        want: usize,
+        /// Bytes held before the frame.
+        held: usize,
+    },
     /// Bytes after the literal block.
     #[error("{0} bytes after the literal block")]
     Trailing(usize),
@@ -168,6 +192,8 @@ pub(crate) struct Parsed<'a> {
     pub(crate) segments: Vec<Segment>,
     codec: Option<Codec>,
     level: i8,
+    /// Stream bytes before the frame the block was compressed against (0: none).
+    pub(crate) prefix: usize,
     block: &'a [u8],
     literal_len: usize,
     /// Stream bytes the frame stands for.
@@ -237,9 +263,18 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
     }
     let [codec_byte] = c.array()?;
     let level = i8::from_be_bytes(c.array()?);
+    let mut prefix = 0usize;
     let codec = match (codec_byte, level) {
         (0, 0) => None,
         (0, _) => return Err(SegmentsError::BlockCodec { codec: 0, level }),
+        (BLOCK_ZSTD_PREFIXED, _) => {
+            let len = u32::from_be_bytes(c.array()?);
+            prefix = usize::try_from(len).unwrap_or(usize::MAX);
+            if prefix == 0 || prefix > MAX_PREFIX {
+                return Err(SegmentsError::Prefix(len));
+            }
+            Some(Codec::Zstd)
+        }
         (byte, level) => {
             let codec = Codec::try_from(byte)?;
             if codec == Codec::Lz4 && level != 0 {
@@ -263,6 +298,7 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
         segments,
         codec,
         level,
+        prefix,
         block,
         literal_len,
         total,
@@ -272,6 +308,22 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
 /// Serializes a payload whose literal block is `block`, compressed with `codec` at `level`
 /// (`None`: the literals as they are).
 pub(crate) fn write(segments: &[Segment], codec: Option<(Codec, i8)>, block: &[u8]) -> Bytes {
+    write_block(segments, codec, 0, block)
+}
+
+/// Serializes a payload whose literal block is `packed`.
+pub(crate) fn write_packed(segments: &[Segment], packed: &Packed) -> Bytes {
+    write_block(segments, packed.codec, packed.prefix, &packed.block)
+}
+
+/// [`write`], the block compressed against the `prefix` bytes before the frame when that is
+/// not 0.
+fn write_block(
+    segments: &[Segment],
+    codec: Option<(Codec, i8)>,
+    prefix: u32,
+    block: &[u8],
+) -> Bytes {
     let mut out = BytesMut::with_capacity(2 + segments.len() * 37 + 6 + block.len());
     out.put_u16(u16::try_from(segments.len()).unwrap_or(u16::MAX));
     for s in segments {
@@ -297,15 +349,23 @@ pub(crate) fn write(segments: &[Segment], codec: Option<(Codec, i8)>, block: &[u
         }
     }
     let (codec, level) = codec.map_or((0, 0), |(c, l)| (c as u8, l));
-    out.put_u8(codec);
-    out.put_i8(level);
+    if prefix > 0 {
+        out.put_u8(BLOCK_ZSTD_PREFIXED);
+        out.put_i8(level);
+        out.put_u32(prefix);
+    } else {
+        out.put_u8(codec);
+        out.put_i8(level);
+    }
     out.put_u32(u32::try_from(block.len()).unwrap_or(u32::MAX));
     out.put_slice(block);
     out.freeze()
 }
 
 /// Decodes `payload` into its stream bytes, reading references from `store` and storing every
-/// literal segment of at least [`MIN_STORED`] bytes in it. Blocking (disk and CPU).
+/// literal segment of at least [`MIN_STORED`] bytes in it; `before` is the stream bytes right
+/// before the frame that its block may have been compressed against (at most [`MAX_PREFIX`],
+/// fewer at the start of the stream). Blocking (disk and CPU).
 ///
 /// A store that fails to read is logged and treated as not holding the content (the sender is
 /// asked for it); one that fails to write is logged and the frame still decodes: the store is a
@@ -317,9 +377,10 @@ pub(crate) fn decode(
     payload: &[u8],
     limit: usize,
     store: &Mutex<DiskStore>,
+    before: &[u8],
 ) -> Result<Bytes, SegmentsError> {
     let parsed = parse(payload, limit)?;
-    let literals = literals(&parsed)?;
+    let literals = literals(&parsed, before)?;
     let mut store = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -333,10 +394,21 @@ pub(crate) fn decode(
     }
 }
 
-/// The literal block of `parsed`, decoded.
-fn literals(parsed: &Parsed<'_>) -> Result<Vec<u8>, SegmentsError> {
+/// The literal block of `parsed`, decoded; `before`: the stream bytes before the frame.
+fn literals(parsed: &Parsed<'_>, before: &[u8]) -> Result<Vec<u8>, SegmentsError> {
     let literals = match parsed.codec {
         None => parsed.block.to_vec(),
+        Some(_) if parsed.prefix > 0 => {
+            let prefix = before
+                .len()
+                .checked_sub(parsed.prefix)
+                .and_then(|from| before.get(from..))
+                .ok_or(SegmentsError::PrefixMissing {
+                    want: parsed.prefix,
+                    held: before.len(),
+                })?;
+            codec::decompress_prefixed(parsed.block, parsed.literal_len, prefix)?
+        }
         Some(codec) => codec::decompress(codec, parsed.block, parsed.literal_len)?,
     };
     if literals.len() != parsed.literal_len {
@@ -450,13 +522,17 @@ pub(crate) fn with_literals(
             chunk: chunk.len(),
         });
     }
-    let kept_delta = parsed
-        .segments
-        .iter()
-        .any(|s| matches!(s, Segment::Delta { base, .. } if !missing.contains(base)));
+    // A block compressed against the bytes before the frame is not decoded here: its deltas go
+    // as literals too.
+    let prefixed = parsed.prefix > 0;
+    let kept_delta = !prefixed
+        && parsed
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Delta { base, .. } if !missing.contains(base)));
     // The XORs of the deltas that stay are in the old block; literals are the chunk's bytes.
     let old = if kept_delta {
-        literals(&parsed)?
+        literals(&parsed, &[])?
     } else {
         Vec::new()
     };
@@ -478,7 +554,7 @@ pub(crate) fn with_literals(
         match s {
             Segment::Zero(_) => segments.push(s),
             Segment::Ref { hash, .. } if !missing.contains(&hash) => segments.push(s),
-            Segment::Delta { base, .. } if !missing.contains(&base) => {
+            Segment::Delta { base, .. } if !prefixed && !missing.contains(&base) => {
                 let xor = in_old
                     .and_then(|range| old.get(range))
                     .ok_or(SegmentsError::Truncated)?;
@@ -499,7 +575,7 @@ pub(crate) fn with_literals(
         } else {
             parsed.level
         };
-        let packed = pack(block, codec, level)?;
+        let packed = pack(block, codec, level, &[])?;
         (block, block_codec) = (packed.block, packed.codec);
     }
     Ok(write(&segments, block_codec, &block))
@@ -511,27 +587,47 @@ pub(crate) struct Packed {
     pub(crate) block: Vec<u8>,
     /// The codec and level it was compressed with; `None`: left as it was.
     pub(crate) codec: Option<(Codec, i8)>,
+    /// Stream bytes before the frame it was compressed against (0: none).
+    pub(crate) prefix: u32,
     /// Its compressed size, kept or not.
     pub(crate) compressed: usize,
 }
 
-/// `block` compressed with `codec` at `level` when that makes it smaller.
+/// `block` compressed with `codec` at `level` when that makes it smaller; with zstd, against
+/// `before` (the stream bytes before the frame, at most [`MAX_PREFIX`] of them) when that is
+/// not empty.
 ///
 /// # Errors
 /// [`CodecError`] when the compressor fails.
-pub(crate) fn pack(block: Vec<u8>, codec: Codec, level: i8) -> Result<Packed, CodecError> {
-    let packed = codec::compress(codec, level, &block)?;
+pub(crate) fn pack(
+    block: Vec<u8>,
+    codec: Codec,
+    level: i8,
+    before: &[u8],
+) -> Result<Packed, CodecError> {
+    let prefix = before
+        .get(before.len().saturating_sub(MAX_PREFIX)..)
+        .unwrap_or_default();
+    let (packed, prefix) = match codec {
+        Codec::Zstd if !prefix.is_empty() => (
+            codec::compress_prefixed(level, prefix, &block)?,
+            u32::try_from(prefix.len()).unwrap_or(0),
+        ),
+        _ => (codec::compress(codec, level, &block)?, 0),
+    };
     let compressed = packed.len();
     Ok(if compressed < block.len() {
         Packed {
             block: packed,
             codec: Some((codec, level)),
+            prefix,
             compressed,
         }
     } else {
         Packed {
             block,
             codec: None,
+            prefix: 0,
             compressed,
         }
     })

@@ -42,7 +42,7 @@ fn zeros_literals_and_held_references_decode_in_order_and_literals_are_stored() 
             Some((c, l)) => codec::compress(c, l, &block).unwrap(),
         };
         let payload = write(&segments, codec, &packed);
-        let out = decode(&payload, 1 << 20, &store).unwrap();
+        let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
         let mut want = vec![0u8; 100];
         want.extend_from_slice(&lit);
         want.extend_from_slice(&held);
@@ -66,7 +66,7 @@ fn a_reference_the_store_lacks_is_missing_never_guessed() {
     let hash = ContentHash::of(b"never stored");
     let payload = write(&[Segment::Ref { len: 12, hash }], None, &[]);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store),
+        decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::Missing(h)) if h == vec![hash]
     ));
 }
@@ -79,7 +79,7 @@ fn a_reference_with_the_wrong_length_is_refused() {
     store.lock().unwrap().put(hash, &held).unwrap();
     let payload = write(&[Segment::Ref { len: 400, hash }], None, &[]);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store),
+        decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::RefLength {
             said: 400,
             held: 500,
@@ -142,11 +142,11 @@ fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
     let (_dir, store) = store();
     let big = codec::compress(Codec::Zstd, 3, &[7u8; 5000]).unwrap();
     let payload = write(&[Segment::Literal(100)], Some((Codec::Zstd, 3)), &big);
-    assert!(decode(&payload, 1 << 20, &store).is_err());
+    assert!(decode(&payload, 1 << 20, &store, &[]).is_err());
     let small = codec::compress(Codec::Lz4, 0, &[7u8; 50]).unwrap();
     let payload = write(&[Segment::Literal(100)], Some((Codec::Lz4, 0)), &small);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store),
+        decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::LiteralLength { want: 100, got: 50 })
     ));
 }
@@ -176,7 +176,7 @@ fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
         };
         let payload = write(&segments, codec, &packed);
         assert_eq!(parse(&payload, 1 << 20).unwrap().segments, segments);
-        let out = decode(&payload, 1 << 20, &store).unwrap();
+        let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
         assert_eq!(out.get(..4), Some(&b"lead"[..]), "{codec:?}");
         assert_eq!(out.get(4..), Some(new.as_slice()), "{codec:?}");
     }
@@ -199,7 +199,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     let missing = ContentHash::of(b"never stored");
     let payload = one_delta(12, missing, 12);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store),
+        decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::Missing(h)) if h == vec![missing]
     ));
     let base = text(300);
@@ -207,7 +207,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     store.lock().unwrap().put(base_hash, &base).unwrap();
     let payload = one_delta(299, base_hash, 299);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store),
+        decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::RefLength {
             said: 299,
             held: 300,
@@ -283,7 +283,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
         ContentHash::of(&p[2]),
         ContentHash::of(&p[3]),
     ];
-    match decode(&payload, 1 << 20, &store) {
+    match decode(&payload, 1 << 20, &store, &[]) {
         Err(SegmentsError::Missing(named)) => assert_eq!(named, want),
         other => panic!("{other:?}"),
     }
@@ -295,7 +295,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     let many = pages(MAX_NEED_HASHES + 5);
     let refs: Vec<Segment> = many[4..].iter().map(|p| reference(p)).collect();
     let payload = write(&refs, None, &[]);
-    match decode(&payload, 1 << 20, &store) {
+    match decode(&payload, 1 << 20, &store, &[]) {
         Err(e @ SegmentsError::Missing(_)) => {
             assert!(
                 matches!(&e, SegmentsError::Missing(named) if named.is_empty()),
@@ -310,7 +310,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     }
     let (_dir, store) = self::store();
     let payload = write(&refs[..MAX_NEED_HASHES], None, &[]);
-    match decode(&payload, 1 << 20, &store) {
+    match decode(&payload, 1 << 20, &store, &[]) {
         Err(SegmentsError::Missing(named)) => assert_eq!(named.len(), MAX_NEED_HASHES),
         other => panic!("{other:?}"),
     }
@@ -371,7 +371,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
             Some((c, level)) => codec::compress(c, level, &block).unwrap(),
         };
         let frame = write(&segments, codec, &packed);
-        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store) else {
+        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[]) else {
             panic!("the frame decoded without pages 0 and 2's base");
         };
         let again = with_literals(&frame, &chunk, &named).unwrap();
@@ -393,7 +393,11 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
             assert_eq!(parsed.level, 3, "zstd at most at level 3");
         }
         let (_fresh_dir, fresh) = store_holding(&[&p[1], &p[3]]);
-        assert_eq!(decode(&again, 1 << 20, &fresh).unwrap(), chunk, "{codec:?}");
+        assert_eq!(
+            decode(&again, 1 << 20, &fresh, &[]).unwrap(),
+            chunk,
+            "{codec:?}"
+        );
     }
     // A frame of another chunk is not rebuilt from it.
     let frame = write(&segments, None, &block);
@@ -401,4 +405,102 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
         with_literals(&frame, &chunk[1..], &[]),
         Err(SegmentsError::TooLong { .. } | SegmentsError::ChunkLength { .. })
     ));
+}
+
+/// `len` bytes of `base` (repeated) with every 97th byte changed by `salt`: no segment of it
+/// equals one of `base`, yet almost all of it matches `base`.
+fn near_copy(base: &[u8], len: usize, salt: u8) -> Vec<u8> {
+    base.iter()
+        .cycle()
+        .take(len)
+        .enumerate()
+        .map(|(i, b)| if i % 97 == 0 { b ^ salt } else { *b })
+        .collect()
+}
+
+#[test]
+fn a_block_compressed_against_the_bytes_before_its_frame_needs_exactly_them() {
+    let (_dir, store) = store();
+    let before = crate::amst::test_support::pseudo_random(64 << 10, 5);
+    let chunk = near_copy(&before, 48 << 10, 0x5a);
+    let len = u32::try_from(chunk.len()).unwrap();
+    let alone = pack(chunk.clone(), Codec::Zstd, 3, &[]).unwrap();
+    assert_eq!(alone.prefix, 0);
+    let packed = pack(chunk.clone(), Codec::Zstd, 3, &before).unwrap();
+    assert_eq!(packed.prefix, 64 << 10);
+    assert!(
+        packed.block.len() * 4 < alone.compressed.min(chunk.len()),
+        "against the prefix {} bytes, alone {}",
+        packed.block.len(),
+        alone.compressed
+    );
+    let payload = write_packed(&[Segment::Literal(len)], &packed);
+    let parsed = parse(&payload, 1 << 20).unwrap();
+    assert_eq!(parsed.prefix, 64 << 10);
+    assert_eq!(decode(&payload, 1 << 20, &store, &before).unwrap(), chunk);
+    // More bytes before the frame than its prefix: only the last ones count.
+    let mut longer = crate::amst::test_support::pseudo_random(1000, 6);
+    longer.extend_from_slice(&before);
+    assert_eq!(decode(&payload, 1 << 20, &store, &longer).unwrap(), chunk);
+    // Fewer bytes than the prefix (the start of a resumed session, say): refused.
+    assert!(matches!(
+        decode(&payload, 1 << 20, &store, &before[1..]),
+        Err(SegmentsError::PrefixMissing { want, held }) if want == 64 << 10 && held == (64 << 10) - 1
+    ));
+    // Other bytes before it never decode to the chunk.
+    let other = crate::amst::test_support::pseudo_random(64 << 10, 7);
+    assert!(!matches!(decode(&payload, 1 << 20, &store, &other), Ok(b) if b == chunk));
+}
+
+#[test]
+fn a_prefix_that_is_empty_or_too_long_is_refused() {
+    let before = vec![7u8; 4096];
+    let packed = pack(vec![7u8; 4096], Codec::Zstd, 3, &before).unwrap();
+    let payload = write_packed(&[Segment::Literal(4096)], &packed);
+    // count (2), one literal segment (5), codec (1), level (1), then the prefix length.
+    let at = 2 + 5 + 2;
+    assert_eq!(payload.get(7), Some(&BLOCK_ZSTD_PREFIXED));
+    for bad in [0u32, u32::try_from(MAX_PREFIX).unwrap() + 1] {
+        let mut forged = payload.to_vec();
+        forged[at..at + 4].copy_from_slice(&bad.to_be_bytes());
+        assert!(
+            matches!(parse(&forged, 1 << 20), Err(SegmentsError::Prefix(n)) if n == bad),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_prefixed_frame_sent_again_after_a_need_goes_without_its_prefix() {
+    let p = pages(2);
+    // The receiver holds page 1, the base of a delta; page 0 is referenced but lost.
+    let (_dir, store) = store_holding(&[&p[1]]);
+    let mut changed = p[1].clone();
+    changed[10..20].copy_from_slice(b"0123456789");
+    let xor: Vec<u8> = changed.iter().zip(&p[1]).map(|(a, b)| a ^ b).collect();
+    let before = near_copy(&p[0], 8192, 1);
+    let mut chunk = p[0].clone();
+    chunk.extend_from_slice(&changed);
+    let segments = [
+        reference(&p[0]),
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&p[1]),
+        },
+    ];
+    let packed = pack(xor, Codec::Zstd, 9, &before).unwrap();
+    assert!(packed.prefix > 0);
+    let frame = write_packed(&segments, &packed);
+    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &before) else {
+        panic!("the frame decoded without page 0");
+    };
+    let again = with_literals(&frame, &chunk, &named).unwrap();
+    let parsed = parse(&again, 1 << 20).unwrap();
+    assert_eq!(parsed.prefix, 0, "decodable without the bytes before it");
+    assert_eq!(
+        parsed.segments,
+        [Segment::Literal(4096), Segment::Literal(4096)],
+        "the delta's XOR is in the prefixed block: it goes as a literal too"
+    );
+    assert_eq!(decode(&again, 1 << 20, &store, &[]).unwrap(), chunk);
 }

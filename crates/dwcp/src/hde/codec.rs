@@ -121,6 +121,53 @@ pub fn compress(codec: Codec, level: i8, data: &[u8]) -> Result<Vec<u8>, CodecEr
     }
 }
 
+/// Compresses `data` with zstd at `level`, matching against `prefix` too: bytes the receiver
+/// already holds right before `data` (the decoder must be given the same prefix). An empty
+/// prefix compresses as [`compress`] does.
+///
+/// The prefix is referenced, not copied, so each call takes a context of its own.
+///
+/// # Errors
+/// [`CodecError::ZstdCompress`] if zstd fails.
+pub fn compress_prefixed(level: i8, prefix: &[u8], data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let level = i32::from(level.clamp(ZSTD_MIN_LEVEL, ZSTD_MAX_LEVEL));
+    let zstd_err = |code| CodecError::ZstdCompress(zstd_error(code));
+    let mut cctx = zstd::zstd_safe::CCtx::create();
+    cctx.set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))
+        .map_err(zstd_err)?;
+    cctx.ref_prefix(prefix).map_err(zstd_err)?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+    cctx.compress2(&mut out, data).map_err(zstd_err)?;
+    Ok(out)
+}
+
+/// Decompresses a zstd frame made by [`compress_prefixed`] with `prefix`, into at most
+/// `limit` bytes.
+///
+/// # Errors
+/// [`CodecError::ZstdDecompress`] when the input is malformed, was compressed against another
+/// prefix, or would decompress to more than `limit` bytes.
+pub fn decompress_prefixed(
+    data: &[u8],
+    limit: usize,
+    prefix: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    let zstd_err = |code| CodecError::ZstdDecompress {
+        limit,
+        source: zstd_error(code),
+    };
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    dctx.ref_prefix(prefix).map_err(zstd_err)?;
+    let mut out = Vec::with_capacity(limit);
+    dctx.decompress(&mut out, data).map_err(zstd_err)?;
+    Ok(out)
+}
+
+/// zstd's error code as an I/O error carrying its name.
+fn zstd_error(code: usize) -> std::io::Error {
+    std::io::Error::other(zstd::zstd_safe::get_error_name(code))
+}
+
 /// Decompresses `data` into at most `limit` bytes.
 ///
 /// # Errors

@@ -18,8 +18,12 @@ pub const FEATURE_DEDUP: u32 = 2;
 /// Feature bit: the receiver reports each data frame it holds ahead of the bytes it
 /// acknowledged (`Held`), so that the sender's window counts only what has yet to cross.
 pub const FEATURE_HELD: u32 = 4;
+/// Feature bit: the literal block of a [`super::PayloadKind::Segments`] payload may be
+/// compressed against the stream bytes right before its frame (block codec 3), which the
+/// receiver keeps. Only together with [`FEATURE_DEDUP`].
+pub const FEATURE_PREFIX: u32 = 8;
 /// Every feature bit this build knows.
-pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD;
+pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD | FEATURE_PREFIX;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {

@@ -1,0 +1,113 @@
+//! The stream bytes right before a frame, which its literal block may be compressed against
+//! (a zstd prefix, docs/dwcp-wire.md section 11): a guest page or a disk block often repeats
+//! much of what came just before it, and a chunk compressed alone cannot see that.
+//!
+//! Both ends keep the last [`MAX_PREFIX`] bytes of the stream they have in order: the sender
+//! those of the chunks it encoded, the receiver those it handed to its writer. A frame
+//! compressed against a prefix can only be decoded once every byte before it has been, so the
+//! receiver holds such a frame until the bytes before it are in ([`super::rx_session`]).
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// Most bytes a literal block is compressed against, and that the receiver keeps for it.
+pub(crate) const MAX_PREFIX: usize = 1 << 20;
+
+/// The last bytes of a stream, up to [`MAX_PREFIX`] of them, and where they end.
+#[derive(Debug, Default)]
+pub(crate) struct StreamTail {
+    /// Stream offset just past the last byte held.
+    end: u64,
+    /// Contiguous pieces, oldest first, ending at `end`.
+    parts: VecDeque<Bytes>,
+    /// Bytes in `parts`.
+    bytes: usize,
+}
+
+impl StreamTail {
+    /// Adds `data`, the stream bytes at `offset`. Bytes that do not follow on from those held
+    /// replace them.
+    pub(crate) fn push(&mut self, offset: u64, data: Bytes) {
+        if offset != self.end {
+            self.parts.clear();
+            self.bytes = 0;
+        }
+        self.end = offset + data.len() as u64;
+        self.bytes += data.len();
+        self.parts.push_back(data);
+        while let Some(front) = self.parts.front() {
+            if self.bytes - front.len() < MAX_PREFIX {
+                break;
+            }
+            self.bytes -= front.len();
+            self.parts.pop_front();
+        }
+    }
+
+    /// Bytes held that end at `offset`: at most [`MAX_PREFIX`], none when the tail ends
+    /// elsewhere.
+    pub(crate) fn len_before(&self, offset: u64) -> usize {
+        if offset == self.end {
+            self.bytes.min(MAX_PREFIX)
+        } else {
+            0
+        }
+    }
+
+    /// The last `len` bytes before `offset`, in one buffer; `None` unless the tail ends at
+    /// `offset` and holds that many.
+    pub(crate) fn before(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        if len > self.len_before(offset) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(len);
+        let mut skip = self.bytes - len;
+        for part in &self.parts {
+            let from = skip.min(part.len());
+            skip -= from;
+            out.extend_from_slice(part.get(from..).unwrap_or_default());
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(byte: u8, len: usize) -> Bytes {
+        Bytes::from(vec![byte; len])
+    }
+
+    #[test]
+    fn the_bytes_before_an_offset_span_the_pieces_that_end_there() {
+        let mut tail = StreamTail::default();
+        tail.push(0, piece(1, 10));
+        tail.push(10, piece(2, 5));
+        assert_eq!(tail.len_before(15), 15);
+        assert_eq!(tail.before(15, 7), Some(vec![1, 1, 2, 2, 2, 2, 2]));
+        assert_eq!(tail.before(15, 0), Some(Vec::new()));
+        assert_eq!(tail.before(15, 16), None, "more than is held");
+        assert_eq!(tail.len_before(14), 0, "not where the tail ends");
+        assert_eq!(tail.before(14, 1), None);
+    }
+
+    #[test]
+    fn a_gap_starts_the_tail_again_and_old_pieces_go_past_the_limit() {
+        let mut tail = StreamTail::default();
+        tail.push(0, piece(1, 100));
+        tail.push(200, piece(2, 50));
+        assert_eq!(tail.len_before(250), 50, "the piece before the gap is gone");
+        let big = MAX_PREFIX / 2 + 1;
+        tail.push(250, piece(3, big));
+        tail.push(250 + big as u64, piece(4, big));
+        let end = 250 + 2 * big as u64;
+        assert_eq!(tail.len_before(end), MAX_PREFIX);
+        assert_eq!(tail.parts.len(), 2, "the 50 bytes are no longer needed");
+        let prefix = tail.before(end, MAX_PREFIX).unwrap();
+        assert_eq!(prefix.len(), MAX_PREFIX);
+        assert_eq!(prefix.first(), Some(&3));
+        assert_eq!(prefix.last(), Some(&4));
+    }
+}

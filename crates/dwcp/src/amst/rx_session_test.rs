@@ -224,9 +224,6 @@ fn prefixed_frames(chunks: usize) -> (Vec<u8>, Vec<Frame>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_compressed_against_the_bytes_before_them_wait_for_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(std::sync::Mutex::new(
-        crate::hde::DiskStore::open(dir.path().join(".store"), 1 << 30).unwrap(),
-    ));
     let (stream, frames) = prefixed_frames(8);
     for (i, f) in frames.iter().enumerate().skip(1) {
         let parsed = super::segments::parse(&f.payload, 1 << 20).unwrap();
@@ -237,18 +234,7 @@ async fn frames_compressed_against_the_bytes_before_them_wait_for_them() {
         );
         assert!(f.payload.len() < 8 << 10, "{} bytes", f.payload.len());
     }
-    let s = RxSession::open(
-        SID,
-        dir.path(),
-        "f",
-        Some(stream.len() as u64),
-        1 << 30,
-        false,
-    )
-    .unwrap()
-    .with_hde(64 << 10)
-    .with_dedup(store)
-    .with_prefix();
+    let s = segments_session(dir.path(), "f", Some(stream.len() as u64), false, true);
     let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
     // The last frames arrive first (one twice), and wait.
     for f in frames[1..].iter().rev().chain(&frames[4..5]) {
@@ -268,42 +254,40 @@ async fn frames_compressed_against_the_bytes_before_them_wait_for_them() {
     assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), stream);
 }
 
+/// A session that takes `Segments` frames of 64 KiB chunks into a store under `dir`,
+/// prefixed ones with `prefix`.
+fn segments_session(
+    dir: &std::path::Path,
+    name: &str,
+    len: Option<u64>,
+    resume: bool,
+    prefix: bool,
+) -> RxSession {
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::hde::DiskStore::open(dir.join(".store"), 1 << 30).unwrap(),
+    ));
+    let s = RxSession::open(SID, dir, name, len, 1 << 30, resume)
+        .unwrap()
+        .with_hde(64 << 10)
+        .with_dedup(store);
+    if prefix { s.with_prefix() } else { s }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefixed_frame_is_refused_where_it_was_not_negotiated_or_its_prefix_is_not_held() {
     let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(std::sync::Mutex::new(
-        crate::hde::DiskStore::open(dir.path().join(".store"), 1 << 30).unwrap(),
-    ));
     let (stream, frames) = prefixed_frames(2);
     let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
-    let plain = RxSession::open(SID, dir.path(), "a", None, 1 << 30, false)
-        .unwrap()
-        .with_hde(64 << 10)
-        .with_dedup(store.clone());
+    let plain = segments_session(dir.path(), "a", None, false, false);
     plain.take_segments(frames[0].clone(), &need).await.unwrap();
-    let err = plain
-        .take_segments(frames[1].clone(), &need)
-        .await
-        .unwrap_err();
-    assert!(
-        err.message.contains("compressed against"),
-        "{}",
-        err.message
-    );
     // A session resumed at the second frame holds nothing before it.
     std::fs::write(dir.path().join("b.partial"), &stream[..64 << 10]).unwrap();
-    let resumed = RxSession::open(SID, dir.path(), "b", None, 1 << 30, true)
-        .unwrap()
-        .with_hde(64 << 10)
-        .with_dedup(store)
-        .with_prefix();
-    let err = resumed
-        .take_segments(frames[1].clone(), &need)
-        .await
-        .unwrap_err();
-    assert!(
-        err.message.contains("bytes before the frame"),
-        "{}",
-        err.message
-    );
+    let resumed = segments_session(dir.path(), "b", None, true, true);
+    for (s, says) in [
+        (plain, "compressed against"),
+        (resumed, "bytes before the frame"),
+    ] {
+        let err = s.take_segments(frames[1].clone(), &need).await.unwrap_err();
+        assert!(err.message.contains(says), "{}", err.message);
+    }
 }

@@ -5,8 +5,9 @@
 #   fuzz/run.sh SECONDS [TARGET]      (TARGET defaults to frame_decoder)
 #   fuzz/run.sh SECONDS all           (every target in turn, SECONDS split between them)
 #
-# Targets: frame_decoder (DWCP frames), api_body (REST API request bodies), qmp_reply (lines
-# from QEMU's QMP socket); `cargo fuzz list` in fuzz/ names them all. With `all`, each target
+# Targets: frame_decoder (DWCP frames), hde_item (HDE items), segments_payload (`Segments`
+# payloads), api_body (REST API request bodies), qmp_reply (lines from QEMU's QMP socket);
+# `cargo fuzz list` in fuzz/ names them all. With `all`, each target
 # gets SECONDS divided by their number (at least 1 s; the remainder goes to the first ones),
 # every target runs even after one crashes, and the exit status is non-zero if any crashed.
 #

@@ -101,3 +101,20 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 512 << 10;
 pub const DEFAULT_WINDOW: u64 = 64 << 20;
 /// Most connections one session may use.
 pub const MAX_STREAMS: u16 = 64;
+
+/// Decodes a `Segments` payload as a receiver does (docs/dwcp-wire.md section 11): at most
+/// `limit` stream bytes, references resolved in `store` (and literal segments stored there),
+/// a prefixed block against the last of the stream bytes `before` the frame. The entry point
+/// of the fuzz target for this parser of untrusted bytes, not an API.
+///
+/// # Errors
+/// What is wrong with the payload, as a receiver would report it.
+#[doc(hidden)]
+pub fn decode_segments_payload(
+    payload: &[u8],
+    limit: usize,
+    store: &std::sync::Mutex<crate::hde::DiskStore>,
+    before: &[u8],
+) -> Result<bytes::Bytes, String> {
+    segments::decode(payload, limit, store, before).map_err(|e| e.to_string())
+}

@@ -229,15 +229,15 @@ impl Pacer {
         let queue = s.srtt.is_some_and(|srtt| {
             srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
         });
+        let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
         if elapsed < interval {
-            return match self.full_in_startup(&s, last, from, queue) {
+            return match self.full_in_startup(&s, last, from, queue && limited) {
                 Some(rate) => self.end_startup(s, rate, min_rtt, interval),
                 None => self.cap,
             };
         }
         self.open = Some(s);
-        let rate = s.delivered.saturating_sub(from.delivered) as f64 / elapsed.as_secs_f64();
-        let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
+        let rate = delivery_rate(&from, &s);
         if !limited && rate <= self.bandwidth() {
             // The source set the pace: nothing learnt about the link.
             return self.cap;
@@ -248,10 +248,7 @@ impl Pacer {
             // hold the cap above the link and the queue would never drain.
             self.rates.clear();
         }
-        self.rates.push_back(rate);
-        while self.rates.len() > BW_INTERVALS {
-            self.rates.pop_front();
-        }
+        self.push_rate(rate);
         self.state = match self.state {
             State::Startup { best, flat, queued } if limited => {
                 let (best, flat) = if rate > best * STARTUP_GROWTH {
@@ -289,32 +286,32 @@ impl Pacer {
     }
 
     /// The delivery rate that ends startup before its interval closes, if `s` shows the
-    /// bottleneck full: in startup, a queue in the RTT, and frames that waited for a
-    /// connection since the interval opened at `from` (otherwise the source set the pace).
+    /// bottleneck full (`full`: a queue in the RTT, and frames that waited for a connection
+    /// since the interval opened at `from`; otherwise the source set the pace) in startup.
     /// The rate is what the link delivered since the `last` sample, or since `from` if more.
     fn full_in_startup(
         &self,
         s: &PacerSample,
         last: Option<PacerSample>,
         from: PacerSample,
-        queue: bool,
+        full: bool,
     ) -> Option<f64> {
-        let startup = matches!(self.state, State::Startup { .. });
-        let since_open = s.at.saturating_duration_since(from.at);
-        let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), since_open);
-        if !startup || !queue || !limited {
+        if !full || !matches!(self.state, State::Startup { .. }) {
             return None;
         }
-        let rate = |earlier: &PacerSample| {
-            let span = s.at.saturating_duration_since(earlier.at).as_secs_f64();
-            if span > 0.0 {
-                s.delivered.saturating_sub(earlier.delivered) as f64 / span
-            } else {
-                0.0
-            }
-        };
-        let rate = last.as_ref().map_or(0.0, rate).max(rate(&from));
+        let rate = last
+            .as_ref()
+            .map_or(0.0, |l| delivery_rate(l, s))
+            .max(delivery_rate(&from, s));
         (rate > 0.0).then_some(rate)
+    }
+
+    /// Adds an interval's delivery rate to the estimate's window.
+    fn push_rate(&mut self, rate: f64) {
+        self.rates.push_back(rate);
+        while self.rates.len() > BW_INTERVALS {
+            self.rates.pop_front();
+        }
     }
 
     /// Ends startup at `s`, whose link delivered `rate`: the estimate takes it, a new interval
@@ -327,13 +324,20 @@ impl Pacer {
         interval: Duration,
     ) -> Option<f64> {
         self.open = Some(s);
-        self.rates.push_back(rate);
-        while self.rates.len() > BW_INTERVALS {
-            self.rates.pop_front();
-        }
+        self.push_rate(rate);
         self.state = State::Cruise { phase: 1 };
         self.cap = Some(self.bandwidth() * cruise_gain(1, s.srtt, min_rtt, interval));
         self.cap
+    }
+}
+
+/// Bytes per second delivered between `earlier` and `later` (0 over no time).
+fn delivery_rate(earlier: &PacerSample, later: &PacerSample) -> f64 {
+    let span = later.at.saturating_duration_since(earlier.at).as_secs_f64();
+    if span > 0.0 {
+        later.delivered.saturating_sub(earlier.delivered) as f64 / span
+    } else {
+        0.0
     }
 }
 

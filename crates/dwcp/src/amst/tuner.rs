@@ -12,6 +12,9 @@
 //! window): in the others the source set the pace (a migration between its passes, a slow
 //! pipe), and their goodput says nothing of the connection count.
 
+use super::send_opts::StreamCount;
+use crate::mode::Mode;
+
 /// Relative goodput gain that justifies more connections.
 pub const GAIN: f64 = 1.20;
 /// Fraction of the settled goodput below which a window counts as low.
@@ -56,17 +59,13 @@ impl StreamTuner {
     /// link whose first round trip suggests `mode`: a fixed count runs alone; `auto` without an
     /// initial count starts at the mode's default (at one without a mode).
     #[must_use]
-    pub(crate) fn for_session(
-        streams: super::send_opts::StreamCount,
-        mode: Option<crate::mode::Mode>,
-        max: usize,
-    ) -> Self {
+    pub(crate) fn for_session(streams: StreamCount, mode: Option<Mode>, max: usize) -> Self {
         match streams {
-            super::send_opts::StreamCount::Fixed(n) => {
+            StreamCount::Fixed(n) => {
                 let n = usize::from(n).clamp(1, max);
                 Self::new(n, n, n)
             }
-            super::send_opts::StreamCount::Auto {
+            StreamCount::Auto {
                 min,
                 max: most,
                 initial,

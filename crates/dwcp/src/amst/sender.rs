@@ -223,6 +223,7 @@ pub async fn send(
     let producer = Producer {
         session,
         chunk_size: opts.chunk_size as usize,
+        total_len,
         prompt: unblock.is_armed(),
         cancelled: unblock.flag(),
         charge,

@@ -34,6 +34,7 @@ fn producer(limit: watch::Receiver<u64>) -> (Producer, mpsc::UnboundedReceiver<O
     let p = Producer {
         session: SessionId::random(),
         chunk_size: CHUNK,
+        total_len: None,
         prompt: false,
         cancelled: Arc::new(AtomicBool::new(false)),
         charge: Charge::default(),
@@ -132,4 +133,63 @@ async fn a_link_that_acknowledges_nothing_does_not_hold_the_source_for_ever() {
         waited.elapsed()
     );
     assert_eq!(task.await.unwrap().unwrap().len, 2 * CHUNK as u64);
+}
+
+/// Runs a producer of raw 1 MiB chunks over `data`, its length told when `known`, and returns
+/// the stream length of each data frame in order.
+async fn chunk_lengths(data: Vec<u8>, known: bool) -> Vec<u64> {
+    let (_limit_tx, limit_rx) = watch::channel(0);
+    let (mut p, mut rx, _acks) = producer(limit_rx);
+    p.chunk_size = 1 << 20;
+    p.total_len = known.then_some(data.len() as u64);
+    p.permits = Arc::new(Semaphore::new(64 << 20));
+    p.wire_limit = None;
+    let expected = blake3::hash(&data);
+    let len = data.len() as u64;
+    let produced = tokio::task::spawn_blocking(move || p.run(Box::new(Cursor::new(data))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((produced.len, produced.hash), (len, expected));
+    let mut lens = Vec::new();
+    let mut next = 0;
+    while let Some(out) = rx.recv().await {
+        if out.frame.header.kind != FrameKind::Data {
+            assert_eq!(out.frame.header.kind, FrameKind::End);
+            break;
+        }
+        assert_eq!(
+            out.frame.header.offset, next,
+            "frames out of order or with a gap"
+        );
+        next += out.stream_len;
+        lens.push(out.stream_len);
+    }
+    assert_eq!(next, len);
+    lens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_known_length_ends_in_chunks_that_shrink_with_what_is_left() {
+    let data: Vec<u8> = (0..(40u64 << 20) + 12_345)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let lens = chunk_lengths(data.clone(), true).await;
+    // Whole chunks while more than 32 are left, then a 32nd of what is left, down to 64 KiB.
+    let whole = lens.iter().take_while(|&&l| l == 1 << 20).count();
+    assert!((7..=9).contains(&whole), "{whole} whole chunks of {lens:?}");
+    assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
+    assert!(lens.iter().all(|&l| l <= 1 << 20));
+    let last_floor = lens.iter().rev().take_while(|&&l| l <= 64 << 10).count();
+    assert!(
+        last_floor >= 16,
+        "the last frames: {:?}",
+        &lens[lens.len() - 20..]
+    );
+    // About 32 × ln(32) frames more than whole chunks would take, not hundreds.
+    assert!(lens.len() < 41 + 160, "{} frames", lens.len());
+    // Without a known length, whole chunks to the end.
+    let unknown = chunk_lengths(data, false).await;
+    assert_eq!(unknown.len(), 41);
+    assert!(unknown[..40].iter().all(|&l| l == 1 << 20));
 }

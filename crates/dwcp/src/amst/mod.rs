@@ -57,6 +57,8 @@ mod hedge;
 #[cfg(test)]
 mod held_test;
 mod inflight;
+#[cfg(test)]
+mod join_test;
 mod names;
 pub mod pacer;
 mod pages;

@@ -25,7 +25,8 @@ use super::reduce::Reduction;
 use super::reduce_ctl::SessionReduce;
 use super::send_opts::{SendError, SendOptions, StreamCount};
 use super::sender_conn::{
-    ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
+    Admission, ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
+    join_refused, send_hello,
 };
 pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
@@ -625,12 +626,11 @@ impl Supervisor {
             self.features,
         );
         let session = self.shared.session;
-        let events = self.shared.events.clone();
         self.live += 1;
         self.streams_max = self.streams_max.max(self.live);
         self.conns.spawn(async move {
-            let conn = match link {
-                Link::Joined(c) => c,
+            let (conn, admission) = match link {
+                Link::Joined(c) => (c, Admission::Answered),
                 Link::Dial(predial) => {
                     let dialed = match predial {
                         Some(p) => p.connection().await,
@@ -640,27 +640,13 @@ impl Supervisor {
                         Ok(c) => c,
                         Err(e) => return (id, ConnExit::Failed(e)),
                     };
-                    match hello(&mut c.stream, session, &join).await {
-                        Ok(_) => c,
-                        Err(HelloFailure::Link(reason)) => return (id, ConnExit::Failed(reason)),
-                        // The receiver still counts connections it has not yet seen close;
-                        // a full session is worth another try later, not a failure.
-                        Err(HelloFailure::Rejected(m)) if m.code == ErrorCode::Busy => {
-                            return (id, ConnExit::Failed(m.message));
-                        }
-                        Err(HelloFailure::Rejected(m)) => {
-                            let reason = m.message.clone();
-                            let _ = events.send(SessionEvent::Rejected(m));
-                            return (id, ConnExit::Failed(reason));
-                        }
-                        Err(HelloFailure::Protocol(p)) => {
-                            let _ = events.send(SessionEvent::Protocol(p.clone()));
-                            return (id, ConnExit::Failed(p));
-                        }
+                    if let Err(failure) = send_hello(&mut c.stream, session, &join).await {
+                        return (id, ConnExit::Failed(join_refused(&task.shared, failure)));
                     }
+                    (c, Admission::Pending)
                 }
             };
-            (id, task.run(conn).await)
+            (id, task.run(conn, admission).await)
         });
     }
 

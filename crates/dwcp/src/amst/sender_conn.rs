@@ -223,21 +223,52 @@ pub(crate) async fn hello(
     session: SessionId,
     hello: &Hello,
 ) -> Result<HelloAck, HelloFailure> {
-    let frame = Frame::control(FrameKind::Hello, session, 0, hello.encode())
-        .map_err(|e| HelloFailure::Link(e.to_string()))?;
     let exchange = async {
-        write_frame(stream, &frame).await?;
-        stream.flush().await?;
-        read_frame(stream).await
+        send_hello(stream, session, hello).await?;
+        read_hello_answer(stream).await
     };
-    let answer = tokio::time::timeout(HELLO_TIMEOUT, exchange)
+    tokio::time::timeout(HELLO_TIMEOUT, exchange)
         .await
         .map_err(|_| HelloFailure::Link("receiver did not answer Hello in time".into()))?
-        .map_err(|e| match e {
-            // With TLS 1.3 a refused client certificate shows on the first read.
-            WireError::Io(io) => HelloFailure::Link(crate::tls::describe_handshake_error(&io)),
-            other => HelloFailure::Link(other.to_string()),
-        })?
+}
+
+/// Writes `Hello` (the answer is read by [`read_hello_answer`]).
+///
+/// # Errors
+/// [`HelloFailure::Link`] when it cannot be written.
+pub(crate) async fn send_hello(
+    stream: &mut BoxStream,
+    session: SessionId,
+    hello: &Hello,
+) -> Result<(), HelloFailure> {
+    let frame = Frame::control(FrameKind::Hello, session, 0, hello.encode())
+        .map_err(|e| HelloFailure::Link(e.to_string()))?;
+    let written = async {
+        write_frame(stream, &frame).await?;
+        stream.flush().await.map_err(WireError::Io)
+    };
+    written.await.map_err(link_failure)
+}
+
+/// A `Hello` exchange's I/O failure.
+fn link_failure(e: WireError) -> HelloFailure {
+    match e {
+        // With TLS 1.3 a refused client certificate shows on the first read.
+        WireError::Io(io) => HelloFailure::Link(crate::tls::describe_handshake_error(&io)),
+        other => HelloFailure::Link(other.to_string()),
+    }
+}
+
+/// Reads the receiver's answer to a `Hello`.
+///
+/// # Errors
+/// As [`hello`].
+pub(crate) async fn read_hello_answer<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+) -> Result<HelloAck, HelloFailure> {
+    let answer = read_frame(rd)
+        .await
+        .map_err(link_failure)?
         .ok_or_else(|| HelloFailure::Link("receiver closed the connection".into()))?;
     match answer.header.kind {
         FrameKind::HelloAck => {
@@ -264,6 +295,39 @@ pub(crate) enum HelloFailure {
     Protocol(String),
 }
 
+/// Whether the receiver answered a connection's `Hello` before the connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// It did (the connection that opened the session).
+    Answered,
+    /// Not yet: a connection joining the session writes frames right behind its `Hello` and
+    /// reads the answer first of all. Over `intercontinental` a joining connection waited
+    /// 150 ms for its answer before its first frame, while the one that opened the session
+    /// was already sending; a receiver reads the frames after a `Hello` it admits, and one it
+    /// refuses closes the connection, whose frames then go on the others.
+    Pending,
+}
+
+/// Why a joining connection was refused, for the log; the session hears of a refusal that
+/// another try would not cure.
+pub(crate) fn join_refused(shared: &Shared, failure: HelloFailure) -> String {
+    match failure {
+        HelloFailure::Link(reason) => reason,
+        // The receiver still counts connections it has not yet seen close; a full session is
+        // worth another try later, not a failure.
+        HelloFailure::Rejected(m) if m.code == crate::wire::ErrorCode::Busy => m.message,
+        HelloFailure::Rejected(m) => {
+            let reason = m.message.clone();
+            let _ = shared.events.send(SessionEvent::Rejected(m));
+            reason
+        }
+        HelloFailure::Protocol(p) => {
+            let _ = shared.events.send(SessionEvent::Protocol(p.clone()));
+            p
+        }
+    }
+}
+
 /// One connection's task.
 pub(crate) struct SenderConn {
     pub(crate) id: ConnId,
@@ -272,8 +336,9 @@ pub(crate) struct SenderConn {
 }
 
 impl SenderConn {
-    /// Runs the connection until it closes or fails. `conn` has completed its `Hello`.
-    pub(crate) async fn run(mut self, conn: Connection) -> ConnExit {
+    /// Runs the connection until it closes or fails. `conn` has sent its `Hello`, answered or
+    /// not (`admission`).
+    pub(crate) async fn run(mut self, conn: Connection, admission: Admission) -> ConnExit {
         let fd = conn.fd;
         let (mut rd, mut wr) = tokio::io::split(conn.stream);
         let shared = Arc::clone(&self.shared);
@@ -283,7 +348,7 @@ impl SenderConn {
         shared.live.fetch_add(1, Ordering::Relaxed);
         let result = tokio::select! {
             r = self.write_loop(&mut wr, fd, &held) => r,
-            r = read_loop(&shared, &mut rd) => r,
+            r = read_loop(&shared, &mut rd, admission) => r,
             r = sample_tcp(&shared, fd, id, (&held, &silent)) => r,
         };
         shared.live.fetch_sub(1, Ordering::Relaxed);
@@ -495,7 +560,18 @@ async fn sample_tcp(
     }
 }
 
-async fn read_loop(shared: &Shared, rd: &mut ReadHalf<BoxStream>) -> Result<(), String> {
+async fn read_loop(
+    shared: &Shared,
+    rd: &mut ReadHalf<BoxStream>,
+    admission: Admission,
+) -> Result<(), String> {
+    if admission == Admission::Pending {
+        match tokio::time::timeout(HELLO_TIMEOUT, read_hello_answer(rd)).await {
+            Err(_) => return Err("receiver did not answer Hello in time".into()),
+            Ok(Err(failure)) => return Err(join_refused(shared, failure)),
+            Ok(Ok(_)) => {}
+        }
+    }
     loop {
         let frame = match read_frame(rd).await {
             Ok(Some(f)) => f,

@@ -13,8 +13,10 @@
 //!
 //! - **Startup**: no cap while delivery still grows by a quarter per interval. It ends after
 //!   [`STARTUP_FLAT`] intervals without such growth, or at the first sample whose RTT shows a
-//!   queue while the network holds the session back, without waiting for the interval to
-//!   close: the bottleneck is full, and what it delivered since the last sample is its rate.
+//!   queue of a quarter BDP ([`STARTUP_QUEUE_FACTOR`]) while the network holds the session
+//!   back, without waiting for the interval to close: the bottleneck is full, and what it
+//!   delivered over the last [`RATE_SPAN`] is its rate. The sender samples every
+//!   [`STARTUP_TICK`] until then.
 //!   Connections in startup together send up to twice the link's rate or more, and a queue of
 //!   one BDP overflows within a round trip or two: ending startup only as an interval closed
 //!   (two minimum RTTs, 200 ms at least), a 128 MiB transfer over `continent` sent 10–14 % of
@@ -61,6 +63,15 @@ pub const BW_INTERVALS: usize = CYCLE + 2;
 /// Shortest measurement interval: shorter ones see each connection's acknowledgements in
 /// bursts (they are sampled every 10 ms).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// Shortest span over which the delivery rate that ends startup is measured: shorter ones
+/// see each connection's acknowledgements in bursts (they are sampled every 10 ms).
+pub const RATE_SPAN: Duration = Duration::from_millis(100);
+/// Most recent samples kept for [`RATE_SPAN`] (startup samples every [`STARTUP_TICK`]).
+const RECENT_SAMPLES: usize = 32;
+/// How often the sender samples while the pacer is in startup: the bottleneck fills within
+/// a round trip or two once the connections reach its rate, and over `continent`
+/// (50 ms) the sender's regular 100 ms tick saw it late.
+pub const STARTUP_TICK: Duration = Duration::from_millis(20);
 /// Growth per interval below which startup counts an interval as flat.
 pub const STARTUP_GROWTH: f64 = 1.25;
 /// Flat intervals that end startup.
@@ -70,6 +81,12 @@ pub const STARTUP_FLAT: u8 = 3;
 /// keeps the bottleneck busy while some connections recover from losses, and a queue of
 /// one BDP (a common router buffer, and the emulator's) still has room.
 pub const QUEUE_FACTOR: f64 = 1.5;
+/// In startup, a smoothed RTT above `min_rtt × STARTUP_QUEUE_FACTOR + QUEUE_SLACK` (a queue
+/// of a quarter BDP) shows the bottleneck full. Connections in startup offer about twice the
+/// link's rate, so the queue grows by a BDP per round trip; at half a BDP, 128 MiB over
+/// `continent` and `intercontinental` sent 1.7–3.1 % of their segments again, 1.4–1.6 % at a
+/// quarter, in the same time.
+pub const STARTUP_QUEUE_FACTOR: f64 = 1.25;
 /// Lowest gain of an interval that drains a queue.
 pub const MIN_GAIN: f64 = 0.75;
 /// The queue a drain brings a larger one back to, in bandwidth-delay products.
@@ -153,8 +170,8 @@ pub struct PacerSample {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     /// Uncapped; `best` is the highest delivery rate so far, `flat` the intervals without
-    /// growth and `queued` those in a row with a queue.
-    Startup { best: f64, flat: u8, queued: u8 },
+    /// growth.
+    Startup { best: f64, flat: u8 },
     /// Capped; `phase` counts the intervals of the cycle (0: probe, 1: drain).
     Cruise { phase: usize },
 }
@@ -168,8 +185,9 @@ pub struct Pacer {
     /// Delivery rates of the last intervals, bytes per second, newest last.
     rates: VecDeque<f64>,
     cap: Option<f64>,
-    /// The previous sample, which a startup that sees a queue measures the rate from.
-    last: Option<PacerSample>,
+    /// The samples of the last [`RATE_SPAN`] and the newest one before them, which a startup
+    /// that sees a queue measures the rate from.
+    recent: VecDeque<PacerSample>,
 }
 
 impl Default for Pacer {
@@ -183,15 +201,11 @@ impl Pacer {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            state: State::Startup {
-                best: 0.0,
-                flat: 0,
-                queued: 0,
-            },
+            state: State::Startup { best: 0.0, flat: 0 },
             open: None,
             rates: VecDeque::with_capacity(BW_INTERVALS + 1),
             cap: None,
-            last: None,
+            recent: VecDeque::new(),
         }
     }
 
@@ -216,7 +230,7 @@ impl Pacer {
     /// Feeds one sample; returns the cap to apply (unchanged until an interval closes, or
     /// startup sees the bottleneck full).
     pub fn on_sample(&mut self, s: PacerSample) -> Option<f64> {
-        let last = self.last.replace(s);
+        let base = self.remember(s);
         let Some(min_rtt) = s.min_rtt.filter(|r| !r.is_zero()) else {
             return self.cap;
         };
@@ -229,12 +243,16 @@ impl Pacer {
         let queue = s.srtt.is_some_and(|srtt| {
             srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
         });
+        let filling = s.srtt.is_some_and(|srtt| {
+            srtt.as_secs_f64()
+                > min_rtt.as_secs_f64() * STARTUP_QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
+        });
         let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
+        if let Some(rate) = self.full_in_startup(&s, base, from, filling && limited) {
+            return self.end_startup(s, rate, min_rtt, interval);
+        }
         if elapsed < interval {
-            return match self.full_in_startup(&s, last, from, queue && limited) {
-                Some(rate) => self.end_startup(s, rate, min_rtt, interval),
-                None => self.cap,
-            };
+            return self.cap;
         }
         self.open = Some(s);
         let rate = delivery_rate(&from, &s);
@@ -250,20 +268,17 @@ impl Pacer {
         }
         self.push_rate(rate);
         self.state = match self.state {
-            State::Startup { best, flat, queued } if limited => {
+            State::Startup { best, flat } if limited => {
                 let (best, flat) = if rate > best * STARTUP_GROWTH {
                     (rate, 0)
                 } else {
                     (best.max(rate), flat.saturating_add(1))
                 };
-                let queued = if queue { queued.saturating_add(1) } else { 0 };
-                // A queue with delivery no longer growing, or a queue twice in a row: the
-                // bottleneck is full.
-                if flat >= STARTUP_FLAT || (queued >= 1 && flat >= 1) || queued >= 2 {
+                if flat >= STARTUP_FLAT {
                     // Drain what startup queued first.
                     State::Cruise { phase: 1 }
                 } else {
-                    State::Startup { best, flat, queued }
+                    State::Startup { best, flat }
                 }
             }
             startup @ State::Startup { .. } => startup,
@@ -285,25 +300,38 @@ impl Pacer {
         self.cap
     }
 
-    /// The delivery rate that ends startup before its interval closes, if `s` shows the
-    /// bottleneck full (`full`: a queue in the RTT, and frames that waited for a connection
-    /// since the interval opened at `from`; otherwise the source set the pace) in startup.
-    /// The rate is what the link delivered since the `last` sample, or since `from` if more.
+    /// The delivery rate that ends startup at `s`, whether its interval closes or not, if
+    /// `s` shows the bottleneck full (`full`: a queue in the RTT, and frames that waited for
+    /// a connection since the interval opened at `from`; otherwise the source set the pace)
+    /// in startup. The rate is what the link delivered since `base` (at least [`RATE_SPAN`]
+    /// before), or since `from` if more.
     fn full_in_startup(
         &self,
         s: &PacerSample,
-        last: Option<PacerSample>,
+        base: Option<PacerSample>,
         from: PacerSample,
         full: bool,
     ) -> Option<f64> {
         if !full || !matches!(self.state, State::Startup { .. }) {
             return None;
         }
-        let rate = last
+        let rate = base
             .as_ref()
-            .map_or(0.0, |l| delivery_rate(l, s))
+            .map_or(0.0, |b| delivery_rate(b, s))
             .max(delivery_rate(&from, s));
         (rate > 0.0).then_some(rate)
+    }
+
+    /// Keeps `s` among the recent samples and returns the newest one at least [`RATE_SPAN`]
+    /// before it, if any.
+    fn remember(&mut self, s: PacerSample) -> Option<PacerSample> {
+        let old = |p: &PacerSample| s.at.saturating_duration_since(p.at) >= RATE_SPAN;
+        while self.recent.get(1).is_some_and(old) || self.recent.len() >= RECENT_SAMPLES {
+            self.recent.pop_front();
+        }
+        let base = self.recent.front().copied().filter(old);
+        self.recent.push_back(s);
+        base
     }
 
     /// Adds an interval's delivery rate to the estimate's window.

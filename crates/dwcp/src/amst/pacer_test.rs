@@ -8,7 +8,8 @@ const CYCLE_U32: u32 = CYCLE as u32;
 const BW_U32: u32 = BW_INTERVALS as u32;
 
 use super::{
-    BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, TokenBucket, gains, network_limited,
+    BW_INTERVALS, CYCLE, MIN_INTERVAL, Pacer, PacerSample, STARTUP_QUEUE_FACTOR, TokenBucket,
+    gains, network_limited,
 };
 
 /// Probe and drain gains at [`RTT`] (intervals of two RTTs: an eighth up and down).
@@ -28,6 +29,8 @@ struct Link {
     /// Bytes standing in the bottleneck's queue.
     queue: f64,
     rate: f64,
+    /// What the session offers uncapped: doubling every interval, as flows in startup.
+    offer: f64,
 }
 
 impl Link {
@@ -38,13 +41,16 @@ impl Link {
             held: Duration::ZERO,
             queue: 0.0,
             rate,
+            offer: rate / 8.0,
         }
     }
 
-    /// One interval of sending at `cap` (uncapped: twice the link's rate, as flows in startup).
+    /// One interval of sending at `cap` (uncapped: twice what it offered the interval before,
+    /// from an eighth of the link's rate).
     fn step(&mut self, cap: Option<f64>) -> PacerSample {
         let secs = STEP.as_secs_f64();
-        let offered = cap.unwrap_or(self.rate * 2.0) * secs + self.queue;
+        let offered = cap.unwrap_or(self.offer) * secs + self.queue;
+        self.offer *= 2.0;
         let out = offered.min(self.rate * secs);
         self.queue = (offered - out).min(self.rate * RTT.as_secs_f64());
         self.delivered += crate::pba::auto::bytes_of(out);
@@ -218,15 +224,17 @@ fn intervals_the_source_set_the_pace_of_neither_end_startup_nor_lower_the_estima
     assert!(pacer.cap().is_some_and(|c| c >= bandwidth * DRAIN));
 }
 
-#[test]
-fn startup_ends_at_the_first_sample_that_shows_the_bottleneck_full() {
-    // `continent`: 25 MB/s, 50 ms, a queue of one BDP; samples every 100 ms, intervals of
-    // 200 ms. Connections in startup double what they offer every sample.
+/// `continent`: 25 MB/s, 50 ms, a queue of one BDP; samples every 100 ms, intervals of 200 ms
+/// (the first opens on the first sample). Connections in startup offer `offered` bytes per
+/// second on the first sample and double it every sample. Asserts that startup ends at the
+/// first sample with a queue of a quarter BDP, `expected`, and returns the queue two samples
+/// later and the bytes that overflowed.
+fn startup_on_continent(offered: f64, expected: u32) -> (f64, f64) {
     let (rate, rtt, tick) = (25e6, Duration::from_millis(50), Duration::from_millis(100));
     let bdp = rate * rtt.as_secs_f64();
     let start = Instant::now();
     let mut pacer = Pacer::new();
-    let (mut queue, mut delivered, mut offered, mut dropped) = (0.0f64, 0u64, 4e6f64, 0.0f64);
+    let (mut queue, mut delivered, mut offered, mut dropped) = (0.0f64, 0u64, offered, 0.0f64);
     let (mut ended_at, mut drained) = (None, f64::MAX);
     for i in 1..=20u32 {
         let cap = pacer.cap();
@@ -245,7 +253,7 @@ fn startup_ends_at_the_first_sample_that_shows_the_bottleneck_full() {
             min_rtt: Some(rtt),
             backlogged: tick * i,
         });
-        let full = srtt.as_secs_f64() > rtt.as_secs_f64() * 1.5 + 0.002;
+        let full = srtt.as_secs_f64() > rtt.as_secs_f64() * STARTUP_QUEUE_FACTOR + 0.002;
         match ended_at {
             None if full => {
                 // The first sample with a queue caps the session, whether its interval
@@ -263,15 +271,27 @@ fn startup_ends_at_the_first_sample_that_shows_the_bottleneck_full() {
             Some(_) => {}
         }
     }
-    let ended_at = ended_at.unwrap_or(0);
-    // Offered 32 MB/s on the fourth sample, the queue half a BDP and more: in the middle of
-    // the interval opened on the third.
-    assert_eq!(ended_at, 4, "startup ends when the link fills");
+    assert_eq!(ended_at, Some(expected), "startup ends when the link fills");
     assert!(
         drained < bdp / 2.0,
         "two samples later the queue holds {drained}"
     );
+    (drained, dropped)
+}
+
+#[test]
+fn startup_ends_at_the_first_sample_that_shows_the_bottleneck_full() {
+    // Offered 32 MB/s on the fourth sample: in the middle of the interval opened on the third.
+    let (_, dropped) = startup_on_continent(4e6, 4);
     assert!(dropped <= 0.0, "{dropped} bytes overflowed the queue");
+    // Offered 32 MB/s on the third sample, which closes the first interval.
+    let (_, dropped) = startup_on_continent(8e6, 3);
+    assert!(dropped <= 0.0, "{dropped} bytes overflowed the queue");
+    let (start, rtt, tick) = (
+        Instant::now(),
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+    );
 
     // A queue while the source set the pace (no frame waited): startup goes on.
     let mut pacer = Pacer::new();

@@ -384,6 +384,8 @@ impl Supervisor {
 
         let mut produced: Option<Produced> = None;
         let mut tick = tokio::time::interval(TICK);
+        let mut startup_tick = tokio::time::interval(super::pacer::STARTUP_TICK);
+        startup_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rate = RateMeter::new(self.start);
         let mut wire_rate = RateMeter::new(0);
         let mut window_start = (Instant::now(), 0u64, self.held_back());
@@ -459,6 +461,12 @@ impl Supervisor {
                     if let Ok((id, exit)) = joined {
                         self.on_exit(id, exit, tuner.current());
                     }
+                }
+                // The pacer in startup samples more often than the tick (see
+                // `STARTUP_TICK`).
+                _ = startup_tick.tick(), if self.pacer.as_ref().is_some_and(|p| !p.is_cruising()) => {
+                    self.account_backlog();
+                    self.pace(tuner.current());
                 }
                 _ = tick.tick() => {
                     let (acked, held) = self.shared.inflight.acked_and_held();

@@ -145,6 +145,28 @@ fn observations_update_ratio_and_speed() {
 }
 
 #[test]
+fn untimed_codecs_scale_their_speed_from_the_timed_one() {
+    let mut t = CodecTable::default();
+    // zstd-3 at 50 MB/s, a sixth of its typical 300, with a ratio of 2.5.
+    t.observe(
+        Codec::Zstd3,
+        5_000_000,
+        2_000_000,
+        Duration::from_millis(100),
+    );
+    assert!((t.speed(Codec::Zstd3) - 50e6).abs() < 1.0);
+    assert!((t.speed(Codec::Zstd6) - 110e6 / 6.0).abs() < 1.0);
+    assert!((t.speed(Codec::Zstd1) - 500e6 / 6.0).abs() < 1.0);
+    // Over 25 MB/s zstd-3 is held to 50 MB/s by the CPU: zstd-6 would be held to 18 MB/s, not
+    // deliver 25 × 2.6; the cheaper zstd-1 (83 MB/s of CPU) delivers more, and is taken.
+    let mut chooser = CompressionChooser::new(Codec::Zstd3);
+    assert_eq!(chooser.decide(&t, 25e6, 1), Codec::Zstd1);
+    // Ratios forgotten (new data): speeds still scale.
+    t.forget_ratios();
+    assert!((t.speed(Codec::Zstd9) - 60e6 / 6.0).abs() < 1.0);
+}
+
+#[test]
 fn codec_names() {
     let names: Vec<String> = Codec::ALL.iter().map(ToString::to_string).collect();
     assert_eq!(

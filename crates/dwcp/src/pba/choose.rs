@@ -195,6 +195,17 @@ impl CodecTable {
         self.last_observed = None;
     }
 
+    /// The measured and typical figure (`of`: a speed or a ratio) of the codec `by`, if it was
+    /// measured.
+    fn reference(
+        &self,
+        by: Option<Codec>,
+        of: impl Fn(&Entry) -> (Option<f64>, f64),
+    ) -> Option<(f64, f64)> {
+        let (measured, typical) = of(self.entry(by?)?);
+        Some((measured?, typical))
+    }
+
     /// Compression speed of `codec`, input bytes per second per core: measured; else its
     /// typical speed scaled by how the last timed codec compares to its own; else typical.
     ///
@@ -212,11 +223,7 @@ impl CodecTable {
         if let Some(s) = e.speed {
             return s;
         }
-        let reference = self
-            .last_timed
-            .and_then(|c| self.entry(c))
-            .and_then(|r| Some((r.speed?, r.typical.speed)));
-        match reference {
+        match self.reference(self.last_timed, |r| (r.speed, r.typical.speed)) {
             Some((measured, typical)) if typical.is_finite() && typical > 0.0 => {
                 e.typical.speed * measured / typical
             }
@@ -234,11 +241,7 @@ impl CodecTable {
         if let Some(r) = e.ratio {
             return r;
         }
-        let reference = self
-            .last_observed
-            .and_then(|c| self.entry(c))
-            .and_then(|r| Some((r.ratio?, r.typical.ratio)));
-        match reference {
+        match self.reference(self.last_observed, |r| (r.ratio, r.typical.ratio)) {
             Some((measured, typical)) if typical > 1.0 => {
                 let scale = ((measured - 1.0) / (typical - 1.0)).max(0.0);
                 1.0 + (e.typical.ratio - 1.0) * scale

@@ -121,6 +121,13 @@ impl SessionReduce {
             return;
         };
         for (codec, sums) in self.shared.take_observed() {
+            tracing::trace!(
+                %codec,
+                original = sums.original,
+                compressed = sums.compressed,
+                cpu_us = u64::try_from(sums.cpu.as_micros()).unwrap_or(u64::MAX),
+                "compressor measured"
+            );
             ctl.observe(codec, sums.original, sums.compressed, sums.cpu);
         }
         if let Some(codec) = ctl.on_sample(sample) {

@@ -210,11 +210,12 @@ impl CodecTable {
     /// typical speed scaled by how the last timed codec compares to its own; else typical.
     ///
     /// This machine, its load and compressing against the stream before each chunk make
-    /// every level slower than the published figures by much the same factor. Unscaled, a
-    /// level that held the sender back (zstd-3 at 45 MB/s on a shared core, against 300
-    /// typical) made the untried zstd-6 look more than twice as fast (110 typical): over
-    /// `continent` the sender moved to it, measured it slower still, and came back, three
-    /// changes in a 128 MiB disk image that then took 3.9 s instead of 2.9.
+    /// every level slower than the published figures by much the same factor. On two shared
+    /// cores zstd-3 ran at 21–270 MB/s over 100 ms periods (median 110; 300 published), while
+    /// the untried zstd-6 counted at its published 110: as fast as zstd-3 at its median, and
+    /// faster whenever zstd-3 held the sender back. Over `continent` the sender moved to it,
+    /// measured it slower still, and came back, three changes in a 128 MiB disk image that
+    /// then took 3.9 s instead of 2.9.
     #[must_use]
     pub fn speed(&self, codec: Codec) -> f64 {
         let Some(e) = self.entry(codec) else {

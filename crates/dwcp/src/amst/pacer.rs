@@ -240,13 +240,14 @@ impl Pacer {
         };
         let elapsed = s.at.saturating_duration_since(from.at);
         let interval = (min_rtt * 2).max(MIN_INTERVAL);
-        let queue = s.srtt.is_some_and(|srtt| {
-            srtt.as_secs_f64() > min_rtt.as_secs_f64() * QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
-        });
-        let filling = s.srtt.is_some_and(|srtt| {
-            srtt.as_secs_f64()
-                > min_rtt.as_secs_f64() * STARTUP_QUEUE_FACTOR + QUEUE_SLACK.as_secs_f64()
-        });
+        // Whether the smoothed RTT shows a queue: above `min_rtt × factor + QUEUE_SLACK`.
+        let queued = |factor: f64| {
+            s.srtt.is_some_and(|srtt| {
+                srtt.as_secs_f64() > min_rtt.as_secs_f64() * factor + QUEUE_SLACK.as_secs_f64()
+            })
+        };
+        let queue = queued(QUEUE_FACTOR);
+        let filling = queued(STARTUP_QUEUE_FACTOR);
         let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
         if let Some(rate) = self.full_in_startup(&s, base, from, filling && limited) {
             return self.end_startup(s, rate, min_rtt, interval);

@@ -396,6 +396,10 @@ async fn read_loop(mut lines: LineReader<OwnedReadHalf>, shared: Arc<Shared>) {
             Ok(Some(line)) => shared.dispatch(&line),
             Ok(None) => break DisconnectReason::Eof,
             Err(LineError::TooLong { limit }) => break DisconnectReason::LineTooLong { limit },
+            // QEMU exiting with our bytes unread resets the socket instead of closing it.
+            Err(LineError::Io(err)) if err.kind() == std::io::ErrorKind::ConnectionReset => {
+                break DisconnectReason::Eof;
+            }
             Err(LineError::Io(err)) => break DisconnectReason::Read(err.kind()),
         }
     };

@@ -191,6 +191,20 @@ async fn hang_up_fails_pending_and_later_commands() {
 }
 
 #[tokio::test]
+async fn a_reset_from_qemu_counts_as_its_exit() {
+    let (client, fake) = connected(QmpOptions::default()).await;
+    let (result, ()) = tokio::join!(
+        client.execute("query-status", Value::Null),
+        fake.hang_up_unread()
+    );
+    assert!(
+        matches!(result, Err(QmpError::Disconnected(DisconnectReason::Eof))),
+        "{result:?}"
+    );
+    assert_eq!(client.closed().await, DisconnectReason::Eof);
+}
+
+#[tokio::test]
 async fn quit_counts_a_hang_up_as_success() {
     let (client, mut fake) = connected(QmpOptions::default()).await;
     let serve = async {

@@ -35,6 +35,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
+    /// The reader underneath, for tests that act on the socket itself.
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
     /// Reads the next line without its newline. `None` means a clean end of stream; an
     /// unterminated last line at end of stream is also returned as a line.
     ///

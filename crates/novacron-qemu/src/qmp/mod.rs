@@ -125,7 +125,7 @@ pub struct QmpEvent {
 /// Why a QMP connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
-    /// QEMU closed the socket (usually: it exited).
+    /// QEMU closed the socket (usually: it exited), or reset it by closing with bytes unread.
     Eof,
     /// QEMU sent a line longer than the limit.
     LineTooLong {

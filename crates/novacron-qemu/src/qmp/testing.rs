@@ -89,6 +89,13 @@ impl FakeQemu {
     pub(crate) fn hang_up(self) {
         drop(self);
     }
+
+    /// Waits until the client has written something, then closes QEMU's end without reading
+    /// it, as QEMU exiting with a command unread does: the kernel resets the connection.
+    pub(crate) async fn hang_up_unread(self) {
+        self.lines.get_ref().readable().await.unwrap();
+        drop(self);
+    }
 }
 
 /// A client connected to a fake that has completed the handshake.

@@ -53,6 +53,10 @@ pub(crate) struct Outgoing {
     /// For a frame sent again: the connection that carries (or carried) it, which should
     /// leave this copy to another one.
     pub(crate) avoid: Option<ConnId>,
+    /// For a frame sent again after the receiver reported holding it and then asked for its
+    /// content (`Held`, then `Need`): the payload bytes already counted as acknowledged then.
+    /// Its window permits were released then too, so no copy of it releases any.
+    pub(crate) prepaid: Option<u32>,
 }
 
 impl Outgoing {
@@ -68,6 +72,17 @@ impl Outgoing {
             stream_len,
             original: None,
             avoid: None,
+            prepaid: None,
+        }
+    }
+
+    /// The window permits and acknowledged wire bytes this frame releases when it is
+    /// acknowledged or reported held: none and its growth for a prepaid one.
+    fn release(&self, charge: Charge) -> (u64, u64) {
+        let wire = u64::from(self.frame.header.length);
+        match self.prepaid {
+            Some(counted) => (0, wire.saturating_sub(u64::from(counted))),
+            None => (charge.of(self.stream_len), wire),
         }
     }
 }
@@ -79,7 +94,8 @@ struct Entry {
     /// When the frame was handed to the connection.
     at: std::time::Instant,
     /// Whether the receiver reported holding it ahead of the acknowledged bytes (`Held`): its
-    /// permits and wire bytes were released then, and it is never sent again.
+    /// permits and wire bytes were released then, and it is sent again only if the receiver
+    /// asks for it (`Need`).
     held: bool,
 }
 
@@ -197,8 +213,9 @@ impl InFlight {
     /// acknowledged: the `Ack` that covered it found it no longer recorded, so its payload
     /// counts as acknowledged wire bytes now. Returns the window permits it held.
     pub(crate) fn acknowledged_before_resent(&self, out: &Outgoing) -> u64 {
-        self.lock().acked_wire += u64::from(out.frame.header.length);
-        self.charge.of(out.stream_len)
+        let (permits, wire) = out.release(self.charge);
+        self.lock().acked_wire += wire;
+        permits
     }
 
     /// Applies an acknowledgement of every byte below `offset`. Returns the window permits
@@ -223,8 +240,9 @@ impl InFlight {
                 st.held.1 = st.held.1.saturating_sub(1);
                 continue;
             }
-            wire += u64::from(e.out.frame.header.length);
-            released += self.charge.of(len);
+            let (permits, bytes) = e.out.release(self.charge);
+            wire += bytes;
+            released += permits;
         }
         st.acked_wire += wire;
         released
@@ -248,11 +266,11 @@ impl InFlight {
         }
         e.held = true;
         let len = e.out.stream_len;
-        let wire = u64::from(e.out.frame.header.length);
+        let (permits, wire) = e.out.release(self.charge);
         st.held.0 = st.held.0.saturating_add(len);
         st.held.1 += 1;
         st.acked_wire += wire;
-        self.charge.of(len)
+        permits
     }
 
     /// The acknowledged offset and the stream bytes the receiver reported holding beyond it,
@@ -328,14 +346,21 @@ impl InFlight {
         st.data.remove(&offset).map(|e| e.out)
     }
 
-    /// Removes and returns the unacknowledged data frame at `offset`, to be sent again;
-    /// `None` for one the receiver reported holding (its permits were released then).
+    /// Removes and returns the unacknowledged data frame at `offset`, which the receiver asked
+    /// for (`Need`), to be sent again; `None` for one acknowledged or already taken back. A
+    /// frame the receiver reported holding is taken too (it could not decode it once the bytes
+    /// before it were in), and comes back prepaid: its permits were released when it was held.
     pub(crate) fn take_offset(&self, offset: u64) -> Option<Outgoing> {
         let mut st = self.lock();
-        if st.data.get(&offset).is_none_or(|e| e.held) {
-            return None;
+        let e = st.data.remove(&offset)?;
+        let mut out = e.out;
+        if e.held {
+            st.held.0 = st.held.0.saturating_sub(out.stream_len);
+            st.held.1 = st.held.1.saturating_sub(1);
+            let counted = out.prepaid.unwrap_or(out.frame.header.length);
+            out.prepaid = Some(counted);
         }
-        st.data.remove(&offset).map(|e| e.out)
+        Some(out)
     }
 
     /// The connection holding the oldest unacknowledged frame: the stream cannot advance
@@ -435,7 +460,6 @@ mod tests {
         assert_eq!(f.pending_on(1), 2);
         // A dropped connection leaves the held frame where it is.
         assert_eq!(offsets(&f.take_conn(1)), vec![0, 20]);
-        assert!(f.take_offset(10).is_none());
         // The acknowledgement covering it releases only the others.
         for o in [data(0, 10), data(20, 10)] {
             assert!(f.written(&o, 2));
@@ -443,6 +467,35 @@ mod tests {
         assert_eq!(f.ack(30), 20);
         assert_eq!(f.acked_and_held(), (30, 0));
         assert_eq!(f.acked_wire(), 30);
+    }
+
+    #[test]
+    fn a_held_frame_the_receiver_asks_for_goes_again_without_its_permits() {
+        let f = InFlight::new(0, Charge::default());
+        for off in [0, 10] {
+            assert!(f.written(&data(off, 10), 1));
+        }
+        assert_eq!(f.held(10), 10);
+        // Decoding it once the bytes before it were in, the receiver found content missing.
+        let again = f.take_offset(10).unwrap();
+        assert_eq!(again.prepaid, Some(10));
+        assert_eq!(f.acked_and_held(), (0, 0), "no longer held");
+        assert!(f.take_offset(10).is_none(), "taken once");
+        // Sent again with the missing content as literals: 25 payload bytes, not 10.
+        let literals = Outgoing {
+            frame: data_frame(10, 25),
+            stream_len: 10,
+            ..again
+        };
+        assert!(f.written(&literals, 2));
+        // Held once more, then acknowledged: no permits, the wire only for its growth.
+        assert_eq!(f.held(10), 0);
+        assert_eq!(f.acked_wire(), 25);
+        assert_eq!(f.ack(20), 10, "only the frame at 0 held permits");
+        assert_eq!(f.acked_wire(), 35);
+        assert_eq!(f.acked_and_held(), (20, 0));
+        // A prepaid copy found acknowledged before it went releases nothing either.
+        assert_eq!(f.acknowledged_before_resent(&literals), 0);
     }
 
     #[test]

@@ -60,6 +60,8 @@ mod inflight;
 #[cfg(test)]
 mod join_test;
 mod names;
+#[cfg(test)]
+mod need_held_test;
 pub mod pacer;
 mod pages;
 mod prefix;

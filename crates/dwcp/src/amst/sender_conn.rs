@@ -633,7 +633,8 @@ async fn read_loop(
 
 /// Sends the frame at `offset` again, the content the receiver lacked as literals: what the
 /// `Need` names (`payload`, see [`segments::parse_need`]), or every segment when it names
-/// nothing. A frame no longer in flight (acknowledged, or already queued again) needs nothing.
+/// nothing, whether or not the receiver had reported holding it. A frame no longer in flight
+/// (acknowledged, or already queued again) needs nothing.
 fn on_need(shared: &Shared, offset: u64, payload: &[u8]) -> Result<(), String> {
     let Some(cutter) = shared.cutter else {
         return Err("Need frame on a session without deduplication".into());
@@ -680,6 +681,7 @@ fn on_need(shared: &Shared, offset: u64, payload: &[u8]) -> Result<(), String> {
                 stream_len: out.stream_len,
                 original,
                 avoid: None,
+                prepaid: out.prepaid,
             }
         }
         // The receiver asked for a frame without references: send it as it was.

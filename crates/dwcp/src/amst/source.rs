@@ -426,6 +426,7 @@ impl Producer {
                     stream_len: n as u64,
                     original,
                     avoid: None,
+                    prepaid: None,
                 })
                 .map_err(|_| ProduceError::Cancelled)?;
             seq += 1;

@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
-use super::prefix::StreamTail;
+use super::prefix::{StreamTail, prefix_len};
 use super::segments::{MIN_STORED, Segment, pack, write, write_packed};
 use crate::hde::lru::Lru;
 use crate::hde::{
@@ -281,7 +281,9 @@ impl Dedup {
                 let started = Instant::now();
                 let original = literals.len() as u64;
                 let before = match (&self.tail, codec) {
-                    (Some(tail), Codec::Zstd) => tail.before(offset, tail.len_before(offset)),
+                    (Some(tail), Codec::Zstd) => {
+                        tail.before(offset, prefix_len(tail.len_before(offset), literals.len()))
+                    }
                     _ => None,
                 };
                 let packed = pack(

@@ -227,9 +227,10 @@ async fn frames_compressed_against_the_bytes_before_them_wait_for_them() {
     let (stream, frames) = prefixed_frames(8);
     for (i, f) in frames.iter().enumerate().skip(1) {
         let parsed = super::segments::parse(&f.payload, 1 << 20).unwrap();
+        // At most twice the literal block (here about the 64 KiB chunk).
         assert_eq!(
             parsed.prefix,
-            i * (64 << 10),
+            i.min(2) * (64 << 10),
             "compressed against the stream before"
         );
         assert!(f.payload.len() < 8 << 10, "{} bytes", f.payload.len());

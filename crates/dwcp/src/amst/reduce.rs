@@ -120,8 +120,13 @@ pub(crate) const PROBE_EVERY: u32 = 16;
 /// Compression measured for one codec since the controller last took it.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sums {
+    /// Literal blocks compressed.
+    pub(crate) blocks: u64,
+    /// Their bytes.
     pub(crate) original: u64,
+    /// Bytes they compressed to.
     pub(crate) compressed: u64,
+    /// Time spent compressing them.
     pub(crate) cpu: Duration,
 }
 
@@ -189,6 +194,7 @@ impl ReduceShared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = sums.get_mut(index) {
+            s.blocks += 1;
             s.original += o.original;
             s.compressed += o.compressed;
             s.cpu += o.cpu;

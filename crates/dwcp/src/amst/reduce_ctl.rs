@@ -123,6 +123,7 @@ impl SessionReduce {
         for (codec, sums) in self.shared.take_observed() {
             tracing::trace!(
                 %codec,
+                blocks = sums.blocks,
                 original = sums.original,
                 compressed = sums.compressed,
                 cpu_us = u64::try_from(sums.cpu.as_micros()).unwrap_or(u64::MAX),

@@ -297,12 +297,19 @@ impl Convergence {
     /// Decides after `s`.
     pub fn observe(&mut self, s: &Sample) -> Verdict {
         let why = || {
-            format!(
-                "dirty rate {} MB/s > link {} MB/s ({} MB still to send after {} passes)",
-                mb(s.dirty_rate()),
-                mb(s.wire_rate),
+            let left = format!(
+                "{} MB still to send after {} passes",
                 mb(s.remaining),
                 s.pass
+            );
+            if s.wire_rate == 0 && s.dirty_rate() == 0 {
+                // Neither side moves: a rate comparison would read "0 > 0".
+                return format!("the stream made no progress lately ({left})");
+            }
+            format!(
+                "dirty rate {} MB/s > link {} MB/s ({left})",
+                mb(s.dirty_rate()),
+                mb(s.wire_rate),
             )
         };
         if s.elapsed > self.policy.budget {

@@ -99,6 +99,25 @@ fn past_the_budget_it_is_cancelled_with_the_rates() {
 }
 
 #[test]
+fn a_stream_that_stopped_moving_is_cancelled_as_such() {
+    let mut c = Convergence::new(Policy {
+        budget: Duration::from_secs(60),
+        ..Policy::default()
+    });
+    let mut s = sample(61, 1, 72 * MIB);
+    s.wire_rate = 0;
+    s.dirty_pages_rate = 0;
+    let Verdict::Cancel(why) = c.observe(&s) else {
+        panic!("not cancelled")
+    };
+    assert_eq!(
+        why,
+        "not done within the time budget of 60 s: the stream made no progress lately \
+         (75 MB still to send after 1 passes)"
+    );
+}
+
+#[test]
 fn a_stall_at_full_throttle_with_the_guest_outrunning_the_link_is_cancelled() {
     let mut c = Convergence::new(Policy::default());
     let dirty = 180_000_000 / 4096;

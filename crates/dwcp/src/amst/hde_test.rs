@@ -361,6 +361,18 @@ pub(super) async fn hello_by_hand(
     (s, session, HelloAck::decode(&answer.payload).unwrap())
 }
 
+/// The `Hello` of a session's second connection, asking for `features`.
+pub(super) fn join_hello(features: u32) -> Hello {
+    Hello {
+        mode: HelloMode::Join,
+        conn_index: 1,
+        total_len: None,
+        chunk_size: 64 << 10,
+        name: String::new(),
+        features,
+    }
+}
+
 /// Sends one `Hde` data frame at offset 0 and returns the receiver's `Error`: the connection
 /// that carried the bad frame is closed, and, as a sender would, another one joins the session
 /// and is told why.
@@ -386,15 +398,13 @@ async fn refused(
     let closed = timeout(STEP, read_frame(s)).await.unwrap();
     assert!(matches!(closed, Ok(None) | Err(_)), "{closed:?}");
     let mut join = TcpStream::connect(addr).await.unwrap();
-    let hello = Hello {
-        mode: HelloMode::Join,
-        conn_index: 1,
-        total_len: None,
-        chunk_size: 64 << 10,
-        name: String::new(),
-        features: FEATURE_HDE,
-    };
-    let f = Frame::control(FrameKind::Hello, session, 0, hello.encode()).unwrap();
+    let f = Frame::control(
+        FrameKind::Hello,
+        session,
+        0,
+        join_hello(FEATURE_HDE).encode(),
+    )
+    .unwrap();
     write_frame(&mut join, &f).await.unwrap();
     join.flush().await.unwrap();
     loop {

@@ -9,12 +9,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::hde_test::{MIB, Rx, STEP, mixed, opts, send_to};
+use super::hde_test::{MIB, Rx, STEP, join_hello, mixed, opts, send_to};
 use super::{ReceiverConfig, Reduction, StreamCount};
 use crate::transport::Security;
 use crate::wire::{
-    ErrorCode, ErrorMessage, Frame, FrameKind, Hello, HelloMode, PayloadKind, SessionId,
-    read_frame, write_frame,
+    ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId, read_frame, write_frame,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,16 +37,8 @@ async fn a_refused_join_is_told_why_and_closed_without_a_reset() {
     let dir = tempfile::tempdir().unwrap();
     let rx = Rx::with_config(ReceiverConfig::new(dir.path()), Security::Insecure).await;
     let session = SessionId::random();
-    let hello = Hello {
-        mode: HelloMode::Join,
-        conn_index: 1,
-        total_len: None,
-        chunk_size: 64 << 10,
-        name: String::new(),
-        features: 0,
-    };
     let mut bytes = Vec::new();
-    let f = Frame::control(FrameKind::Hello, session, 0, hello.encode()).unwrap();
+    let f = Frame::control(FrameKind::Hello, session, 0, join_hello(0).encode()).unwrap();
     write_frame(&mut bytes, &f).await.unwrap();
     for seq in 0..8u64 {
         let payload = Bytes::from(vec![7u8; 64 << 10]);

@@ -357,8 +357,9 @@ impl InFlight {
         if e.held {
             st.held.0 = st.held.0.saturating_sub(out.stream_len);
             st.held.1 = st.held.1.saturating_sub(1);
-            let counted = out.prepaid.unwrap_or(out.frame.header.length);
-            out.prepaid = Some(counted);
+            // Its whole payload counts as acknowledged by now (a prepaid copy's growth was
+            // added when it was held).
+            out.prepaid = Some(out.frame.header.length);
         }
         Some(out)
     }
@@ -496,6 +497,36 @@ mod tests {
         assert_eq!(f.acked_and_held(), (20, 0));
         // A prepaid copy found acknowledged before it went releases nothing either.
         assert_eq!(f.acknowledged_before_resent(&literals), 0);
+    }
+
+    #[test]
+    fn a_prepaid_copy_held_and_asked_for_again_counts_its_wire_bytes_once() {
+        let f = InFlight::new(0, Charge::default());
+        assert!(f.written(&data(0, 10), 1));
+        assert!(f.written(&data(10, 10), 1));
+        assert_eq!(f.held(10), 10);
+        let again = f.take_offset(10).unwrap();
+        let second = Outgoing {
+            frame: data_frame(10, 25),
+            ..again
+        };
+        assert!(f.written(&second, 1));
+        assert_eq!(f.held(10), 0);
+        assert_eq!(f.acked_wire(), 25);
+        // Asked for once more: the third copy, 40 bytes, adds only its growth over the second.
+        let again = f.take_offset(10).unwrap();
+        assert_eq!(again.prepaid, Some(25));
+        let third = Outgoing {
+            frame: data_frame(10, 40),
+            ..again
+        };
+        assert!(f.written(&third, 2));
+        assert_eq!(f.ack(20), 10);
+        assert_eq!(
+            f.acked_wire(),
+            50,
+            "10 + 40: every byte of the last copy, once"
+        );
     }
 
     #[test]

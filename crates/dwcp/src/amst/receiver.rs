@@ -116,9 +116,10 @@ const ACK_EVERY: Duration = Duration::from_millis(10);
 const REAP_EVERY: Duration = Duration::from_millis(500);
 /// How long a finished session stays, so a sender that missed `Done` can ask again.
 const FINISHED_LINGER: Duration = Duration::from_secs(10);
-/// How long a refused connection is drained before it closes. A joining sender writes frames
-/// right behind its `Hello`; closing with them unread would reset the connection, and a reset
-/// can discard the refusal on its way. The sender closes once it has read the refusal.
+/// How long a refusal may hold its connection: its `Error` written, then what the peer still
+/// sends drained until it closes. A joining sender writes frames right behind its `Hello`;
+/// closing with them unread would reset the connection, and a reset can discard the refusal on
+/// its way. The sender closes once it has read the refusal.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 fn lock(s: &Sessions) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<RxSession>>> {
@@ -213,17 +214,20 @@ fn is_transient(e: &std::io::Error) -> bool {
 }
 
 /// Sends `err` and ends the connection: the write side is shut, and what the peer still sends
-/// is read and dropped until it closes, for at most [`REFUSAL_LINGER`].
+/// is read and dropped until it closes; all of it within [`REFUSAL_LINGER`].
 async fn send_error(stream: &mut BoxStream, session: SessionId, err: &ErrorMessage) {
-    if let Ok(frame) = Frame::control(FrameKind::Error, session, 0, err.encode()) {
+    let Ok(frame) = Frame::control(FrameKind::Error, session, 0, err.encode()) else {
+        return;
+    };
+    let refused = async {
         // The peer may already be gone; the refusal is logged either way.
         let _ = write_frame(stream, &frame).await;
         let _ = stream.flush().await;
         let _ = stream.shutdown().await;
         let mut sink = vec![0u8; 64 << 10];
-        let drained = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
-        let _ = tokio::time::timeout(REFUSAL_LINGER, drained).await;
-    }
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, refused).await;
 }
 
 /// Handles one connection from `Hello` to close.

@@ -36,9 +36,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/wan-lib.sh
 . "$ROOT/bench/wan-lib.sh"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-NC=$TARGET_DIR/release/novacron
-WANEM=$TARGET_DIR/release/novacron-wanem
 SCALE=${DWCP_BENCH_SCALE:-1}
 UNPACED=${DWCP_BENCH_UNPACED:-1}
 IPERF_SECONDS=${IPERF_SECONDS:-20}

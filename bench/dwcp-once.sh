@@ -24,9 +24,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/wan-lib.sh
 . "$ROOT/bench/wan-lib.sh"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-NC=$TARGET_DIR/release/novacron
-WANEM=$TARGET_DIR/release/novacron-wanem
 NS_A=ncwan-a
 NS_B=ncwan-b
 ADDR=10.250.0.2:7491

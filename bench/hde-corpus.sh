@@ -72,9 +72,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/wan-lib.sh
 . "$ROOT/bench/wan-lib.sh"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-NC=$TARGET_DIR/release/novacron
-WANEM=$TARGET_DIR/release/novacron-wanem
 GUEST=${GUEST_DIR:-$ROOT/target/test-guest}
 SCALE=${CORPUS_BENCH_SCALE:-1}
 CORPUS=${CORPUS_DIR:-$ROOT/bench/out/corpus/scale-$SCALE}

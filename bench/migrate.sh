@@ -45,9 +45,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/wan-lib.sh disable=SC1091
 . "$ROOT/bench/wan-lib.sh"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-NC=$TARGET_DIR/release/novacron
-WANEM=$TARGET_DIR/release/novacron-wanem
 GUEST=${GUEST_DIR:-$ROOT/target/test-guest}
 MEMORY=${MIGRATE_BENCH_MEMORY:-256M}
 CMDLINE=${MIGRATE_BENCH_CMDLINE:-console=ttyS0 quiet panic=-1 nc.mem=160M nc.dirty=4M}

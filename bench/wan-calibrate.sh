@@ -20,8 +20,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/wan-lib.sh
 . "$ROOT/bench/wan-lib.sh"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/novacron-wanem
+BIN=$WANEM
 IPERF_SECONDS=${IPERF_SECONDS:-10}
 PING_COUNT=${PING_COUNT:-20}
 IPERF_CC=${IPERF_CC:-cubic}

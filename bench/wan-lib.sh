@@ -1,4 +1,9 @@
-# Shell functions shared by the benchmark scripts that drive novacron-wanem. Sourced, not run.
+# Shell functions shared by the benchmark scripts that drive novacron-wanem. Sourced, not run,
+# by a script that has set ROOT (the repository's root) first.
+
+# The release binaries the scripts run: in $CARGO_TARGET_DIR, by default <repo>/target.
+NC=${CARGO_TARGET_DIR:-$ROOT/target}/release/novacron
+WANEM=${CARGO_TARGET_DIR:-$ROOT/target}/release/novacron-wanem
 
 # Stops one background process: signal $2 (default TERM), up to 5 s to exit, then SIGKILL.
 stop_pid() {

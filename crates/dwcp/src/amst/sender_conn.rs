@@ -22,6 +22,8 @@ use crate::wire::{
 
 /// How long the receiver may take to answer a `Hello`.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why a `Hello` failed when no answer came within [`HELLO_TIMEOUT`].
+const NO_ANSWER: &str = "receiver did not answer Hello in time";
 /// Bytes a paced connection writes per draw from the session's token bucket.
 pub(crate) const PACED_PIECE: u32 = 64 << 10;
 /// How long a closing connection waits for its last frames to be acknowledged.
@@ -229,7 +231,7 @@ pub(crate) async fn hello(
     };
     tokio::time::timeout(HELLO_TIMEOUT, exchange)
         .await
-        .map_err(|_| HelloFailure::Link("receiver did not answer Hello in time".into()))?
+        .map_err(|_| HelloFailure::Link(NO_ANSWER.into()))?
 }
 
 /// Writes `Hello` (the answer is read by [`read_hello_answer`]).
@@ -567,7 +569,7 @@ async fn read_loop(
 ) -> Result<(), String> {
     if admission == Admission::Pending {
         match tokio::time::timeout(HELLO_TIMEOUT, read_hello_answer(rd)).await {
-            Err(_) => return Err("receiver did not answer Hello in time".into()),
+            Err(_) => return Err(NO_ANSWER.into()),
             Ok(Err(failure)) => return Err(join_refused(shared, failure)),
             Ok(Ok(_)) => {}
         }

@@ -14,9 +14,11 @@
 //!
 //! At the very end (the `End` frame written), a short tail is sent again on other connections
 //! at once, before any loss shows: a migration's guest waits, stopped, for the last bytes, and
-//! a loss among them would cost two round trips or more. Only while what is unacknowledged
-//! crosses the link in [`TAIL_COPY_TIME`] (see [`tail_budget`]): copies of more would queue
-//! ahead of the originals' own retransmissions.
+//! a loss among them would cost a round trip or more. Only while what is unacknowledged
+//! crosses the link in half a round trip, or in [`TAIL_COPY_TIME`] on a shorter path (see
+//! [`tail_budget`]): the copies queue behind the originals, and then they have all crossed
+//! before TCP could send a lost segment again, which is at least a round trip after it first
+//! went; copies of more would queue ahead of that retransmission.
 //!
 //! Before the end, an interactive stream's frame that goes out nearly alone (at most
 //! [`LONE_COPY`] bytes outstanding, itself included) is sent again on another connection at
@@ -30,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use crate::transport::TcpStats;
 
-/// How long the link may spend on copies of the tail.
+/// How long the link may spend on copies of the tail at least (half a round trip on a longer
+/// path).
 pub(crate) const TAIL_COPY_TIME: Duration = Duration::from_millis(40);
 /// Payload of a tail always copied, however slow the link seems.
 pub(crate) const TAIL_COPY_FLOOR: u64 = 64 << 10;
@@ -38,12 +41,14 @@ pub(crate) const TAIL_COPY_FLOOR: u64 = 64 << 10;
 /// documentation).
 pub(crate) const LONE_COPY: u64 = 64 << 10;
 
-/// Payload bytes of a tail worth copying: what the link carries in [`TAIL_COPY_TIME`] at
-/// `peak_rate` (payload bytes per second, the fastest the receiver acknowledged), at least
+/// Payload bytes of a tail worth copying: what the link carries at `peak_rate` (payload bytes
+/// per second, the fastest the receiver acknowledged) in half of `min_rtt` (the path's round
+/// trip, when measured) or in [`TAIL_COPY_TIME`], whichever is longer; at least
 /// [`TAIL_COPY_FLOOR`].
 #[must_use]
-pub(crate) fn tail_budget(peak_rate: f64) -> u64 {
-    crate::pba::auto::bytes_of(peak_rate * TAIL_COPY_TIME.as_secs_f64()).max(TAIL_COPY_FLOOR)
+pub(crate) fn tail_budget(peak_rate: f64, min_rtt: Option<Duration>) -> u64 {
+    let time = min_rtt.map_or(TAIL_COPY_TIME, |rtt| (rtt / 2).max(TAIL_COPY_TIME));
+    crate::pba::auto::bytes_of(peak_rate * time.as_secs_f64()).max(TAIL_COPY_FLOOR)
 }
 
 /// Least time without an acknowledgement that counts as waiting on a timer: a round trip on
@@ -97,11 +102,15 @@ mod tests {
     }
 
     #[test]
-    fn the_tail_budget_is_forty_milliseconds_of_the_link_with_a_floor() {
-        // 100 Mbit/s of payload: 12.5 MB/s, 500 kB in 40 ms.
-        assert_eq!(tail_budget(12_500_000.0), 500_000);
-        assert_eq!(tail_budget(0.0), TAIL_COPY_FLOOR);
-        assert_eq!(tail_budget(f64::NAN), TAIL_COPY_FLOOR);
+    fn the_tail_budget_is_half_a_round_trip_of_the_link_with_floors() {
+        let ms = Duration::from_millis;
+        // 100 Mbit/s of payload: 12.5 MB/s, 937.5 kB in half of 150 ms.
+        assert_eq!(tail_budget(12_500_000.0, Some(ms(150))), 937_500);
+        // A short path, or none measured yet: 40 ms, 500 kB.
+        assert_eq!(tail_budget(12_500_000.0, Some(ms(10))), 500_000);
+        assert_eq!(tail_budget(12_500_000.0, None), 500_000);
+        assert_eq!(tail_budget(0.0, Some(ms(150))), TAIL_COPY_FLOOR);
+        assert_eq!(tail_budget(f64::NAN, None), TAIL_COPY_FLOOR);
     }
 
     #[test]

@@ -473,7 +473,11 @@ impl Supervisor {
                     rate.sample(acked + held);
                     let acked_wire = self.shared.inflight.acked_wire();
                     wire_rate.sample(acked_wire);
-                    let budget = super::hedge::tail_budget(wire_rate.peak());
+                    let min_rtt = self.shared.min_rtt_us.load(Ordering::Relaxed);
+                    let budget = super::hedge::tail_budget(
+                        wire_rate.peak(),
+                        (min_rtt != u64::MAX).then(|| Duration::from_micros(min_rtt)),
+                    );
                     self.shared.tail_budget.store(budget, Ordering::Relaxed);
                     self.publish(
                         (acked, held, acked_wire),

@@ -132,6 +132,9 @@ pub(crate) struct Dedup {
     versions: Lru<u64, (ContentHash, Bytes)>,
     /// The last chunks encoded, when literal blocks are compressed against them.
     tail: Option<StreamTail>,
+    /// Whether the compressor has time to spare (see [`super::prefix::Spare`]): literal
+    /// blocks are then compressed against the whole prefix held.
+    pub(crate) spare: bool,
 }
 
 impl Dedup {
@@ -154,6 +157,7 @@ impl Dedup {
             next_cuts: Vec::new(),
             versions: Lru::new(),
             tail: prefixed.then(StreamTail::default),
+            spare: false,
         }
     }
 
@@ -281,9 +285,10 @@ impl Dedup {
                 let started = Instant::now();
                 let original = literals.len() as u64;
                 let before = match (&self.tail, codec) {
-                    (Some(tail), Codec::Zstd) => {
-                        tail.before(offset, prefix_len(tail.len_before(offset), literals.len()))
-                    }
+                    (Some(tail), Codec::Zstd) => tail.before(
+                        offset,
+                        prefix_len(tail.len_before(offset), literals.len(), self.spare),
+                    ),
                     _ => None,
                 };
                 let packed = pack(

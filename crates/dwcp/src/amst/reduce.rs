@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -147,6 +147,9 @@ pub(crate) struct ReduceShared {
     pub(crate) blocked_ns: AtomicU64,
     /// Per codec of [`PbaCodec::ALL`].
     observed: Mutex<[Sums; 7]>,
+    /// Whether the compressor has time to spare (see [`super::prefix::Spare`]), set by the
+    /// session's PBA loop.
+    pub(crate) spare: AtomicBool,
 }
 
 impl ReduceShared {
@@ -258,6 +261,9 @@ impl ChunkEncoder {
                 }
             }
         };
+        if let Some(dedup) = self.dedup.as_mut() {
+            dedup.spare = shared.spare.load(Ordering::Relaxed);
+        }
         let out = match self.dedup.as_mut() {
             // An all-zero chunk is one 5-byte item either way.
             Some(dedup) if crate::hde::is_zero(&chunk) => {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::dedup::Dedup;
 use super::hde_frame::choice_name;
+use super::prefix::Spare;
 use super::reduce::{ChunkEncoder, ReduceShared, Reduction, choice_of};
 use crate::hde::CodecChoice;
 use crate::mode::Mode;
@@ -36,6 +37,8 @@ pub(crate) struct SessionReduce {
     first: SenderSample,
     /// The mode the first RTT suggested.
     guessed: Mode,
+    /// Whether the compressor has time to spare, shared with the producer through `shared`.
+    spare: Spare,
 }
 
 impl SessionReduce {
@@ -69,6 +72,7 @@ impl SessionReduce {
                 rtt: Some(rtt),
             },
             guessed,
+            spare: Spare::default(),
         }
     }
 
@@ -134,6 +138,24 @@ impl SessionReduce {
         if let Some(codec) = ctl.on_sample(sample) {
             tracing::debug!(%codec, bandwidth = ctl.link_bandwidth(), mode = %ctl.mode(), "codec changed");
             self.shared.set_codec(codec);
+        }
+        // Against a measured bandwidth only: the guess before it is a mode's typical link
+        // (12.5 MB/s for any long one), far under a `continent`'s 25.
+        let was = self.spare.get();
+        let output = ctl.compressor_output();
+        let bandwidth = if ctl.mode_measured() {
+            ctl.link_bandwidth()
+        } else {
+            f64::NAN
+        };
+        if self.spare.update(output, bandwidth) != was {
+            tracing::debug!(
+                spare = self.spare.get(),
+                output,
+                bandwidth,
+                "the compressor's time to spare changed"
+            );
+            self.shared.spare.store(self.spare.get(), Ordering::Relaxed);
         }
     }
 

@@ -164,6 +164,17 @@ impl ReductionController {
         (self.decisions, self.changes)
     }
 
+    /// Compressed bytes per second of compression of the codec in force, as measured (its
+    /// speed over its ratio); infinite for no compression.
+    #[must_use]
+    pub fn compressor_output(&self) -> f64 {
+        let codec = self.codec();
+        if codec == Codec::None {
+            return f64::INFINITY;
+        }
+        self.table.speed(codec) / self.table.ratio(codec).max(1.0)
+    }
+
     /// The bandwidth decisions use, bytes per second: predicted a second ahead from the
     /// measurements, or the guess; never above the cap.
     #[must_use]

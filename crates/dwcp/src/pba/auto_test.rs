@@ -253,3 +253,18 @@ fn link_limited_periods_still_ramping_up_raise_the_bandwidth_but_never_lower_it(
     let bw = ctl.link_bandwidth();
     assert!(bw > 0.0 && bw <= 6.0 * MB, "{bw}");
 }
+
+#[test]
+fn the_compressor_output_is_its_measured_speed_over_its_ratio() {
+    let mut ctl = controller(Codec::Zstd3, 2.5 * MB, None);
+    // 64 MiB compressed to a quarter in half a second.
+    ctl.observe(Codec::Zstd3, 64 << 20, 16 << 20, Duration::from_millis(500));
+    let output = ctl.compressor_output();
+    let want = f64::from(32u32 << 20);
+    assert!((output - want).abs() < 1.0, "{output} against {want}");
+    assert!(
+        controller(Codec::None, 2.5 * MB, None)
+            .compressor_output()
+            .is_infinite()
+    );
+}

@@ -17,6 +17,7 @@ use novacron_qemu::{QemuProcess, img};
 use novacron_store::Command;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Name under which the migration socket is passed to the destination QEMU.
@@ -25,6 +26,38 @@ const FD_NAME: &str = "nc-migrate-in";
 const COMMIT_WAIT: Duration = Duration::from_secs(120);
 /// Time a prepared migration is kept beyond the source's own budget before it is dropped.
 const PREPARED_MARGIN: Duration = Duration::from_secs(120);
+
+/// What a commit waits for, in order (see `Node::finish_incoming`), so that one not ready in
+/// time says where it stood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Step {
+    /// The memory stream's end.
+    Memory,
+    /// QEMU loading it.
+    Loading,
+    /// The disks' mirrors ending in sync.
+    Disks,
+    /// The exports closed and the guest started.
+    Running,
+}
+
+impl Step {
+    /// What a commit at step `step` (a [`Step`] as stored) waited for; `delivered`: the memory
+    /// stream's bytes written to QEMU.
+    fn waited_for(step: u8, delivered: u64) -> String {
+        match step {
+            s if s == Self::Memory as u8 => {
+                format!("the memory stream had not ended ({delivered} bytes written to QEMU)")
+            }
+            s if s == Self::Loading as u8 => {
+                format!("QEMU had not finished loading the memory stream ({delivered} bytes)")
+            }
+            s if s == Self::Disks as u8 => "the disks' mirrors had not ended in sync".to_owned(),
+            _ => "the guest had not started".to_owned(),
+        }
+    }
+}
 
 /// A migration arriving at this node.
 pub(crate) struct Incoming {
@@ -332,7 +365,8 @@ impl Node {
         if let Some(ended) = ended.as_ref() {
             return ended.answer(arrived);
         }
-        match tokio::time::timeout(COMMIT_WAIT, self.finish_incoming(&incoming)).await {
+        let step = AtomicU8::new(Step::Memory as u8);
+        match tokio::time::timeout(COMMIT_WAIT, self.finish_incoming(&incoming, &step)).await {
             Ok(Ok((vm, running_at))) => {
                 tracing::info!(migration = %id, vm = %vm.id, name = %vm.spec.name, peer = %peer.0, "incoming migration done; the guest runs here");
                 let outcome = Ended::Committed {
@@ -369,7 +403,11 @@ impl Node {
                 Err(ServiceError::Conflict(reason))
             }
             Err(_) => {
-                let reason = format!("not ready within {} s", COMMIT_WAIT.as_secs());
+                let reason = format!(
+                    "not ready within {} s: {}",
+                    COMMIT_WAIT.as_secs(),
+                    Step::waited_for(step.load(Ordering::Relaxed), incoming.memory.delivered())
+                );
                 self.drop_unended(cluster, id, &incoming, &mut ended, &reason)
                     .await;
                 Err(ServiceError::Conflict(reason))
@@ -383,6 +421,7 @@ impl Node {
     async fn finish_incoming(
         &self,
         incoming: &Incoming,
+        step: &AtomicU8,
     ) -> Result<(Vm, std::time::Instant), String> {
         use novacron_qemu::qmp::MigrationStatus;
         let asked = std::time::Instant::now();
@@ -397,6 +436,7 @@ impl Node {
                 .map_err(|e| format!("the memory stream failed: {e}"))?;
         }
         let stream_ms = ms();
+        step.store(Step::Loading as u8, Ordering::Relaxed);
         let qmp = incoming.process.qmp();
         let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
         let info = novacron_qemu::qmp::wait_migration_for(qmp, deadline, |s| {
@@ -414,12 +454,14 @@ impl Node {
             ));
         }
         let loaded_ms = ms();
+        step.store(Step::Disks as u8, Ordering::Relaxed);
         for (index, m) in incoming.mirrors.iter().enumerate() {
             m.in_sync()
                 .await
                 .map_err(|e| format!("the mirror of disk {index} did not end in sync: {e}"))?;
         }
         let disks_ms = ms();
+        step.store(Step::Running as u8, Ordering::Relaxed);
         if !incoming.mirrors.is_empty() {
             qmp.nbd_server_stop()
                 .await
@@ -566,5 +608,27 @@ impl Node {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Step;
+
+    #[test]
+    fn a_commit_not_ready_in_time_says_what_it_waited_for() {
+        assert_eq!(
+            Step::waited_for(Step::Memory as u8, 1234),
+            "the memory stream had not ended (1234 bytes written to QEMU)"
+        );
+        assert!(Step::waited_for(Step::Loading as u8, 5).starts_with("QEMU had not finished"));
+        assert_eq!(
+            Step::waited_for(Step::Disks as u8, 0),
+            "the disks' mirrors had not ended in sync"
+        );
+        assert_eq!(
+            Step::waited_for(Step::Running as u8, 0),
+            "the guest had not started"
+        );
     }
 }

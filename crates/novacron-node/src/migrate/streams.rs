@@ -105,6 +105,11 @@ pub(crate) struct Expected {
 }
 
 impl Expected {
+    /// Bytes of the stream written to its destination so far.
+    pub(crate) fn delivered(&self) -> u64 {
+        self.handle.delivered()
+    }
+
     /// Waits for the end of the stream: `Ok` once it arrived whole and verified.
     pub(crate) async fn outcome(&self) -> Result<(), String> {
         self.verified().await.map(drop)

@@ -153,6 +153,19 @@ impl State {
     }
 }
 
+/// What the record of frames on the wire holds ([`InFlight::outstanding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outstanding {
+    /// Data frames waiting for acknowledgement.
+    pub(crate) waiting: usize,
+    /// Data frames the receiver reported holding.
+    pub(crate) held: usize,
+    /// The oldest waiting frame's offset and connection.
+    pub(crate) oldest: Option<(u64, ConnId)>,
+    /// Whether the `End` frame is in the record.
+    pub(crate) end: bool,
+}
+
 /// Frames on the wire, keyed by offset.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
@@ -381,6 +394,19 @@ impl InFlight {
             .min()
     }
 
+    /// What the record holds, for a report: data frames waiting for acknowledgement, those
+    /// reported held, and the oldest waiting frame's offset and connection.
+    pub(crate) fn outstanding(&self) -> Outstanding {
+        let st = self.lock();
+        let oldest = st.waiting().next();
+        Outstanding {
+            waiting: st.waiting().count(),
+            held: st.data.len().saturating_sub(st.waiting().count()),
+            oldest: oldest.map(|e| (e.out.frame.header.offset, e.conn)),
+            end: st.end.is_some(),
+        }
+    }
+
     /// Frames on `conn` still waiting for acknowledgement and not reported held.
     pub(crate) fn pending_on(&self, conn: ConnId) -> usize {
         let st = self.lock();
@@ -426,6 +452,37 @@ mod tests {
         assert_eq!(f.ack(30), 20);
         assert_eq!(f.ack(30), 0, "a repeated ack releases nothing");
         assert_eq!(f.pending_on(1), 0);
+    }
+
+    #[test]
+    fn the_report_counts_waiting_and_held_frames_and_names_the_oldest() {
+        let f = InFlight::new(0, Charge::default());
+        assert_eq!(
+            f.outstanding(),
+            Outstanding {
+                waiting: 0,
+                held: 0,
+                oldest: None,
+                end: false
+            }
+        );
+        assert!(f.written(&data(0, 10), 3));
+        assert!(f.written(&data(10, 10), 4));
+        assert!(f.written(&data(20, 10), 5));
+        f.held(10);
+        let end = Frame::control(FrameKind::End, SessionId::default(), 30, Bytes::new()).unwrap();
+        assert!(f.written(&Outgoing::plain(end), 5));
+        assert_eq!(
+            f.outstanding(),
+            Outstanding {
+                waiting: 2,
+                held: 1,
+                oldest: Some((0, 3)),
+                end: true
+            }
+        );
+        f.ack(10);
+        assert_eq!(f.outstanding().oldest, Some((20, 5)), "past the held frame");
     }
 
     #[test]

@@ -391,6 +391,8 @@ impl Supervisor {
         let mut window_start = (Instant::now(), 0u64, self.held_back());
         let mut warmup = true;
         let mut last_acked = self.start;
+        // The acknowledged offset at which a wait for the stream's end was last reported.
+        let mut end_wait_told = None;
         let mut blocked = Blocked {
             acked: self.start,
             since: Instant::now(),
@@ -491,6 +493,7 @@ impl Supervisor {
                         self.failures_in_row = 0;
                     }
                     self.unblock(acked, rate.peak(), &mut blocked);
+                    self.tell_end_wait(&blocked, &mut end_wait_told);
                     self.account_backlog();
                     self.reduce.tick(
                         Instant::now(),

@@ -17,7 +17,36 @@ pub(super) struct Blocked {
     pub(super) resent_at: Option<Instant>,
 }
 
+/// How long the acknowledged offset may stand still, the whole stream written, before the
+/// sender reports what it still waits for (once per offset): a migration's guest waits,
+/// stopped, for the stream's end.
+const END_WAIT_TOLD: Duration = Duration::from_secs(5);
+
 impl Supervisor {
+    /// Reports, once the whole stream is written and the acknowledged offset has stood still
+    /// for [`END_WAIT_TOLD`] (`blocked`), what the sender waits for: whether frames are still
+    /// out, held by the receiver, or none at all. `told`: the offset last reported at.
+    pub(super) fn tell_end_wait(&self, blocked: &Blocked, told: &mut Option<u64>) {
+        let still = blocked.since.elapsed();
+        if *told == Some(blocked.acked) || !self.shared.in_tail() || still < END_WAIT_TOLD {
+            return;
+        }
+        *told = Some(blocked.acked);
+        let o = self.shared.inflight.outstanding();
+        tracing::warn!(
+            acked = blocked.acked,
+            written = self.shared.written_end.load(Ordering::Relaxed),
+            still_ms = u64::try_from(still.as_millis()).unwrap_or(u64::MAX),
+            waiting = o.waiting,
+            held = o.held,
+            oldest_offset = o.oldest.map(|(offset, _)| offset),
+            oldest_conn = o.oldest.map(|(_, conn)| conn),
+            end_in_flight = o.end,
+            live = self.shared.live.load(Ordering::Relaxed),
+            "the stream's end waits for the receiver"
+        );
+    }
+
     /// When the acknowledged offset has not moved for [`Self::stall_limit`] while frames are
     /// in flight, one connection is holding the stream back (a TCP retransmission timeout
     /// can last seconds, and every other connection's data waits behind it in the receiver's

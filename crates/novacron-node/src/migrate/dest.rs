@@ -24,6 +24,10 @@ use std::time::Duration;
 const FD_NAME: &str = "nc-migrate-in";
 /// Longest a commit waits for the streams and QEMU to finish loading.
 const COMMIT_WAIT: Duration = Duration::from_secs(120);
+/// Longest a commit waits for the memory stream's end while no byte of it reaches QEMU: the
+/// guest stands stopped on the source meanwhile, and DWCP sends a stalled frame again within
+/// a second or two. A slow stream that moves is waited for (up to [`COMMIT_WAIT`]).
+const STREAM_STILL: Duration = Duration::from_secs(10);
 /// Time a prepared migration is kept beyond the source's own budget before it is dropped.
 const PREPARED_MARGIN: Duration = Duration::from_secs(120);
 
@@ -431,7 +435,7 @@ impl Node {
         if !postcopy {
             incoming
                 .memory
-                .outcome()
+                .end_unless_still(STREAM_STILL)
                 .await
                 .map_err(|e| format!("the memory stream failed: {e}"))?;
         }

@@ -99,6 +99,9 @@ impl Inbox {
     }
 }
 
+/// How often [`Expected::end_unless_still`] looks at the bytes written.
+const STILL_CHECK: Duration = Duration::from_millis(100);
+
 /// A stream expected from the source.
 pub(crate) struct Expected {
     handle: SinkHandle,
@@ -108,6 +111,34 @@ impl Expected {
     /// Bytes of the stream written to its destination so far.
     pub(crate) fn delivered(&self) -> u64 {
         self.handle.delivered()
+    }
+
+    /// Waits for the end of the stream, as [`Self::outcome`], but no longer than the stream
+    /// stands still: an error once no byte was written to its destination for `still`. A
+    /// stream that keeps moving, however slowly, is waited for.
+    pub(crate) async fn end_unless_still(&self, still: Duration) -> Result<(), String> {
+        let outcome = self.outcome();
+        tokio::pin!(outcome);
+        let mut tick = tokio::time::interval(STILL_CHECK.min(still));
+        let mut last = self.delivered();
+        let mut moved = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                ended = &mut outcome => return ended,
+                _ = tick.tick() => {
+                    let now = self.delivered();
+                    if now != last {
+                        last = now;
+                        moved = tokio::time::Instant::now();
+                    } else if moved.elapsed() >= still {
+                        return Err(format!(
+                            "it stood still for {} s at {last} bytes",
+                            still.as_secs_f64()
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// Waits for the end of the stream: `Ok` once it arrived whole and verified.
@@ -364,4 +395,24 @@ pub(crate) fn send_file(
         Source::File(path.to_path_buf()),
         Controls::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stream_that_stands_still_is_not_waited_for() {
+        let sinks = SinkRegistry::default();
+        let expected = Expected {
+            handle: sinks.expect("memory", Box::new(std::io::sink())).unwrap(),
+        };
+        let started = std::time::Instant::now();
+        let err = expected
+            .end_unless_still(Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(err, "it stood still for 0.3 s at 0 bytes");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
 }

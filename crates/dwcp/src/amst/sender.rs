@@ -350,7 +350,9 @@ struct Supervisor {
 /// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
 /// How long a failing session waits for its abort to be written.
-const ABORT_GRACE: Duration = Duration::from_secs(1);
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// How often an abort looks whether the receiver closed the connections.
+const ABORT_POLL: Duration = Duration::from_millis(10);
 
 impl Supervisor {
     async fn run(
@@ -548,10 +550,19 @@ impl Supervisor {
             return;
         };
         let written = self.shared.abort_written.notified();
-        if self.shared.queue_tx.send(Outgoing::plain(frame)).is_ok()
-            && tokio::time::timeout(ABORT_GRACE, written).await.is_err()
-        {
+        let deadline = tokio::time::Instant::now() + ABORT_GRACE;
+        if self.shared.queue_tx.send(Outgoing::plain(frame)).is_err() {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, written).await.is_err() {
             tracing::debug!("no connection wrote the abort in time");
+            return;
+        }
+        // The receiver closes the session's connections once it read the `Error`; until then
+        // they stay open (see `SenderConn::write_loop`), within the same grace.
+        while self.shared.live.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(ABORT_POLL).await;
         }
     }
 

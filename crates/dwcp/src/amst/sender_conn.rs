@@ -424,7 +424,15 @@ impl SenderConn {
             }
             wr.flush().await.map_err(|e| e.to_string())?;
             match out.frame.header.kind {
-                FrameKind::Error => self.shared.abort_written.notify_one(),
+                FrameKind::Error => {
+                    // Nothing follows an abort. The write side ends (FIN after the `Error`),
+                    // and the read side reads on until the receiver closes: a socket closed
+                    // with unread answers is reset, and a reset can drop the `Error` before
+                    // the receiver reads it.
+                    let _ = wr.shutdown().await;
+                    self.shared.abort_written.notify_one();
+                    return std::future::pending().await;
+                }
                 FrameKind::End => self.shared.copy_tail(),
                 FrameKind::Data if !again => {
                     self.shared.copy_lone(self.id, out.frame.header.offset);

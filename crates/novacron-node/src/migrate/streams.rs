@@ -119,7 +119,7 @@ impl Expected {
     pub(crate) async fn end_unless_still(&self, still: Duration) -> Result<(), String> {
         let outcome = self.outcome();
         tokio::pin!(outcome);
-        let mut tick = tokio::time::interval(STILL_CHECK.min(still));
+        let mut tick = tokio::time::interval(STILL_CHECK.min(still).max(Duration::from_millis(1)));
         let mut last = self.delivered();
         let mut moved = tokio::time::Instant::now();
         loop {

@@ -159,7 +159,7 @@ pub(crate) struct Outstanding {
     /// Data frames waiting for acknowledgement.
     pub(crate) waiting: usize,
     /// Data frames the receiver reported holding.
-    pub(crate) held: usize,
+    pub(crate) held: u64,
     /// The oldest waiting frame's offset and connection.
     pub(crate) oldest: Option<(u64, ConnId)>,
     /// Whether the `End` frame is in the record.
@@ -398,11 +398,13 @@ impl InFlight {
     /// reported held, and the oldest waiting frame's offset and connection.
     pub(crate) fn outstanding(&self) -> Outstanding {
         let st = self.lock();
-        let oldest = st.waiting().next();
         Outstanding {
             waiting: st.waiting().count(),
-            held: st.data.len().saturating_sub(st.waiting().count()),
-            oldest: oldest.map(|e| (e.out.frame.header.offset, e.conn)),
+            held: st.held.1,
+            oldest: st
+                .waiting()
+                .next()
+                .map(|e| (e.out.frame.header.offset, e.conn)),
             end: st.end.is_some(),
         }
     }

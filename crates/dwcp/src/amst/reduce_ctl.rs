@@ -9,6 +9,7 @@ use super::dedup::Dedup;
 use super::hde_frame::choice_name;
 use super::prefix::Spare;
 use super::reduce::{ChunkEncoder, ReduceShared, Reduction, choice_of};
+use super::sender_conn::measured_rtt;
 use crate::hde::CodecChoice;
 use crate::mode::Mode;
 use crate::pba::{AutoConfig, Codec, ReductionController, SenderSample, initial_codec};
@@ -105,7 +106,7 @@ impl SessionReduce {
             at,
             wire_acked,
             blocked: held_back,
-            rtt: (srtt_us > 0).then(|| Duration::from_micros(srtt_us)),
+            rtt: measured_rtt(srtt_us),
         }
     }
 

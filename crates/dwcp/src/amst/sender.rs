@@ -26,7 +26,7 @@ use super::reduce_ctl::SessionReduce;
 use super::send_opts::{SendError, SendOptions, StreamCount};
 use super::sender_conn::{
     Admission, ConnExit, HelloFailure, SenderConn, SessionEvent, Shared, hello, hello_for,
-    join_refused, send_hello,
+    join_refused, measured_rtt, send_hello,
 };
 pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
@@ -477,10 +477,9 @@ impl Supervisor {
                     rate.sample(acked + held);
                     let acked_wire = self.shared.inflight.acked_wire();
                     wire_rate.sample(acked_wire);
-                    let min_rtt = self.shared.min_rtt_us.load(Ordering::Relaxed);
                     let budget = super::hedge::tail_budget(
                         wire_rate.peak(),
-                        (min_rtt != u64::MAX).then(|| Duration::from_micros(min_rtt)),
+                        measured_rtt(self.shared.min_rtt_us.load(Ordering::Relaxed)),
                     );
                     self.shared.tail_budget.store(budget, Ordering::Relaxed);
                     self.publish(

@@ -106,6 +106,12 @@ pub(crate) struct Shared {
     pub(crate) source_done: AtomicBool,
 }
 
+/// A round trip kept in microseconds (`srtt_us`, `min_rtt_us`), once one was measured: 0 and
+/// `u64::MAX` stand for none yet.
+pub(crate) fn measured_rtt(us: u64) -> Option<Duration> {
+    (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us))
+}
+
 impl Shared {
     /// Whether every frame the producer made has been written to a connection: none waits in
     /// the work queue.

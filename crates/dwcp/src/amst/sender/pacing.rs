@@ -8,10 +8,11 @@
 //! second to cross a long link, while the others stand idle (see [`crate::amst::conn_pacing`]).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Supervisor;
 use crate::amst::pacer::PacerSample;
+use crate::amst::sender_conn::measured_rtt;
 
 /// How many of `target` connections a window of `window` bytes keeps busy at once, with
 /// frames of at most `chunk` bytes: at least one frame per connection that writes.
@@ -33,12 +34,11 @@ impl Supervisor {
             return;
         };
         let now = Instant::now();
-        let micros = |us: u64| (us > 0 && us < u64::MAX).then(|| Duration::from_micros(us));
         let cap = pacer.on_sample(PacerSample {
             at: now,
             delivered: self.shared.tcp_delivered.load(Ordering::Relaxed),
-            srtt: micros(self.shared.srtt_us.load(Ordering::Relaxed)),
-            min_rtt: micros(self.shared.min_rtt_us.load(Ordering::Relaxed)),
+            srtt: measured_rtt(self.shared.srtt_us.load(Ordering::Relaxed)),
+            min_rtt: measured_rtt(self.shared.min_rtt_us.load(Ordering::Relaxed)),
             backlogged: self.backlogged,
         });
         if cap != self.paced {

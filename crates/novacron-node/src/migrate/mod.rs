@@ -25,11 +25,13 @@
 //! Nodes know each other from [`ClusterConfig`]: their own certificate from the cluster CA,
 //! and the API address of each peer by name. Calls between nodes and DWCP sessions use mutual
 //! TLS; the destination accepts the calls only from a caller with a valid node certificate.
+//! Each peer's API client lives as long as the node, its connection kept open (`peers`).
 
 mod dest;
 mod features;
 mod image_in;
 mod mirror;
+mod peers;
 mod source;
 mod streams;
 
@@ -78,8 +80,8 @@ pub struct ClusterConfig {
 /// What a node with a [`ClusterConfig`] holds while it runs.
 pub(crate) struct Cluster {
     pub(crate) config: ClusterConfig,
-    /// PEM of the CA and of this node's certificate and key, for API calls to peers.
-    api_tls: TlsClientOptions,
+    /// API clients of the peers, authenticated by this node's certificate.
+    peers: peers::Peers,
     /// TLS client configuration of outgoing DWCP sessions.
     pub(crate) dwcp_client: Arc<rustls::ClientConfig>,
     /// The DWCP receiver's sinks and port.
@@ -198,8 +200,8 @@ impl Cluster {
         Ok(Self {
             flags: dwcp::flags::FlagSet::new(config.dwcp_flags),
             flags_change: tokio::sync::Mutex::new(()),
+            peers: peers::Peers::start(&config.peers, &api_tls),
             config,
-            api_tls,
             dwcp_client,
             streams,
             content,
@@ -244,10 +246,8 @@ impl Cluster {
 
     /// An API client of peer `name`, authenticated by this node's certificate.
     pub(crate) fn peer_client(&self, name: &str) -> Result<Client, ServiceError> {
-        let url = self.peer_url(name)?;
-        Client::with_tls(url, "", &self.api_tls).map_err(|e| {
-            ServiceError::Unavailable(format!("cannot reach peer {name} at {url}: {e}"))
-        })
+        self.peer_url(name)?;
+        self.peers.client(name).map_err(ServiceError::Unavailable)
     }
 
     /// Reserves `vm` for one prepare, or `None` when another is under way.

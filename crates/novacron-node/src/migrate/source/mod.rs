@@ -22,7 +22,7 @@ use novacron_migrate::Policy;
 use novacron_model::{
     EventKind, MigrationPhase, MigrationProgress, Operation, OperationKind, Vm, VmState,
 };
-use novacron_qemu::qmp::{MigrationParameters, MigrationStatus};
+use novacron_qemu::qmp::MigrationStatus;
 use novacron_qemu::{QemuProcess, RunState};
 use novacron_store::Command;
 use std::os::unix::net::UnixStream;
@@ -342,58 +342,28 @@ impl Node {
         // the connection the prepare opened, it is kept out of the downtime QEMU may plan for,
         // up to a quarter of it (on a long link a smaller budget costs more passes than it
         // saves downtime), and says whether post-copy would stop the guest for long (see
-        // `Policy::round_trip`).
-        let asked = Instant::now();
-        let idle_rtt = run.client.health().await.ok().map(|()| asked.elapsed());
-        // And a second connection opens beside it for the commit's second copy.
-        let warming = run.client.clone();
-        tokio::spawn(async move { commit::keep_warm(&warming).await });
-        let qemu =
-            |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
-        qmp.migrate_set_capabilities(&[
-            ("events", true),
-            ("auto-converge", true),
-            ("postcopy-ram", run.policy.postcopy),
-        ])
-        .await
-        .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
-        // 1 ms until the first sample says how long DWCP's backlog takes to cross (see
-        // `Convergence`): QEMU does not see it, and on a fast start would stop the guest with
-        // its whole first pass still held by DWCP. With post-copy allowed, QEMU is held from
-        // ending the pre-copy until the policy decided (see `HOLD_BANDWIDTH`).
-        qmp.migrate_set_parameters(&MigrationParameters {
-            downtime_limit_ms: Some(1),
-            max_bandwidth: Some(UNCAPPED),
-            avail_switchover_bandwidth: run
-                .policy
-                .postcopy
-                .then_some(novacron_migrate::HOLD_BANDWIDTH),
-            ..MigrationParameters::default()
-        })
-        .await
-        .map_err(|e| qemu("QEMU refused the migration parameters", &e))?;
-        // The disks first: their mirrors copy what the overlays hold, then every write, so
-        // the memory stream starts with the disks in step.
-        mirror::start(
-            qmp,
-            cluster,
-            &addr,
-            &run.target,
-            pending,
-            &ready.disks,
-            mirrors,
-        )
-        .await?;
-        if !mirrors.is_empty() {
-            self.mirror_until_ready(run, mirrors).await?;
-        }
+        // `Policy::round_trip`). It is measured while the disks' mirrors are set up (on an
+        // idle link still: QEMU's stream starts after both).
+        let round_trip = async {
+            let asked = Instant::now();
+            let rtt = run.client.health().await.ok().map(|()| asked.elapsed());
+            // And a second connection opens beside it for the commit's second copy.
+            let warming = run.client.clone();
+            tokio::spawn(async move { commit::keep_warm(&warming).await });
+            rtt
+        };
+        let (idle_rtt, set_up) = tokio::join!(
+            round_trip,
+            self.set_up_qemu(run, (cluster, &addr), ready, pending, mirrors)
+        );
+        set_up?;
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
             .await
-            .map_err(|e| qemu("could not pass the migration socket to QEMU", &e))?;
+            .map_err(|e| format!("could not pass the migration socket to QEMU: {}", chain(&e)))?;
         drop(theirs);
         qmp.migrate_to_fd(FD_NAME)
             .await
-            .map_err(|e| qemu("QEMU refused to migrate", &e))?;
+            .map_err(|e| format!("QEMU refused to migrate: {}", chain(&e)))?;
         tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
 
         let stopped = self

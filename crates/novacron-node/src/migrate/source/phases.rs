@@ -3,13 +3,15 @@
 //! destination, which pulls the pages it lacks).
 
 use super::{Failed, Run, SAMPLE_EVERY};
-use crate::migrate::mirror::{self, SourceMirror};
+use crate::migrate::Cluster;
+use crate::migrate::mirror::{self, PendingMirror, SourceMirror};
 use crate::migrate::streams::Sending;
 use crate::node::Node;
 use crate::vms::chain;
+use novacron_api::migration::PeerPrepareResponse;
 use novacron_model::MigrationPhase;
-use novacron_qemu::qmp::MigrationStatus;
 use novacron_qemu::qmp::block::next_job_ready;
+use novacron_qemu::qmp::{MigrationParameters, MigrationStatus};
 use std::time::Duration;
 
 impl Node {
@@ -69,6 +71,60 @@ impl Node {
                 .into());
             }
         }
+    }
+
+    /// Sets QEMU up for its migration: the capabilities and parameters, then the disks'
+    /// mirrors to the destination's exports (`pending`, answered by `ready`; those started are
+    /// left in `mirrors`) until they are ready. `addr`: the destination's DWCP address.
+    pub(super) async fn set_up_qemu(
+        &self,
+        run: &Run,
+        (cluster, addr): (&Cluster, &str),
+        ready: &PeerPrepareResponse,
+        pending: Vec<PendingMirror>,
+        mirrors: &mut Vec<SourceMirror>,
+    ) -> Result<(), Failed> {
+        let qmp = run.process.qmp();
+        let qemu =
+            |what: &str, e: &(dyn std::error::Error + 'static)| format!("{what}: {}", chain(e));
+        qmp.migrate_set_capabilities(&[
+            ("events", true),
+            ("auto-converge", true),
+            ("postcopy-ram", run.policy.postcopy),
+        ])
+        .await
+        .map_err(|e| qemu("QEMU refused the migration capabilities", &e))?;
+        // 1 ms until the first sample says how long DWCP's backlog takes to cross (see
+        // `Convergence`): QEMU does not see it, and on a fast start would stop the guest with
+        // its whole first pass still held by DWCP. With post-copy allowed, QEMU is held from
+        // ending the pre-copy until the policy decided (see `HOLD_BANDWIDTH`).
+        qmp.migrate_set_parameters(&MigrationParameters {
+            downtime_limit_ms: Some(1),
+            max_bandwidth: Some(super::UNCAPPED),
+            avail_switchover_bandwidth: run
+                .policy
+                .postcopy
+                .then_some(novacron_migrate::HOLD_BANDWIDTH),
+            ..MigrationParameters::default()
+        })
+        .await
+        .map_err(|e| qemu("QEMU refused the migration parameters", &e))?;
+        // The disks first: their mirrors copy what the overlays hold, then every write, so
+        // the memory stream starts with the disks in step.
+        mirror::start(
+            qmp,
+            cluster,
+            addr,
+            &run.target,
+            pending,
+            &ready.disks,
+            mirrors,
+        )
+        .await?;
+        if !mirrors.is_empty() {
+            self.mirror_until_ready(run, mirrors).await?;
+        }
+        Ok(())
     }
 
     /// After the commit of a post-copy: the guest runs on the destination, which pulls the

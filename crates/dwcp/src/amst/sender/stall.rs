@@ -11,10 +11,30 @@ use super::Supervisor;
 pub(super) struct Blocked {
     /// The acknowledged offset being watched.
     pub(super) acked: u64,
-    /// When it last moved.
+    /// When it last moved, or when frames began to wait on it (see [`Self::stands_still`]).
     pub(super) since: Instant,
     /// When frames were last sent again for this offset.
     pub(super) resent_at: Option<Instant>,
+}
+
+impl Blocked {
+    /// Brings the record up to date at `now` with the acknowledged offset `acked` and whether
+    /// anything is `outstanding` (data frames waiting, or the `End`); returns whether the
+    /// stream stands still: something outstanding, and `acked` where it was at the last call.
+    /// A stream with nothing outstanding is not held back by anything, however long its
+    /// offset stays: an interactive stream idle for seconds, whose next frame was just written,
+    /// has waited for its answer only since.
+    pub(super) fn stands_still(&mut self, acked: u64, outstanding: bool, now: Instant) -> bool {
+        if acked != self.acked || !outstanding {
+            *self = Self {
+                acked,
+                since: now,
+                resent_at: None,
+            };
+            return false;
+        }
+        true
+    }
 }
 
 /// How long the acknowledged offset may stand still, the whole stream written, before the
@@ -23,9 +43,10 @@ pub(super) struct Blocked {
 const END_WAIT_TOLD: Duration = Duration::from_secs(5);
 
 impl Supervisor {
-    /// Reports, once the whole stream is written and the acknowledged offset has stood still
-    /// for [`END_WAIT_TOLD`] (`blocked`), what the sender waits for: whether frames are still
-    /// out, held by the receiver, or none at all. `told`: the offset last reported at.
+    /// Reports, once the whole stream is written and it has stood still for [`END_WAIT_TOLD`]
+    /// (`blocked`: frames outstanding all along, the acknowledged offset where it was), what
+    /// the sender waits for: whether frames are still out, held by the receiver, or none at
+    /// all. `told`: the offset last reported at.
     pub(super) fn tell_end_wait(&self, blocked: &Blocked, told: &mut Option<u64>) {
         let still = blocked.since.elapsed();
         if *told == Some(blocked.acked) || !self.shared.in_tail() || still < END_WAIT_TOLD {
@@ -54,12 +75,8 @@ impl Supervisor {
     /// whichever copy arrives first.
     pub(super) fn unblock(&mut self, acked: u64, rate: f64, blocked: &mut Blocked) {
         let now = Instant::now();
-        if acked != blocked.acked {
-            *blocked = Blocked {
-                acked,
-                since: now,
-                resent_at: None,
-            };
+        let o = self.shared.inflight.outstanding();
+        if !blocked.stands_still(acked, o.waiting > 0 || o.end, now) {
             return;
         }
         let limit = self.stall_limit(rate);
@@ -117,6 +134,30 @@ fn stall_limit(chunk: u32, busy: usize, rate: f64, rtt: Duration, end_awaited: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_stands_still_only_while_something_is_outstanding() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut b = Blocked {
+            acked: 8,
+            since: t0,
+            resent_at: Some(t0),
+        };
+        // Idle for seconds with nothing outstanding: not standing still, and the wait starts
+        // again at each look.
+        assert!(!b.stands_still(8, false, at(5000)));
+        assert_eq!((b.since, b.resent_at), (at(5000), None));
+        // A frame written after the idle spell: the wait counts from the first look that saw
+        // it outstanding.
+        assert!(!b.stands_still(8, false, at(11_000)));
+        assert!(b.stands_still(8, true, at(11_010)));
+        assert!(b.stands_still(8, true, at(11_200)));
+        assert_eq!(b.since, at(11_000));
+        // Acknowledged: the offset moved, the wait starts again.
+        assert!(!b.stands_still(16, true, at(11_300)));
+        assert_eq!((b.acked, b.since), (16, at(11_300)));
+    }
 
     #[test]
     fn a_stall_is_a_frame_time_three_times_over_and_at_least_some_round_trips() {

@@ -364,7 +364,14 @@ impl Node {
         qmp.migrate_to_fd(FD_NAME)
             .await
             .map_err(|e| format!("QEMU refused to migrate: {}", chain(&e)))?;
-        tracing::info!(operation = %run.op.id, vm = %run.vm.id, target = %run.target, %addr, "migration started");
+        tracing::info!(
+            operation = %run.op.id,
+            vm = %run.vm.id,
+            target = %run.target,
+            %addr,
+            round_trip_ms = idle_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            "migration started"
+        );
 
         let stopped = self
             .follow(run, &sending, &narrowing, mirrors, idle_rtt)

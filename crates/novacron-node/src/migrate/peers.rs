@@ -61,7 +61,7 @@ impl Peers {
 }
 
 /// Checks the health of every peer, each on its own: every [`WARM_EVERY`] while it answers,
-/// sooner after it did not (see [`next_check`]). A peer that does not answer is only logged
+/// sooner after it did not (see [`retry_wait`]). A peer that does not answer is only logged
 /// (at debug: a peer may be down for long, and the migration that needs it says so).
 async fn keep_warm(peers: Vec<(String, Client)>) {
     let mut checks = tokio::task::JoinSet::new();

@@ -75,8 +75,9 @@ impl Supervisor {
     /// whichever copy arrives first.
     pub(super) fn unblock(&mut self, acked: u64, rate: f64, blocked: &mut Blocked) {
         let now = Instant::now();
-        let o = self.shared.inflight.outstanding();
-        if !blocked.stands_still(acked, o.waiting > 0 || o.end, now) {
+        let inflight = &self.shared.inflight;
+        let oldest = inflight.oldest_conn();
+        if !blocked.stands_still(acked, oldest.is_some() || inflight.end_written(), now) {
             return;
         }
         let limit = self.stall_limit(rate);
@@ -87,7 +88,7 @@ impl Supervisor {
         if !due {
             return;
         }
-        let Some(conn) = self.shared.inflight.oldest_conn() else {
+        let Some(conn) = oldest else {
             return;
         };
         let (frames, bytes) = self.shared.requeue_conn(conn);

@@ -300,13 +300,27 @@ nc_start_vm() {
     return 1
 }
 
+# Microsecond of the shared clock of the first `switch-over here` line for VM $2 (written once
+# the guest runs there) at or after microsecond $3 in node $1's log; "-" when there is none.
+running_here_us() {
+    local to=$1 vm=$2 from_us=$3 l here
+    while read -r l; do
+        here=$(date -d "${l%%Z *}Z" +%s%6N)
+        if [ "$here" -ge "$from_us" ]; then
+            echo "$here"
+            return
+        fi
+    done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$to.daemon.log" | grep "switch-over here vm=$vm ")
+    echo -
+}
+
 # The guest's downtime of migration $3 (VM $4) from node $1 to node $2 on the clock both
 # namespaces share, to check the one NovaCron reports (which cannot rely on a shared clock):
 # from the guest's stop, dated by the source's `switch-over` line (its time less
-# commit_answered_ms), to the destination's first `switch-over here` line for the VM after it,
-# written once the guest runs there. "-" when a line is missing.
+# commit_answered_ms), to the destination's first `switch-over here` line for the VM after it.
+# "-" when a line is missing.
 clock_downtime() {
-    local from=$1 to=$2 op=$3 vm=$4 line answered stop here l
+    local from=$1 to=$2 op=$3 vm=$4 line answered stop here
     # (No grep -m1: with pipefail, sed's SIGPIPE would fail the pipeline.)
     line=$(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$from.daemon.log" |
         grep "switch-over operation=$op " | sed -n 1p) || { echo -; return; }
@@ -314,28 +328,20 @@ clock_downtime() {
     answered=$(grep -o 'commit_answered_ms=[0-9]*' <<<"$line" | cut -d= -f2)
     [ -n "$answered" ] || { echo -; return; }
     stop=$(($(date -d "${line%%Z *}Z" +%s%N) / 1000000 - answered))
-    while read -r l; do
-        here=$(($(date -d "${l%%Z *}Z" +%s%N) / 1000000))
-        if [ "$here" -ge "$stop" ]; then
-            echo $((here - stop))
-            return
-        fi
-    done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$to.daemon.log" | grep "switch-over here vm=$vm ")
-    echo -
+    here=$(running_here_us "$to" "$vm" $((stop * 1000)))
+    if num "$here"; then echo $((here / 1000 - stop)); else echo -; fi
 }
 
-# Seconds from microsecond $3 of the shared clock to the first `switch-over here` line for VM $2
-# at or after it in node $1's log (written once the guest runs there); "-" when there is none.
+# Seconds from microsecond $3 of the shared clock to the guest running at node $1 (VM $2; see
+# `running_here_us`); "-" when it did not.
 clock_running() {
-    local to=$1 vm=$2 from_us=$3 l here
-    while read -r l; do
-        here=$(date -d "${l%%Z *}Z" +%s%6N)
-        if [ "$here" -ge "$from_us" ]; then
-            awk -v a="$from_us" -v b="$here" 'BEGIN { printf "%.2f", (b - a) / 1e6 }'
-            return
-        fi
-    done < <(sed 's/\x1b\[[0-9;]*m//g' "$LOGS/$LINK.$to.daemon.log" | grep "switch-over here vm=$vm ")
-    echo -
+    local here
+    here=$(running_here_us "$1" "$2" "$3")
+    if num "$here"; then
+        awk -v a="$3" -v b="$here" 'BEGIN { printf "%.2f", (b - a) / 1e6 }'
+    else
+        echo -
+    fi
 }
 
 # Migrates VM $2 from node $1 to the other one; records it as run $3 (further arguments go to

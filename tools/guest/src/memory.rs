@@ -15,12 +15,20 @@ use crate::page::{
     Mismatch, PAGE_SIZE, Page, PageKind, combine_sum, fill_page, page_sum, verify_page,
 };
 
+/// One page of the test memory, placed at a page boundary.
+///
+/// N.B. a `Vec` of bare byte arrays starts wherever the allocator puts it (16 bytes past a page
+/// boundary for glibc's `mmap`ed blocks), so every page would straddle two of the machine's: no
+/// zero or duplicate page would be one to the hypervisor, and each rewrite would dirty two.
+#[repr(C, align(4096))]
+struct Frame(Page);
+
 /// The pages under test and their generations.
 pub(crate) struct GuestMemory {
     /// Seed of every page's content.
     seed: u64,
-    /// The pages, one contiguous allocation.
-    pages: Vec<Page>,
+    /// The pages, one contiguous allocation starting at a page boundary.
+    pages: Vec<Frame>,
     /// Generation of each page, same length as `pages`.
     generations: Vec<u32>,
     /// Room to generate a page's expected content during a check.
@@ -71,9 +79,9 @@ impl GuestMemory {
         memory.generations.resize(count, 0);
         // Each page is written in full, zero pages too, so that all of it is really allocated.
         memory.pages.extend((0..count).map(|index| {
-            let mut page = [0; PAGE_SIZE];
-            fill_page(seed, index as u64, 0, &mut page);
-            page
+            let mut frame = Frame([0; PAGE_SIZE]);
+            fill_page(seed, index as u64, 0, &mut frame.0);
+            frame
         }));
         Ok(memory)
     }
@@ -87,10 +95,15 @@ impl GuestMemory {
     ///
     /// An index past the end does nothing and returns `None`.
     pub(crate) fn rewrite(&mut self, index: usize) -> Option<PageKind> {
-        let page = self.pages.get_mut(index)?;
+        let frame = self.pages.get_mut(index)?;
         let generation = self.generations.get_mut(index)?;
         *generation = generation.wrapping_add(1);
-        Some(fill_page(self.seed, index as u64, *generation, page))
+        Some(fill_page(
+            self.seed,
+            index as u64,
+            *generation,
+            &mut frame.0,
+        ))
     }
 
     /// Checks that page `index` holds what its generation says; an index past the end passes.
@@ -99,27 +112,32 @@ impl GuestMemory {
     ///
     /// Returns the page, its generation and the first difference when the page is wrong.
     pub(crate) fn check(&mut self, index: usize) -> Result<(), CheckFailure> {
-        let (Some(page), Some(&generation)) = (self.pages.get(index), self.generations.get(index))
+        let (Some(frame), Some(&generation)) = (self.pages.get(index), self.generations.get(index))
         else {
             return Ok(());
         };
-        verify_page(self.seed, index as u64, generation, page, &mut self.scratch).map_err(
-            |mismatch| CheckFailure {
-                index,
-                generation,
-                mismatch,
-            },
+        verify_page(
+            self.seed,
+            index as u64,
+            generation,
+            &frame.0,
+            &mut self.scratch,
         )
+        .map_err(|mismatch| CheckFailure {
+            index,
+            generation,
+            mismatch,
+        })
     }
 
     /// Writes page `index` again with the content of its current generation.
     ///
     /// After a failed check this keeps one damage from being reported on every later sweep.
     pub(crate) fn repair(&mut self, index: usize) {
-        if let (Some(page), Some(&generation)) =
+        if let (Some(frame), Some(&generation)) =
             (self.pages.get_mut(index), self.generations.get(index))
         {
-            fill_page(self.seed, index as u64, generation, page);
+            fill_page(self.seed, index as u64, generation, &mut frame.0);
         }
     }
 
@@ -127,13 +145,21 @@ impl GuestMemory {
     pub(crate) fn sum(&self) -> u64 {
         self.pages
             .iter()
-            .fold(0, |acc, page| combine_sum(acc, page_sum(page)))
+            .fold(0, |acc, frame| combine_sum(acc, page_sum(&frame.0)))
     }
 
     /// Page `index` for writing, bypassing generations: how tests damage memory.
     #[cfg(test)]
     pub(crate) fn page_mut(&mut self, index: usize) -> Option<&mut Page> {
-        self.pages.get_mut(index)
+        self.pages.get_mut(index).map(|frame| &mut frame.0)
+    }
+
+    /// Address of page `index`, to see where it sits.
+    #[cfg(test)]
+    pub(crate) fn page_address(&self, index: usize) -> Option<usize> {
+        self.pages
+            .get(index)
+            .map(|frame| std::ptr::from_ref(frame) as usize)
     }
 }
 
@@ -246,6 +272,15 @@ mod tests {
         mem.rewrite(index);
         *mem.page_mut(index).unwrap() = old;
         assert!(mem.check(index).is_err());
+    }
+
+    #[test]
+    fn every_page_sits_at_a_page_boundary() {
+        let mem = memory(8);
+        for index in 0..8 {
+            let address = mem.page_address(index).unwrap();
+            assert_eq!(address % PAGE_SIZE, 0, "page {index} at {address:#x}");
+        }
     }
 
     #[test]

@@ -231,10 +231,11 @@ impl Node {
                 .await
                 .map_err(|e| format!("could not read the copies back: {e}"))?,
         );
-        self.apply(Command::PutImage(image))
+        self.apply(Command::PutImage(image.clone()))
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(image = %name, "image imported");
+        self.seed_kernel_pages(&image).await;
         self.inner
             .events
             .publish(None, EventKind::ImageImported { name: name.clone() });

@@ -363,6 +363,11 @@ impl Node {
             return Err(e);
         }
         tracing::info!(image = %image.name, from = %reception.peer, "image received");
+        // N.B. not awaited: the migration that brought the image goes on meanwhile (its memory
+        // session may open before the pages are in; they are for the migrations after it).
+        let node = self.clone();
+        let seeded = image.clone();
+        tokio::spawn(async move { node.seed_kernel_pages(&seeded).await });
         self.inner.events.publish(
             None,
             EventKind::ImageImported {

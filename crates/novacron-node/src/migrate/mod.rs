@@ -32,6 +32,7 @@ mod features;
 mod image_in;
 mod mirror;
 mod peers;
+pub(crate) mod seed;
 mod source;
 mod streams;
 

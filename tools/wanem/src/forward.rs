@@ -25,6 +25,8 @@ use crate::tun::Tun;
 /// for a few microseconds would cost more accuracy than releasing them slightly early.
 pub const EARLY_NS: u64 = 5_000;
 
+/// Interval of the debug report of losses and drops, in nanoseconds.
+const REPORT_NS: u64 = 1_000_000_000;
 /// Longest sleep without a due packet, which bounds how late the loop sees a stop request.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -124,6 +126,8 @@ struct Forwarder<'a> {
     /// Arrival time given to the last packet passed to the model.
     last_arrival: Nanos,
     stats: ForwardStats,
+    /// The model's counts at the last [`Forwarder::report`], and when that was.
+    reported: (LinkStats, Nanos),
 }
 
 /// Forward packets of one direction until `dir.stop` is set.
@@ -146,9 +150,11 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
         oversleep_ns: 0,
         last_arrival: Nanos::default(),
         stats: ForwardStats::default(),
+        reported: (LinkStats::default(), Nanos::default()),
     };
     while !dir.stop.load(Ordering::Relaxed) {
         fwd.release_due();
+        fwd.report();
         let Some(next) = fwd.held.front().map(|p| p.release) else {
             let asleep = fwd.clock.now();
             if dir
@@ -187,6 +193,29 @@ pub fn run(dir: &Direction) -> Result<ForwardStats> {
 }
 
 impl Forwarder<'_> {
+    /// Logs (at debug level) the packets lost and dropped in the last [`REPORT_NS`], once that
+    /// long has passed and if there were any: when in a run the queue overflowed.
+    fn report(&mut self) {
+        let now = self.clock.now();
+        let (before, at) = self.reported;
+        if now.ns_since(at) < REPORT_NS {
+            return;
+        }
+        let stats = self.model.stats();
+        let dropped = stats.queue_drops.saturating_sub(before.queue_drops);
+        let lost = stats.lost_packets.saturating_sub(before.lost_packets);
+        if dropped > 0 || lost > 0 {
+            tracing::debug!(
+                direction = %self.dir.label,
+                forwarded = stats.forwarded_packets.saturating_sub(before.forwarded_packets),
+                lost,
+                queue_drops = dropped,
+                "losses in the last second"
+            );
+        }
+        self.reported = (stats, now);
+    }
+
     /// Write every held packet due by now (plus [`EARLY_NS`]).
     fn release_due(&mut self) {
         let horizon = self.clock.now().add_ns(EARLY_NS);

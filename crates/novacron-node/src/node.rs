@@ -160,6 +160,7 @@ impl Node {
             None => None,
         };
         node.recover().await;
+        node.seed_held_kernels();
         Ok((node, token_path))
     }
 

@@ -166,6 +166,26 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl crate::node::Node {
+    /// Puts the kernel pages of every image the node holds into its content store, in the
+    /// background: those of images imported before the node did so, or of a store emptied
+    /// since, are then there for the next migrations too.
+    pub(crate) fn seed_held_kernels(&self) {
+        if self
+            .cluster()
+            .ok()
+            .and_then(|c| c.content.as_ref())
+            .is_none()
+        {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            for image in node.store().images() {
+                node.seed_kernel_pages(&image).await;
+            }
+        });
+    }
+
     /// Puts the pages of `image`'s kernel into the node's content store, if it has both, and
     /// logs the outcome: a store without them only costs later migrations bytes, so nothing
     /// fails for it.
@@ -179,6 +199,9 @@ impl crate::node::Node {
         let path = std::path::PathBuf::from(kernel);
         let started = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || seed_kernel(&store, &path)).await {
+            Ok(Ok(0)) => {
+                tracing::debug!(image = %image.name, "no kernel page to put into the DWCP content store")
+            }
             Ok(Ok(pages)) => tracing::info!(
                 image = %image.name,
                 pages,

@@ -50,6 +50,17 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
         "{theirs}"
     );
 
+    // Each node put the kernel's pages into its content store: a when it imported the image,
+    // b once the image had arrived.
+    for node in [&a, &b] {
+        let lines = node.daemon.wait_log(
+            "kernel pages put into the DWCP content store",
+            1,
+            Duration::from_secs(30),
+        );
+        assert!(logged_number(&lines[0], "pages") > 1000, "{}", lines[0]);
+    }
+
     vm_absent(&a.api, "mover");
     assert!(
         a.daemon.qemu_pids().is_empty(),
@@ -216,6 +227,26 @@ fn refused_migrations_leave_the_guest_on_the_source() {
 }
 
 /// The test guest's kernel command line.
+/// The number logged as `key=N` in `line` (0 when there is none), its colours left out.
+fn logged_number(line: &str, key: &str) -> u64 {
+    let mut plain = String::new();
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (false, c) => plain.push(c),
+            (true, _) => {}
+        }
+    }
+    plain
+        .split(&format!("{key}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn guest_cmdline() -> String {
     let g = crate::fixtures::guest_dir();
     std::fs::read_to_string(g.join("cmdline"))

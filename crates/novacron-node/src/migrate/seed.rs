@@ -11,8 +11,7 @@
 //! Only 64-bit little-endian ELF kernels (`vmlinux`) are read; a compressed kernel (`bzImage`)
 //! holds no page of the running one and is left alone. The file is not trusted: the program
 //! header table and every segment are bounded by the file's length, at most [`MAX_PAGES`] pages
-//! are read, and the store, which checks nothing about what it is given here, keeps each page
-//! under its own BLAKE3.
+//! are read, and each page goes into the store under the BLAKE3 computed here of its bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -26,7 +25,7 @@ const PAGE_BYTES: usize = 4096;
 /// [`PAGE_BYTES`] as a file offset.
 const PAGE: u64 = 4096;
 /// Most pages read from one kernel (128 MiB).
-pub(crate) const MAX_PAGES: usize = 32 << 10;
+const MAX_PAGES: usize = 32 << 10;
 /// Pages put into the store per hold of its lock, so that a migration's recorder waits little.
 const BATCH: usize = 256;
 /// Most program headers read.

@@ -187,7 +187,7 @@ impl ReduceShared {
             .collect()
     }
 
-    fn observe(&self, o: Observation) {
+    pub(crate) fn observe(&self, o: Observation) {
         let Some(codec) = pba_of(o.choice) else {
             return;
         };

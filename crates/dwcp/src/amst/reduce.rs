@@ -187,6 +187,7 @@ impl ReduceShared {
             .collect()
     }
 
+    /// Adds one compressed literal block to its codec's sums for the controller.
     pub(crate) fn observe(&self, o: Observation) {
         let Some(codec) = pba_of(o.choice) else {
             return;

@@ -332,16 +332,17 @@ clock_downtime() {
     if num "$here"; then echo $((here / 1000 - stop)); else echo -; fi
 }
 
+# Seconds, to two decimals, from microsecond $1 to microsecond $2 of the shared clock.
+span_s() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e6 }'
+}
+
 # Seconds from microsecond $3 of the shared clock to the guest running at node $1 (VM $2; see
 # `running_here_us`); "-" when it did not.
 clock_running() {
     local here
     here=$(running_here_us "$1" "$2" "$3")
-    if num "$here"; then
-        awk -v a="$3" -v b="$here" 'BEGIN { printf "%.2f", (b - a) / 1e6 }'
-    else
-        echo -
-    fi
+    if num "$here"; then span_s "$3" "$here"; else echo -; fi
 }
 
 # Migrates VM $2 from node $1 to the other one; records it as run $3 (further arguments go to
@@ -572,7 +573,7 @@ qemu_run() {
             R[$LINK.$run.clock]=$(((resume_us - stop_us) / 1000))
         fi
         if num "$resume_us"; then
-            R[$LINK.$run.running]=$(awk -v a="$start_us" -v b="$resume_us" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+            R[$LINK.$run.running]=$(span_s "$start_us" "$resume_us")
         fi
         log "$LINK: QEMU $cfg: $(fmt "$secs" 2) s (running at the destination after ${R[$LINK.$run.running]:--} s), downtime $down ms (shared clock ${R[$LINK.$run.clock]:--} ms), wire ${R[$LINK.$run.mib]} MiB, throttle $(jq -r '.return["cpu-throttle-percentage"] // 0' <<<"$out") %, guest $VERDICT"
     fi

@@ -5,6 +5,7 @@
 //! The crate knows nothing about virtual machines: it moves streams between two endpoints.
 //!
 //! - [`wire`]: frame format and control messages.
+//! - [`bufpool`]: frame-sized buffers reused instead of allocated per frame.
 //! - [`pki`]: cluster CA and node certificates; [`tls`]: rustls configurations from them.
 //! - [`mode`]: datacenter / hybrid / internet detection with hysteresis, and each mode's
 //!   defaults ([`mode::ModeDetector`], [`mode::ModeDefaults`]).
@@ -18,6 +19,7 @@
 //!   [`pba::CompressionChooser`], [`pba::fair_share`]).
 
 pub mod amst;
+pub mod bufpool;
 pub mod flags;
 pub mod hde;
 pub mod mode;

@@ -22,7 +22,8 @@ use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX, Frame,
-    FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, read_frame, write_frame,
+    FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, read_frame, read_frame_in,
+    write_frame,
 };
 
 /// Settings of a receiver.
@@ -432,6 +433,7 @@ async fn admit(
             message: format!("could not open the session: {e}"),
         })??,
     };
+    let session = session.with_frames_of(hello.chunk_size);
     let session = if features & FEATURE_HDE != 0 {
         session.with_hde(hello.chunk_size)
     } else {
@@ -480,7 +482,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
     };
     let reader = async {
         loop {
-            let frame = match read_frame(&mut rd).await {
+            let frame = match read_frame_in(&mut rd, session.frames.as_ref()).await {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
                 // A connection that broke (even mid-frame) is the sender's to re-dial; only

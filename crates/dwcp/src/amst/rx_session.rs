@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use super::prefix::StreamTail;
 use super::rx_writer::{FileOut, Output, WriteCmd};
 use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
+use crate::bufpool::BufPool;
 use crate::hde::{ContentHash, SharedStore};
 use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
 
@@ -48,6 +49,9 @@ struct Reorder {
 
 /// Most frames a session holds out of order.
 pub(crate) const MAX_PENDING_FRAMES: usize = 1 << 16;
+/// Frame buffers a session keeps for reuse, on either side (see [`BufPool`]): enough for
+/// the frames one write or acknowledgement releases together.
+pub(crate) const POOLED_FRAMES: usize = 8;
 
 /// A receiving session.
 pub(crate) struct RxSession {
@@ -75,6 +79,8 @@ pub(crate) struct RxSession {
     pub(crate) held: bool,
     /// Whether `Segments` blocks may be compressed against the bytes before their frame.
     pub(crate) prefix: bool,
+    /// Buffers for the payloads of whole data frames, reused once written.
+    pub(crate) frames: Option<Arc<BufPool>>,
 }
 
 /// What became of a `Segments` data frame ([`RxSession::decode_segments`]).
@@ -232,7 +238,17 @@ impl RxSession {
             dedup: None,
             held: false,
             prefix: false,
+            frames: None,
         })
+    }
+
+    /// This session, reading data frames of about `chunk_size` bytes into reused buffers.
+    pub(crate) fn with_frames_of(mut self, chunk_size: u32) -> Self {
+        let size = usize::try_from(chunk_size).unwrap_or(0);
+        if size > 0 {
+            self.frames = Some(BufPool::new(size, POOLED_FRAMES));
+        }
+        self
     }
 
     /// This session, accepting `Hde` data frames whose items decode to at most `chunk_size`

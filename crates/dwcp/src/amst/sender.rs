@@ -31,6 +31,7 @@ use super::sender_conn::{
 pub use super::source::Source;
 use super::source::{Opened, ProduceError, Produced, Producer, open_source};
 use super::tuner::StreamTuner;
+use crate::bufpool::BufPool;
 use crate::hde::ContentIndex;
 use crate::pba::initial_codec;
 use crate::transport::{Dialer, Security, tcp_stats};
@@ -240,6 +241,7 @@ pub async fn send(
         wire_limit: opts.wire_limit.clone(),
         wire_acked: Arc::clone(&shared.wire_acked_hint),
         end_confirmed: opts.end_confirmed.clone(),
+        frames: BufPool::new(opts.chunk_size as usize, super::rx_session::POOLED_FRAMES),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::inflight::{Charge, Outgoing};
 use super::reduce::{ChunkEncoder, ReduceShared};
 use super::send_opts::SendError;
+use crate::bufpool::BufPool;
 use crate::wire::{Frame, FrameKind, PayloadKind, SessionId, WireError};
 
 /// Where the stream comes from.
@@ -175,6 +176,8 @@ pub(crate) struct Producer {
     pub(crate) wire_acked: Arc<AtomicU64>,
     /// [`super::SendOptions::end_confirmed`].
     pub(crate) end_confirmed: Option<Arc<AtomicBool>>,
+    /// Buffers of whole chunks, back once their frames are acknowledged.
+    pub(crate) frames: Arc<BufPool>,
 }
 
 /// Stream length and BLAKE3 once the whole source was read and queued.
@@ -354,9 +357,9 @@ impl Producer {
                 read_some(&mut reader, buf).map_err(ProduceError::Read)?
             } else {
                 // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
-                let mut chunk = Vec::with_capacity(room);
+                let mut chunk = self.frames.take(room);
                 read_chunk(&mut reader, room as u64, &mut chunk).map_err(ProduceError::Read)?;
-                Bytes::from(chunk)
+                self.frames.freeze(chunk)
             };
             if read.is_empty() {
                 if self.cancelled.load(Ordering::SeqCst) {

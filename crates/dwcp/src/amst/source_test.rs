@@ -50,6 +50,7 @@ fn producer(limit: watch::Receiver<u64>) -> (Producer, mpsc::UnboundedReceiver<O
         wire_limit: Some(limit),
         wire_acked: Arc::clone(&acks.wire_acked),
         end_confirmed: None,
+        frames: crate::bufpool::BufPool::new(CHUNK, 2),
     };
     (p, rx, acks)
 }

@@ -1,9 +1,12 @@
 //! Reading and writing frames on an async byte stream.
 
-use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Frame, FrameHeader, HEADER_LEN, WireError};
+use crate::bufpool::BufPool;
 
 /// Reads one frame, checking header and payload before returning it.
 ///
@@ -12,6 +15,18 @@ use super::{Frame, FrameHeader, HEADER_LEN, WireError};
 /// # Errors
 /// [`WireError::Truncated`] when the stream ends inside a frame; any header or payload error.
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Frame>, WireError> {
+    read_frame_in(reader, None).await
+}
+
+/// [`read_frame`], with the payload's buffer from `pool` when it serves the payload's length
+/// (see [`BufPool`]).
+///
+/// # Errors
+/// As [`read_frame`].
+pub async fn read_frame_in<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    pool: Option<&Arc<BufPool>>,
+) -> Result<Option<Frame>, WireError> {
     let mut head = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
@@ -32,7 +47,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     let header = FrameHeader::decode(&head)?;
     let len = header.length as usize;
     // Read into spare capacity: no zeroing pass over a buffer that is about to be filled.
-    let mut payload = BytesMut::with_capacity(len);
+    let mut payload = match pool {
+        Some(pool) => pool.take(len),
+        None => Vec::with_capacity(len),
+    };
     while payload.len() < len {
         let want = (len - payload.len()) as u64;
         if (&mut *reader).take(want).read_buf(&mut payload).await? == 0 {
@@ -40,10 +58,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
         }
     }
     header.verify_payload(&payload)?;
-    Ok(Some(Frame {
-        header,
-        payload: payload.freeze(),
-    }))
+    let payload = match pool {
+        Some(pool) => pool.freeze(payload),
+        None => Bytes::from(payload),
+    };
+    Ok(Some(Frame { header, payload }))
 }
 
 /// Writes one frame: header and payload in one vectored write where the stream supports it,

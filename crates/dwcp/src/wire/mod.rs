@@ -25,7 +25,7 @@ mod codec_test;
 #[cfg(test)]
 mod control_test;
 
-pub use codec::{read_frame, write_frame};
+pub use codec::{read_frame, read_frame_in, write_frame};
 pub use control::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX, Hello,
     HelloAck, HelloMode, KNOWN_FEATURES, MAX_MESSAGE_LEN,

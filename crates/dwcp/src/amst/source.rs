@@ -297,11 +297,21 @@ fn read_chunk(reader: &mut dyn Read, limit: u64, buf: &mut Vec<u8>) -> std::io::
 /// One read: whatever the reader has now, up to `buf.len()` bytes (empty at the end). One
 /// read of a socket or pipe returns everything already queued that fits, so what arrives
 /// together is framed together. The bytes are copied out so that a small frame does not pin
-/// a chunk-sized buffer while it waits for its acknowledgement.
-fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<Bytes> {
+/// a chunk-sized buffer while it waits for its acknowledgement; a large read into one of
+/// `frames`.
+fn read_some(
+    reader: &mut dyn Read,
+    buf: &mut [u8],
+    frames: &Arc<BufPool>,
+) -> std::io::Result<Bytes> {
     loop {
         match reader.read(buf) {
-            Ok(n) => return Ok(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+            Ok(n) => {
+                let read = buf.get(..n).unwrap_or_default();
+                let mut out = frames.take(n);
+                out.extend_from_slice(read);
+                return Ok(frames.freeze(out));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -354,7 +364,7 @@ impl Producer {
                 .max(1);
             let read = if self.prompt {
                 let buf = prompt_buf.get_mut(..room).unwrap_or_default();
-                read_some(&mut reader, buf).map_err(ProduceError::Read)?
+                read_some(&mut reader, buf, &self.frames).map_err(ProduceError::Read)?
             } else {
                 // `read_to_end` on a `Take` fills spare capacity without zeroing it first.
                 let mut chunk = self.frames.take(room);

@@ -235,7 +235,7 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(image = %name, "image imported");
-        self.seed_kernel_pages(&image).await;
+        self.seed_image_pages(&image).await;
         self.inner
             .events
             .publish(None, EventKind::ImageImported { name: name.clone() });

@@ -160,7 +160,7 @@ impl Node {
             None => None,
         };
         node.recover().await;
-        node.seed_held_kernels();
+        node.seed_held_images();
         Ok((node, token_path))
     }
 

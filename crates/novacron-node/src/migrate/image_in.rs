@@ -367,7 +367,7 @@ impl Node {
         // session may open before the pages are in; they are for the migrations after it).
         let node = self.clone();
         let seeded = image.clone();
-        tokio::spawn(async move { node.seed_kernel_pages(&seeded).await });
+        tokio::spawn(async move { node.seed_image_pages(&seeded).await });
         self.inner.events.publish(
             None,
             EventKind::ImageImported {

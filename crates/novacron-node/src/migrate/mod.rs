@@ -33,6 +33,7 @@ mod image_in;
 mod mirror;
 mod peers;
 pub(crate) mod seed;
+pub(crate) mod seed_initrd;
 mod source;
 mod streams;
 

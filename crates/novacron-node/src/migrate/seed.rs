@@ -1,4 +1,4 @@
-//! Seeding the node's DWCP content store with the pages of its images' kernels.
+//! Seeding the node's DWCP content store with the pages of its images' kernels and initrds.
 //!
 //! A VM started from an image with a kernel (direct kernel boot) holds that kernel's loadable
 //! segments in its memory, page for page wherever the kernel did not change them once running
@@ -24,8 +24,8 @@ use dwcp::hde::{ContentHash, ContentStore, SharedStore, StoreError};
 const PAGE_BYTES: usize = 4096;
 /// [`PAGE_BYTES`] as a file offset.
 const PAGE: u64 = 4096;
-/// Most pages read from one kernel (128 MiB).
-const MAX_PAGES: usize = 32 << 10;
+/// Most pages read from one kernel or initrd (128 MiB).
+pub(crate) const MAX_PAGES: usize = 32 << 10;
 /// Pages put into the store per hold of its lock, so that a migration's recorder waits little.
 const BATCH: usize = 256;
 /// Most program headers read.
@@ -111,9 +111,8 @@ pub(crate) fn seed_kernel(store: &SharedStore, path: &Path) -> Result<usize, See
     let Some(segments) = kernel_segments(&mut file)? else {
         return Ok(0);
     };
-    let mut put = 0;
+    let mut seeder = Seeder::new(store);
     let mut read = 0;
-    let mut batch: Vec<(ContentHash, Vec<u8>)> = Vec::with_capacity(BATCH);
     for (start, len) in segments {
         file.seek(SeekFrom::Start(start))?;
         let mut left = len;
@@ -123,33 +122,80 @@ pub(crate) fn seed_kernel(store: &SharedStore, path: &Path) -> Result<usize, See
             file.read_exact(&mut page)?;
             left -= PAGE;
             read += 1;
-            if page.iter().all(|&b| b == 0) {
-                continue;
-            }
-            batch.push((ContentHash::of(&page), page));
-            if batch.len() == BATCH {
-                put += put_batch(store, &mut batch)?;
+            if page.iter().any(|&b| b != 0) {
+                seeder.push(page)?;
             }
         }
     }
-    put += put_batch(store, &mut batch)?;
-    Ok(put)
+    seeder.finish()
 }
 
-/// Puts the pages of `batch` that `store` lacks, under one hold of its lock; empties `batch`.
-fn put_batch(
-    store: &SharedStore,
-    batch: &mut Vec<(ContentHash, Vec<u8>)>,
-) -> Result<usize, StoreError> {
-    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut put = 0;
-    for (hash, page) in batch.drain(..) {
-        if !store.contains(&hash) {
-            store.put(hash, &page)?;
-            put += 1;
+/// Puts the pages of the files in initrd `path` into `store` (see [`super::seed_initrd`]),
+/// all but the zero pages and those it holds already; returns how many it put (0 for a file
+/// that is not an initrd this reads).
+///
+/// # Errors
+///
+/// [`SeedError`] when the initrd cannot be read or unpacked, or the store written.
+pub(crate) fn seed_initrd(store: &SharedStore, path: &Path) -> Result<usize, SeedError> {
+    let mut seeder = Seeder::new(store);
+    let mut given = 0;
+    let mut failed = None;
+    super::seed_initrd::initrd_pages(File::open(path)?, |page| {
+        given += 1;
+        if let Err(e) = seeder.push(page) {
+            failed = Some(e);
+            return Ok(false);
+        }
+        Ok(given < MAX_PAGES)
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    seeder.finish()
+}
+
+/// Puts pages into a store in batches, each under one hold of its lock, so that a migration's
+/// recorder waits little; counts those the store lacked.
+struct Seeder<'a> {
+    store: &'a SharedStore,
+    batch: Vec<(ContentHash, Vec<u8>)>,
+    put: usize,
+}
+
+impl<'a> Seeder<'a> {
+    fn new(store: &'a SharedStore) -> Self {
+        Self {
+            store,
+            batch: Vec::with_capacity(BATCH),
+            put: 0,
         }
     }
-    Ok(put)
+
+    fn push(&mut self, page: Vec<u8>) -> Result<(), StoreError> {
+        self.batch.push((ContentHash::of(&page), page));
+        if self.batch.len() == BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        for (hash, page) in self.batch.drain(..) {
+            if !store.contains(&hash) {
+                store.put(hash, &page)?;
+                self.put += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts what is left; the pages put in all.
+    fn finish(mut self) -> Result<usize, SeedError> {
+        self.flush()?;
+        Ok(self.put)
+    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
@@ -165,10 +211,10 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl crate::node::Node {
-    /// Puts the kernel pages of every image the node holds into its content store, in the
-    /// background: those of images imported before the node did so, or of a store emptied
-    /// since, are then there for the next migrations too.
-    pub(crate) fn seed_held_kernels(&self) {
+    /// Puts the kernel and initrd pages of every image the node holds into its content store,
+    /// in the background: those of images imported before the node did so, or of a store
+    /// emptied since, are then there for the next migrations too.
+    pub(crate) fn seed_held_images(&self) {
         if self
             .cluster()
             .ok()
@@ -180,42 +226,62 @@ impl crate::node::Node {
         let node = self.clone();
         tokio::spawn(async move {
             for image in node.store().images() {
-                node.seed_kernel_pages(&image).await;
+                node.seed_image_pages(&image).await;
             }
         });
     }
 
-    /// Puts the pages of `image`'s kernel into the node's content store, if it has both, and
-    /// logs the outcome: a store without them only costs later migrations bytes, so nothing
-    /// fails for it.
-    pub(crate) async fn seed_kernel_pages(&self, image: &novacron_model::Image) {
-        let (Ok(cluster), Some(kernel)) = (self.cluster(), image.kernel.as_ref()) else {
+    /// Puts the pages of `image`'s kernel and of its initrd's files into the node's content
+    /// store, if it has one and them, and logs the outcome: a store without them only costs
+    /// later migrations bytes, so nothing fails for it.
+    pub(crate) async fn seed_image_pages(&self, image: &novacron_model::Image) {
+        let Some(store) = self.cluster().ok().and_then(|c| c.content.clone()) else {
             return;
         };
-        let Some(store) = cluster.content.clone() else {
-            return;
-        };
-        let path = std::path::PathBuf::from(kernel);
-        let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || seed_kernel(&store, &path)).await {
-            Ok(Ok(0)) => {
-                tracing::debug!(image = %image.name, "no kernel page to put into the DWCP content store")
-            }
-            Ok(Ok(pages)) => tracing::info!(
-                image = %image.name,
-                pages,
-                ms = started.elapsed().as_millis(),
-                "kernel pages put into the DWCP content store"
-            ),
-            Ok(Err(e)) => tracing::warn!(
-                image = %image.name,
-                error = %crate::vms::chain(&e),
-                "could not put the kernel's pages into the DWCP content store"
-            ),
-            Err(e) => {
-                tracing::warn!(image = %image.name, error = %e, "kernel page seeding stopped")
-            }
+        if let Some(kernel) = image.kernel.as_ref() {
+            seed_from(image.name.as_str(), "kernel", &store, kernel, seed_kernel).await;
         }
+        if let Some(initrd) = image.initrd.as_ref() {
+            seed_from(
+                image.name.as_str(),
+                "initrd file",
+                &store,
+                initrd,
+                seed_initrd,
+            )
+            .await;
+        }
+    }
+}
+
+/// Runs `seed` (the pages of the `what` at `path` of image `image` into `store`) on the
+/// blocking pool and logs the outcome.
+async fn seed_from(
+    image: &str,
+    what: &'static str,
+    store: &SharedStore,
+    path: &str,
+    seed: fn(&SharedStore, &Path) -> Result<usize, SeedError>,
+) {
+    let store = store.clone();
+    let path = std::path::PathBuf::from(path);
+    let started = std::time::Instant::now();
+    match tokio::task::spawn_blocking(move || seed(&store, &path)).await {
+        Ok(Ok(0)) => {
+            tracing::debug!(image, "no {what} page to put into the DWCP content store")
+        }
+        Ok(Ok(pages)) => tracing::info!(
+            image,
+            pages,
+            ms = started.elapsed().as_millis(),
+            "{what} pages put into the DWCP content store"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            image,
+            error = %crate::vms::chain(&e),
+            "could not put the {what}'s pages into the DWCP content store"
+        ),
+        Err(e) => tracing::warn!(image, error = %e, "{what} page seeding stopped"),
     }
 }
 

@@ -50,15 +50,18 @@ fn a_running_guest_migrates_and_back_and_keeps_running() {
         "{theirs}"
     );
 
-    // Each node put the kernel's pages into its content store: a when it imported the image,
+    // Each node put the pages of the kernel and of the initrd's files (the test guest's
+    // program and busybox among them) into its content store: a when it imported the image,
     // b once the image had arrived.
     for node in [&a, &b] {
-        let lines = node.daemon.wait_log(
-            "kernel pages put into the DWCP content store",
-            1,
-            Duration::from_secs(30),
-        );
-        assert!(logged_number(&lines[0], "pages") > 1000, "{}", lines[0]);
+        for (what, least) in [("kernel", 1000), ("initrd file", 500)] {
+            let lines = node.daemon.wait_log(
+                &format!("{what} pages put into the DWCP content store"),
+                1,
+                Duration::from_secs(30),
+            );
+            assert!(logged_number(&lines[0], "pages") > least, "{}", lines[0]);
+        }
     }
 
     vm_absent(&a.api, "mover");

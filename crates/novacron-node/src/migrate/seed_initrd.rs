@@ -10,8 +10,9 @@
 //! zstd (the usual layout of distributions: an uncompressed archive of early firmware, then
 //! the compressed main one). Archives are read in turn while they are recognised; a
 //! compressed archive ends the reading (what follows its compressed stream is not found
-//! reliably). The file is not trusted: every name and file length is bounded, at most
-//! [`MAX_UNPACKED`] bytes are unpacked and at most [`super::seed::MAX_PAGES`] pages given.
+//! reliably). The file is not trusted: every name and file length is bounded and at most
+//! [`MAX_UNPACKED`] bytes are unpacked; the caller stops the reading when it has the pages it
+//! takes ([`super::seed::seed_initrd`]: [`super::seed::MAX_PAGES`]).
 
 use std::io::{self, BufRead, BufReader, Read};
 

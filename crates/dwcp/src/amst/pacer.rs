@@ -159,7 +159,8 @@ pub struct PacerSample {
     /// Bytes the connections' peers received since the session started (segments
     /// acknowledged cumulatively or selectively, times the segment size).
     pub delivered: u64,
-    /// A connection's smoothed RTT, if measured.
+    /// The lowest smoothed RTT of the connections that delivered since the last sample (a
+    /// queue at the bottleneck delays them all), if any did.
     pub srtt: Option<Duration>,
     /// The lowest RTT any connection has seen.
     pub min_rtt: Option<Duration>,

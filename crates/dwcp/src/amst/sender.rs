@@ -202,6 +202,7 @@ pub async fn send(
         events: events_tx,
         srtt_us: AtomicU64::new(0),
         min_rtt_us: AtomicU64::new(u64::MAX),
+        queue_rtt_us: AtomicU64::new(u64::MAX),
         tcp_acked: AtomicU64::new(0),
         tcp_delivered: AtomicU64::new(0),
         pacing: super::conn_pacing::ConnPacing::default(),

@@ -53,6 +53,11 @@ pub(crate) struct Shared {
     pub(crate) srtt_us: AtomicU64,
     /// Lowest RTT any connection has measured, in microseconds (`u64::MAX` = unknown).
     pub(crate) min_rtt_us: AtomicU64,
+    /// Lowest smoothed RTT among the connections that delivered bytes since the pacer last
+    /// took it, in microseconds (`u64::MAX` = none did): a queue at the bottleneck delays
+    /// every connection through it, where one connection's RTT may be its own (a handshake
+    /// slowed by a busy host, a delayed acknowledgement, an idle connection's old figure).
+    pub(crate) queue_rtt_us: AtomicU64,
     /// Bytes acknowledged at the TCP level, summed over all connections: a smooth measure of
     /// delivery for the stream tuner, unlike the stream offset, which jumps when a gap fills.
     pub(crate) tcp_acked: AtomicU64,
@@ -540,6 +545,10 @@ async fn sample_tcp(
             let segments = stats.delivered.wrapping_sub(delivered);
             let bytes = u64::from(segments) * u64::from(stats.mss);
             shared.tcp_delivered.fetch_add(bytes, Ordering::Relaxed);
+            if let (true, Some(rtt)) = (segments > 0, stats.rtt) {
+                let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+                shared.queue_rtt_us.fetch_min(us, Ordering::Relaxed);
+            }
         }
         last = Some((stats.bytes_acked, stats.delivered));
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);

@@ -34,10 +34,12 @@ impl Supervisor {
             return;
         };
         let now = Instant::now();
+        // The lowest smoothed RTT of the connections that delivered since the last tick.
+        let queue_rtt = self.shared.queue_rtt_us.swap(u64::MAX, Ordering::Relaxed);
         let cap = pacer.on_sample(PacerSample {
             at: now,
             delivered: self.shared.tcp_delivered.load(Ordering::Relaxed),
-            srtt: measured_rtt(self.shared.srtt_us.load(Ordering::Relaxed)),
+            srtt: measured_rtt(queue_rtt),
             min_rtt: measured_rtt(self.shared.min_rtt_us.load(Ordering::Relaxed)),
             backlogged: self.backlogged,
         });
@@ -45,7 +47,7 @@ impl Supervisor {
             tracing::trace!(
                 cap,
                 bandwidth = pacer.bandwidth(),
-                srtt_us = self.shared.srtt_us.load(Ordering::Relaxed),
+                queue_rtt_us = queue_rtt,
                 min_rtt_us = self.shared.min_rtt_us.load(Ordering::Relaxed),
                 "session pacing"
             );

@@ -24,7 +24,8 @@
 //! - **Cruise**: the cap is the highest delivery rate of the last [`BW_INTERVALS`] intervals
 //!   times a gain that cycles over [`CYCLE`] intervals: one above it (to find bandwidth that
 //!   freed up; [`PROBE_QUEUE`] says how far), one as far below (to drain what that probe
-//!   queued), then at it. While the RTT shows a queue over half a BDP, the next interval
+//!   queued), then at it. A probe the link took without a queue is followed by another
+//!   ([`PROBE_FOUND`]) until one is not. While the RTT shows a queue over half a BDP, the next interval
 //!   sends as much less as brings it back to [`QUEUE_TARGET`] (its delay at the bottleneck's
 //!   rate; at least [`MIN_GAIN`] of the estimate), and the estimate restarts from that
 //!   interval's delivery: with a standing queue the bottleneck was busy throughout, so it
@@ -57,6 +58,12 @@ pub const MAX_PROBE_GAIN: f64 = 1.25;
 /// BDP. The drain interval after it has the gain `2 − probe gain`, which takes out what the
 /// probe put in.
 pub const PROBE_QUEUE: f64 = 0.25;
+/// Share of a probe's extra rate the link must have delivered, without a queue, for the probe
+/// to have found bandwidth: the next interval then probes again instead of waiting for the
+/// next cycle. An estimate far under the link (a startup ended by a spike in the RTT, a link
+/// that got faster) otherwise rises by one probe gain per cycle: an eighth per 2.4 s over
+/// `intercontinental`, 17 s from a fifth of the link to all of it.
+pub const PROBE_FOUND: f64 = 0.5;
 /// Intervals whose highest delivery rate sets the cap: more than one cycle, so that the
 /// probe's measurement is still in the window at the next probe.
 pub const BW_INTERVALS: usize = CYCLE + 2;
@@ -258,7 +265,8 @@ impl Pacer {
         }
         self.open = Some(s);
         let rate = delivery_rate(&from, &s);
-        if !limited && rate <= self.bandwidth() {
+        let before = self.bandwidth();
+        if !limited && rate <= before {
             // The source set the pace: nothing learnt about the link.
             return self.cap;
         }
@@ -284,9 +292,16 @@ impl Pacer {
                 }
             }
             startup @ State::Startup { .. } => startup,
-            State::Cruise { phase } => State::Cruise {
-                phase: (phase + 1) % CYCLE,
-            },
+            State::Cruise { phase } => {
+                let (probe, _) = gains(min_rtt, interval);
+                let found = phase == 0
+                    && !queue
+                    && before > 0.0
+                    && rate >= before * (1.0 + (probe - 1.0) * PROBE_FOUND);
+                State::Cruise {
+                    phase: if found { 0 } else { (phase + 1) % CYCLE },
+                }
+            }
         };
         let bandwidth = self.bandwidth();
         if bandwidth <= 0.0 {

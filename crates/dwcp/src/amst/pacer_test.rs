@@ -387,3 +387,32 @@ fn a_span_counts_as_network_limited_when_frames_waited_a_quarter_of_it() {
     assert!(!network_limited(Duration::from_millis(999), span));
     assert!(!network_limited(Duration::ZERO, span));
 }
+
+#[test]
+fn probes_the_link_takes_whole_follow_each_other_until_one_finds_it_full() {
+    let mut link = Link::new(10e6);
+    let mut pacer = Pacer::new();
+    link.run(&mut pacer, 3 * CYCLE);
+    assert!((pacer.bandwidth() / 10e6 - 1.0).abs() < 0.05);
+    // The link becomes four times as fast: a probe per cycle would take eleven cycles to
+    // find it (1.125^11 ≈ 3.7); probing again after every probe that found more, two do.
+    link.rate = 40e6;
+    let caps = link.run(&mut pacer, 2 * CYCLE);
+    let best = caps.iter().flatten().copied().fold(0.0, f64::max);
+    assert!(best >= 40e6, "the cap reached only {best}");
+    // Once the link is full the cycle is back: at most one probe in the last cycle, and the
+    // queue under half a BDP.
+    let caps = link.run(&mut pacer, 2 * CYCLE);
+    let last = caps.get(caps.len() - CYCLE..).unwrap_or_default();
+    let probes = last
+        .iter()
+        .flatten()
+        .filter(|&&c| c > pacer.bandwidth() * 1.05)
+        .count();
+    assert!(
+        probes <= 1,
+        "{probes} probes in a cycle at the link's rate: {last:?}"
+    );
+    assert!((pacer.bandwidth() / 40e6 - 1.0).abs() < 0.05);
+    assert!(link.queue < 40e6 * RTT.as_secs_f64() * 0.5);
+}

@@ -25,10 +25,10 @@
 //!   times a gain that cycles over [`CYCLE`] intervals: one above it (to find bandwidth that
 //!   freed up; [`PROBE_QUEUE`] says how far), one as far below (to drain what that probe
 //!   queued), then at it. A probe the link took without a queue is followed by another
-//!   ([`PROBE_FOUND`]) until one is not. While the RTT shows a queue over half a BDP, the next interval
-//!   sends as much less as brings it back to [`QUEUE_TARGET`] (its delay at the bottleneck's
-//!   rate; at least [`MIN_GAIN`] of the estimate), and the estimate restarts from that
-//!   interval's delivery: with a standing queue the bottleneck was busy throughout, so it
+//!   ([`PROBE_FOUND`]) until one is not. While the RTT shows a queue over half a BDP, the
+//!   next interval sends as much less as brings it back to [`QUEUE_TARGET`] (its delay at the
+//!   bottleneck's rate; at least [`MIN_GAIN`] of the estimate), and the estimate restarts from
+//!   that interval's delivery: with a standing queue the bottleneck was busy throughout, so it
 //!   delivered exactly its rate.
 //!
 //! An interval is two minimum RTTs, at least [`MIN_INTERVAL`]. Only intervals in which the

@@ -7,8 +7,9 @@
 # seen before; the guest program's random pages (`NCPG` at the page's start) and text pages
 # (`NCGUEST page=`); the rest (kernel, page cache, the program's code). For each kind of unique
 # page, its bytes and those of `zstd -3` and `zstd -19` over all such pages in memory order; and
-# how many of the rest are pages of the kernel's loadable segments (`readelf -l`; what a node
-# holding the image puts into its content store).
+# how many of the rest are pages of the kernel's loadable segments (`readelf -l`) or of the files
+# in its initrd (unpacked with `cpio`): what a node holding the image puts into its content
+# store.
 #
 # Usage: bench/guest-memory.sh
 # Environment:
@@ -17,7 +18,8 @@
 #   GUEST_MEMORY_CMDLINE      kernel command line (default: bench/migrate.sh's,
 #                             console=ttyS0 quiet panic=-1 nc.mem=160M nc.dirty=4M)
 #   GUEST_MEMORY_HEARTBEATS   heartbeats to wait for before the stop (default 3)
-# Needs qemu-system-x86_64, qemu-img, socat, zstd, readelf (binutils), split, sha256sum.
+# Needs qemu-system-x86_64, qemu-img, socat, zstd, gzip, cpio, readelf (binutils), split,
+#   truncate, sha256sum.
 # Exits 2 when the guest does not come up.
 set -euo pipefail
 
@@ -80,12 +82,27 @@ while read -r off filesz; do
 done < <(readelf -lW "$GUEST/vmlinux" | awk '$1 == "LOAD" { print $2, $5 }')
 find "$WORK" -maxdepth 1 -name 'k*.*' -print0 | xargs -0 -r sha256sum | cut -d' ' -f1 | sort -u >"$WORK/kernel.sums"
 
+# Initrd pages: each regular file of the unpacked archive from its first byte, the last page
+# padded with zeros, as the kernel holds them in its RAM file system.
+mkdir "$WORK/initrd" "$WORK/i"
+(cd "$WORK/initrd" && { gzip -dc "$GUEST/initrd.img" 2>/dev/null || zstd -qdc "$GUEST/initrd.img"; } |
+    cpio -id --quiet --no-absolute-filenames 2>/dev/null) || true
+n=0
+while IFS= read -r -d '' f; do
+    n=$((n + 1))
+    split -b "$PAGE" -a 6 -d "$f" "$WORK/i/$n."
+done < <(find "$WORK/initrd" -type f -size +0 -print0)
+find "$WORK/i" -type f -print0 | xargs -0 -r truncate -s "$PAGE"
+find "$WORK/i" -type f -print0 | xargs -0 -r sha256sum | cut -d' ' -f1 | sort -u >"$WORK/initrd.sums"
+
 # One kind per page, first sight only for copies.
-awk -v zero="$zero" -v rnd="$WORK/random.idx" -v txt="$WORK/text.idx" -v ker="$WORK/kernel.sums" '
+awk -v zero="$zero" -v rnd="$WORK/random.idx" -v txt="$WORK/text.idx" -v ker="$WORK/kernel.sums" \
+    -v ird="$WORK/initrd.sums" '
     BEGIN {
         while ((getline l < rnd) > 0) kind[l] = "random"
         while ((getline l < txt) > 0) kind[l] = "text"
         while ((getline l < ker) > 0) kernel[l] = 1
+        while ((getline l < ird) > 0) initrd[l] = 1
     }
     {
         page = $2; sub(/^\.\//, "", page)
@@ -93,6 +110,7 @@ awk -v zero="$zero" -v rnd="$WORK/random.idx" -v txt="$WORK/text.idx" -v ker="$W
         else if ($1 in seen) k = "copy"
         else if (page in kind) k = kind[page]
         else if ($1 in kernel) k = "kernel"
+        else if ($1 in initrd) k = "initrd"
         else k = "other"
         seen[$1] = 1
         print k, page
@@ -100,7 +118,7 @@ awk -v zero="$zero" -v rnd="$WORK/random.idx" -v txt="$WORK/text.idx" -v ker="$W
 
 echo "| kind | pages | MiB | zstd -3 MiB | zstd -19 MiB |"
 echo "| --- | ---: | ---: | ---: | ---: |"
-for k in zero copy random text kernel other; do
+for k in zero copy random text kernel initrd other; do
     n=$(awk -v k="$k" '$1 == k' "$WORK/kinds" | wc -l)
     if [ "$k" = zero ] || [ "$k" = copy ] || [ "$n" -eq 0 ]; then
         echo "| $k | $n | $(awk -v n="$n" 'BEGIN { printf "%.1f", n * 4096 / 1048576 }') | - | - |"

@@ -38,12 +38,6 @@ impl BufPool {
         })
     }
 
-    /// The size of the pool's buffers.
-    #[must_use]
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// Whether a buffer for `len` bytes comes from the pool: between half its size and its size.
     #[must_use]
     pub fn serves(&self, len: usize) -> bool {

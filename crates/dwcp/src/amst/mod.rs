@@ -105,6 +105,9 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 512 << 10;
 pub const DEFAULT_WINDOW: u64 = 64 << 20;
 /// Most connections one session may use.
 pub const MAX_STREAMS: u16 = 64;
+/// Frame buffers a session keeps for reuse, on either side (see [`crate::bufpool::BufPool`]):
+/// enough for the frames one write or acknowledgement releases together.
+pub(crate) const POOLED_FRAMES: usize = 8;
 
 /// Decodes a `Segments` payload as a receiver does (docs/dwcp-wire.md section 11): at most
 /// `limit` stream bytes, references resolved in `store` (and literal segments stored there),

@@ -49,9 +49,6 @@ struct Reorder {
 
 /// Most frames a session holds out of order.
 pub(crate) const MAX_PENDING_FRAMES: usize = 1 << 16;
-/// Frame buffers a session keeps for reuse, on either side (see [`BufPool`]): enough for
-/// the frames one write or acknowledgement releases together.
-pub(crate) const POOLED_FRAMES: usize = 8;
 
 /// A receiving session.
 pub(crate) struct RxSession {
@@ -246,7 +243,7 @@ impl RxSession {
     pub(crate) fn with_frames_of(mut self, chunk_size: u32) -> Self {
         let size = usize::try_from(chunk_size).unwrap_or(0);
         if size > 0 {
-            self.frames = Some(BufPool::new(size, POOLED_FRAMES));
+            self.frames = Some(BufPool::new(size, super::POOLED_FRAMES));
         }
         self
     }

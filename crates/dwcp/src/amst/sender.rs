@@ -242,7 +242,7 @@ pub async fn send(
         wire_limit: opts.wire_limit.clone(),
         wire_acked: Arc::clone(&shared.wire_acked_hint),
         end_confirmed: opts.end_confirmed.clone(),
-        frames: BufPool::new(opts.chunk_size as usize, super::rx_session::POOLED_FRAMES),
+        frames: BufPool::new(opts.chunk_size as usize, super::POOLED_FRAMES),
     };
     let producer = tokio::task::spawn_blocking(move || producer.run(reader));
 

@@ -215,42 +215,41 @@ impl crate::node::Node {
     /// in the background: those of images imported before the node did so, or of a store
     /// emptied since, are then there for the next migrations too.
     pub(crate) fn seed_held_images(&self) {
-        if self
-            .cluster()
-            .ok()
-            .and_then(|c| c.content.as_ref())
-            .is_none()
-        {
+        let Some(store) = self.content_store() else {
             return;
-        }
+        };
         let node = self.clone();
         tokio::spawn(async move {
             for image in node.store().images() {
-                node.seed_image_pages(&image).await;
+                seed_image(&store, &image).await;
             }
         });
     }
 
     /// Puts the pages of `image`'s kernel and of its initrd's files into the node's content
-    /// store, if it has one and them, and logs the outcome: a store without them only costs
-    /// later migrations bytes, so nothing fails for it.
+    /// store, if it has one (see [`seed_image`]).
     pub(crate) async fn seed_image_pages(&self, image: &novacron_model::Image) {
-        let Some(store) = self.cluster().ok().and_then(|c| c.content.clone()) else {
-            return;
-        };
-        if let Some(kernel) = image.kernel.as_ref() {
-            seed_from(image.name.as_str(), "kernel", &store, kernel, seed_kernel).await;
+        if let Some(store) = self.content_store() {
+            seed_image(&store, image).await;
         }
-        if let Some(initrd) = image.initrd.as_ref() {
-            seed_from(
-                image.name.as_str(),
-                "initrd file",
-                &store,
-                initrd,
-                seed_initrd,
-            )
-            .await;
-        }
+    }
+
+    /// The node's DWCP content store, when it keeps one.
+    fn content_store(&self) -> Option<SharedStore> {
+        self.cluster().ok().and_then(|c| c.content.clone())
+    }
+}
+
+/// Puts the pages of `image`'s kernel and of its initrd's files into `store`, for those it
+/// has, and logs the outcome: a store without them only costs later migrations bytes, so
+/// nothing fails for it.
+async fn seed_image(store: &SharedStore, image: &novacron_model::Image) {
+    let name = image.name.as_str();
+    if let Some(kernel) = image.kernel.as_ref() {
+        seed_from(name, "kernel", store, kernel, seed_kernel).await;
+    }
+    if let Some(initrd) = image.initrd.as_ref() {
+        seed_from(name, "initrd file", store, initrd, seed_initrd).await;
     }
 }
 

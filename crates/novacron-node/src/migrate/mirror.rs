@@ -18,7 +18,7 @@ use super::Cluster;
 use super::streams::{self, Expected, Sending};
 use novacron_api::migration::{PeerDiskExport, disk_reply_stream};
 use novacron_model::{OperationId, Vm};
-use novacron_qemu::qmp::block::{JobEnd, job_end, wait_job_end};
+use novacron_qemu::qmp::block::{JobEnd, job_end, next_job_ready, wait_job_end};
 use novacron_qemu::qmp::{QmpClient, QmpEvent};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -32,6 +32,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 const MIRROR_BUF: u64 = 64 << 20;
 /// Longest wait for a mirror to finish at switch-over or to stop after a failure.
 const END_WAIT: Duration = Duration::from_secs(60);
+/// How often a mirror not yet ready at switch-over is looked at, besides its ready event.
+const READY_POLL: Duration = Duration::from_millis(50);
 
 /// QEMU's block node of disk `index` (as `novacron_qemu::launch` names it).
 fn disk_node(index: usize) -> String {
@@ -227,6 +229,53 @@ pub(crate) async fn end(qmp: &QmpClient, mirrors: &[SourceMirror]) -> Result<(),
         })?;
     }
     Ok(())
+}
+
+/// Switch-over, the guest stopped: waits until every mirror is ready. They start beside the
+/// memory's first pass, and a guest that dirties little can stop before a mirror has copied
+/// what its overlay held (a mirror asked to [`end`] before it is ready stops early, out of
+/// sync): with no more writes it gets there, and the wait is part of the downtime. At most
+/// [`END_WAIT`]. Returns what they copied then: (bytes copied, bytes to copy).
+pub(crate) async fn wait_ready(
+    qmp: &QmpClient,
+    mirrors: &[SourceMirror],
+) -> Result<(u64, u64), String> {
+    if mirrors.is_empty() {
+        return Ok((0, 0));
+    }
+    let stopped = tokio::time::Instant::now();
+    let deadline = stopped + END_WAIT;
+    // Subscribed before each look at the jobs: a job that becomes ready in between is not
+    // missed.
+    let mut events = qmp.events();
+    let mut waited = false;
+    loop {
+        let (copied, total, ready) = figures(qmp, mirrors).await?;
+        if ready {
+            if waited {
+                tracing::info!(
+                    waited_ms = stopped.elapsed().as_millis(),
+                    copied,
+                    "disk mirrors ready after the guest stopped"
+                );
+            }
+            return Ok((copied, total));
+        }
+        waited = true;
+        let woke = tokio::time::timeout_at(deadline, async {
+            tokio::select! {
+                () = next_job_ready(&mut events) => {}
+                () = tokio::time::sleep(READY_POLL) => {}
+            }
+        })
+        .await;
+        if woke.is_err() {
+            return Err(format!(
+                "the disks' mirrors were not ready {} s after the guest stopped ({copied} of {total} bytes copied)",
+                END_WAIT.as_secs()
+            ));
+        }
+    }
 }
 
 /// Waits for each mirror asked to [`end`] to have ended in sync, then closes the NBD

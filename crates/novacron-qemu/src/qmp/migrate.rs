@@ -382,6 +382,18 @@ impl QmpClient {
             .map(drop)
     }
 
+    /// `migrate-continue` from `pre-switchover`: with the `pause-before-switchover`
+    /// capability on, QEMU stops the guest at the end of the pre-copy (or on the switch to
+    /// post-copy), its disks still in use, and waits for this before it sends the devices.
+    ///
+    /// # Errors
+    /// As for [`QmpClient::execute`]: QEMU refuses it outside that state.
+    pub async fn migrate_continue(&self) -> Result<(), QmpError> {
+        self.execute("migrate-continue", json!({ "state": "pre-switchover" }))
+            .await
+            .map(drop)
+    }
+
     /// `migrate_cancel`: cancels the outgoing migration. It ends in `cancelled` (or, if it
     /// was too late, `completed`); without a migration running it does nothing.
     ///

@@ -229,12 +229,11 @@ fn refused_migrations_leave_the_guest_on_the_source() {
     assert_eq!(v["error"], "node_only", "{v}");
 }
 
-/// The test guest's kernel command line.
-/// The number logged as `key=N` in `line` (0 when there is none), its colours left out.
-fn logged_number(line: &str, key: &str) -> u64 {
+/// `log` without its colours.
+fn plain(log: &str) -> String {
     let mut plain = String::new();
     let mut in_escape = false;
-    for c in line.chars() {
+    for c in log.chars() {
         match (in_escape, c) {
             (false, '\x1b') => in_escape = true,
             (true, 'm') => in_escape = false,
@@ -243,6 +242,11 @@ fn logged_number(line: &str, key: &str) -> u64 {
         }
     }
     plain
+}
+
+/// The number logged as `key=N` in `line` (0 when there is none), its colours left out.
+fn logged_number(line: &str, key: &str) -> u64 {
+    plain(line)
         .split(&format!("{key}="))
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
@@ -250,6 +254,7 @@ fn logged_number(line: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The test guest's kernel command line.
 fn guest_cmdline() -> String {
     let g = crate::fixtures::guest_dir();
     std::fs::read_to_string(g.join("cmdline"))
@@ -309,7 +314,10 @@ fn the_guest_disk_moves_with_it() {
         .api
         .wait(&migrate(&a.api, "disky", &json!({"target": "b"})));
     assert_eq!(done["status"], "succeeded", "{done}");
-    // The disk went by its mirror, before and during the memory's copy.
+    // The disk went by its mirror, started beside the memory's first pass (its overlay holds
+    // far less than the guest's memory), and kept copying the guest's writes.
+    let log = plain(&a.daemon.log());
+    assert!(log.contains("mirrors_beside=true"), "{log}");
     let copied = done["migration"]["disk_copied"].as_u64().unwrap();
     assert!(copied > 0, "{done}");
     assert!(

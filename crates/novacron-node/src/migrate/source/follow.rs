@@ -1,5 +1,5 @@
 //! Following a running migration until the guest stops: QEMU and the DWCP session sampled,
-//! the convergence policy applied, the disks' mirrors ended once the guest is stopped.
+//! the convergence policy applied, held while the disks' mirrors are not ready.
 
 use super::{Failed, Run, SAMPLE_EVERY, Stopped};
 use crate::migrate::mirror::{self, SourceMirror};
@@ -8,6 +8,7 @@ use crate::node::Node;
 use crate::vms::chain;
 use novacron_migrate::{Convergence, Policy, Sample, Verdict};
 use novacron_model::MigrationPhase;
+use novacron_qemu::qmp::block::next_job_ready;
 use novacron_qemu::qmp::{MigrationEvent, MigrationParameters, MigrationStatus};
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,10 @@ impl Node {
         // post-copy starts, on a fast link the passes after it take less than a sampling
         // period, and the switch-over's end is the guest's downtime.
         let mut events = qmp.events();
-        let mut mirrors_ending = false;
+        // Mirrors started beside the memory are not ready yet: until they are, QEMU is held
+        // from ending the pre-copy, and the convergence policy waits (see `set_up_qemu`).
+        let mut mirrors_ready = mirrors.is_empty();
+        let mut job_events = qmp.events();
         let mut disks = (0, 0);
         let mut warmed = Instant::now();
         loop {
@@ -65,13 +69,11 @@ impl Node {
                 _ = tick.tick() => None,
                 event = novacron_qemu::qmp::next_migration_event(&mut events) => {
                     if stopping(&event) {
-                        return Ok(stopped_now(
-                            postcopy_at.is_some(),
-                            mirrors_ending || mirrors.is_empty(),
-                        ));
+                        return Ok(stopped_now(postcopy_at.is_some()));
                     }
                     None
                 }
+                () = next_job_ready(&mut job_events), if !mirrors_ready => None,
                 _ = cancel.changed() => Some("cancelled by the operator".to_owned()),
                 e = sending.failed() => Some(format!("the DWCP session failed: {e}")),
             };
@@ -86,33 +88,21 @@ impl Node {
                 }
                 event = novacron_qemu::qmp::next_migration_event(&mut events) => {
                     if stopping(&event) {
-                        return Ok(stopped_now(
-                            postcopy_at.is_some(),
-                            mirrors_ending || mirrors.is_empty(),
-                        ));
+                        return Ok(stopped_now(postcopy_at.is_some()));
                     }
                     continue;
                 }
             };
-            // Once the guest is stopped it writes no more: the mirrors copy what is left
-            // while the memory's last bytes cross, and the commit waits for both.
-            let stopped = matches!(
-                info.status,
-                MigrationStatus::Device
-                    | MigrationStatus::PreSwitchover
-                    | MigrationStatus::Completed
-                    | MigrationStatus::PostcopyActive
-            );
-            if !mirrors.is_empty() && !mirrors_ending {
+            if !mirrors.is_empty() {
                 match mirror::figures(qmp, mirrors).await {
-                    Ok((copied, total, _)) => disks = (copied, total),
-                    Err(e) => return Err(self.cancel_qemu(run, e).await),
-                }
-                if stopped {
-                    if let Err(e) = mirror::end(qmp, mirrors).await {
-                        return Err(self.cancel_qemu(run, e).await);
+                    Ok((copied, total, ready)) => {
+                        disks = (copied, total);
+                        if ready && !mirrors_ready {
+                            tracing::info!(operation = %run.op.id, copied, "disk mirrors ready");
+                            mirrors_ready = true;
+                        }
                     }
-                    mirrors_ending = true;
+                    Err(e) => return Err(self.cancel_qemu(run, e).await),
                 }
             }
             let dwcp = sending.figures();
@@ -142,6 +132,7 @@ impl Node {
                 | MigrationStatus::PreSwitchover
                 | MigrationStatus::Completed
                 | MigrationStatus::PostcopyActive => MigrationPhase::SwitchOver,
+                _ if !mirrors_ready => MigrationPhase::Disk,
                 _ => MigrationPhase::Memory,
             };
             let mut progress = novacron_migrate::progress(&run.target, phase, &sample);
@@ -160,7 +151,6 @@ impl Node {
                     return Ok(Stopped {
                         at: postcopy_at.unwrap_or_else(Instant::now),
                         postcopy: postcopy_at.is_some(),
-                        mirrors_ended: true,
                     });
                 }
                 MigrationStatus::Completed => {
@@ -171,14 +161,12 @@ impl Node {
                     return Ok(Stopped {
                         at,
                         postcopy: false,
-                        mirrors_ended: true,
                     });
                 }
                 MigrationStatus::PostcopyActive => {
                     return Ok(Stopped {
                         at: postcopy_at.unwrap_or_else(Instant::now),
                         postcopy: true,
-                        mirrors_ended: true,
                     });
                 }
                 MigrationStatus::Failed | MigrationStatus::Cancelled => {
@@ -196,6 +184,20 @@ impl Node {
                     .into());
                 }
                 _ => {}
+            }
+            if !mirrors_ready {
+                // QEMU stays held (`HOLD_BANDWIDTH`, set before it started) and the policy
+                // waits: its first samples come once the disks can follow the switch-over.
+                if sample.elapsed > run.policy.budget {
+                    let reason = format!(
+                        "the disks were not copied within {} s ({} of {} bytes)",
+                        run.policy.budget.as_secs(),
+                        disks.0,
+                        disks.1
+                    );
+                    return Err(self.cancel_qemu(run, reason).await);
+                }
+                continue;
             }
             let verdict = convergence.observe(&sample);
             tracing::debug!(
@@ -261,12 +263,10 @@ fn stopping(event: &MigrationEvent) -> bool {
 }
 
 /// The guest stopped just now (for post-copy if `postcopy`), QEMU still sending its last
-/// pages and devices: the commit goes out at once, and the mirrors (unless `mirrors_ended`)
-/// are ended beside it.
-fn stopped_now(postcopy: bool, mirrors_ended: bool) -> Stopped {
+/// pages and devices: the commit goes out at once, and the mirrors are ended beside it.
+fn stopped_now(postcopy: bool) -> Stopped {
     Stopped {
         at: Instant::now(),
         postcopy,
-        mirrors_ended,
     }
 }

@@ -1,7 +1,8 @@
 //! The source of a migration: admission, the run (prepare on the peer, QEMU's stream through
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
 //! `image`: the VM's image to a destination that lacks it, before the prepare. `phases`: the
-//! disk mirrors' copy before the memory, and post-copy after the commit. `commit`: the commit,
+//! disk mirrors' copy (before the memory, or beside it for small overlays), and post-copy
+//! after the commit. `commit`: the commit,
 //! twice at once.
 
 mod commit;
@@ -80,8 +81,6 @@ struct Stopped {
     at: Instant,
     /// Whether it stopped for post-copy: the destination still lacks pages.
     postcopy: bool,
-    /// Whether the disks' mirrors were asked to end (or there are none).
-    mirrors_ended: bool,
 }
 
 /// Why a run ended without moving the VM.
@@ -352,9 +351,17 @@ impl Node {
             tokio::spawn(async move { commit::keep_warm(&warming).await });
             rtt
         };
+        let disks: Vec<_> = run.vm.disks.iter().map(|d| d.path.clone().into()).collect();
+        let beside =
+            !pending.is_empty() && phases::mirrors_beside_memory(&disks, run.vm.spec.memory.0);
+        let (first, later) = if beside {
+            (Vec::new(), pending)
+        } else {
+            (pending, Vec::new())
+        };
         let (idle_rtt, set_up) = tokio::join!(
             round_trip,
-            self.set_up_qemu(run, (cluster, &addr), ready, pending, mirrors)
+            self.set_up_qemu(run, (cluster, &addr), ready, (first, beside), mirrors)
         );
         set_up?;
         qmp.send_fd(FD_NAME, std::os::fd::AsFd::as_fd(&theirs))
@@ -370,8 +377,26 @@ impl Node {
             target = %run.target,
             %addr,
             round_trip_ms = idle_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            mirrors_beside = beside,
             "migration started"
         );
+        if beside {
+            // Small overlays: their mirrors start now, while the memory's first pass crosses;
+            // QEMU is held from ending the pre-copy until they are ready (see `follow`).
+            let started = mirror::start(
+                qmp,
+                cluster,
+                &addr,
+                &run.target,
+                later,
+                &ready.disks,
+                mirrors,
+            )
+            .await;
+            if let Err(e) = started {
+                return Err(self.cancel_qemu(run, e).await);
+            }
+        }
 
         let stopped = self
             .follow(run, &sending, &narrowing, mirrors, idle_rtt)
@@ -404,8 +429,33 @@ impl Node {
         // downtime. Should QEMU or a mirror fail here, the destination's wait fails with it.
         let commit_client = run.client.clone().with_timeout(COMMIT_TIMEOUT);
         let here = async {
-            if !stopped.mirrors_ended {
-                mirror::end(qmp, mirrors).await?;
+            let ended = async {
+                // Mirrors started beside the memory may not be ready yet: with no more writes
+                // they get there, and QEMU waits before the devices (`pause-before-switchover`)
+                // until they have; it goes on before they are asked to end, as it would
+                // without the pause: their last requests in flight do not hold it back.
+                let (copied, total) = mirror::wait_ready(qmp, mirrors).await?;
+                if !mirrors.is_empty() {
+                    let mut p = run.outgoing.progress();
+                    (p.disk_copied, p.disk_total) = (copied, total);
+                    self.publish_progress(run, p);
+                }
+                if beside {
+                    qmp.migrate_continue().await.map_err(|e| {
+                        format!("QEMU did not go on to the switch-over: {}", chain(&e))
+                    })?;
+                }
+                mirror::end(qmp, mirrors).await
+            };
+            if let Err(e) = ended.await {
+                if beside {
+                    // Its migration called off, QEMU cuts the memory's stream, and the
+                    // destination fails the commit at once rather than waiting for it.
+                    if let Err(c) = qmp.migrate_cancel().await {
+                        tracing::warn!(operation = %run.op.id, error = %chain(&c), "could not cancel QEMU's migration");
+                    }
+                }
+                return Err(e);
             }
             // QEMU and the mirrors end side by side: with its return path open (post-copy
             // allowed) QEMU completes only once the destination loaded the stream, and the

@@ -130,6 +130,13 @@ pub(crate) struct Sums {
     pub(crate) cpu: Duration,
 }
 
+/// Literal bytes a codec's measurements add up to before the controller takes them: a few
+/// blocks of a few bytes say nothing of the data's ratio (a block's frame alone is a dozen
+/// bytes). The first literals of a migration of a VM whose pages the destination held were
+/// the 62 bytes of QEMU's stream header, which zstd-3 made 68: the controller took the data
+/// for incompressible and sent the next 15 MB of the stream's literals raw.
+pub(crate) const MIN_OBSERVED: u64 = 64 << 10;
+
 /// What the producer and the session's controller share.
 #[derive(Debug, Default)]
 pub(crate) struct ReduceShared {
@@ -173,17 +180,18 @@ impl ReduceShared {
         PbaCodec::ALL.get(index).copied().unwrap_or(PbaCodec::None)
     }
 
-    /// Takes what was measured since the last call, per codec.
+    /// Takes what was measured since the last call, per codec, once it adds up to
+    /// [`MIN_OBSERVED`] bytes; smaller sums wait for more.
     pub(crate) fn take_observed(&self) -> Vec<(PbaCodec, Sums)> {
         let mut sums = self
             .observed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let taken = std::mem::take(&mut *sums);
         PbaCodec::ALL
             .into_iter()
-            .zip(taken)
-            .filter(|(_, s)| s.original > 0)
+            .zip(sums.iter_mut())
+            .filter(|(_, s)| s.original >= MIN_OBSERVED)
+            .map(|(codec, s)| (codec, std::mem::take(s)))
             .collect()
     }
 
@@ -352,9 +360,35 @@ mod tests {
             }
         }
         assert_eq!(compressed, 2);
+        // Two probes of 76 kB each: more than enough to judge.
         let observed = shared.take_observed();
         assert_eq!(observed.len(), 1);
         assert_eq!(observed[0].0, PbaCodec::Lz4);
+        assert!(shared.take_observed().is_empty());
+    }
+
+    #[test]
+    fn a_few_small_blocks_wait_until_they_add_up() {
+        let shared = ReduceShared::new(PbaCodec::Zstd3);
+        let mut enc = ChunkEncoder {
+            fixed: None,
+            since_probe: 0,
+            dedup: None,
+        };
+        // A stream's header: zstd makes 62 bytes longer.
+        let header = Bytes::from((0u8..62).collect::<Vec<_>>());
+        enc.encode(header, 0, 0, &shared).unwrap();
+        assert!(shared.take_observed().is_empty(), "62 bytes say nothing");
+        let text = Bytes::from("a line of a log file, again and again\n".repeat(2000));
+        enc.encode(text, 62, 0, &shared).unwrap();
+        let observed = shared.take_observed();
+        assert_eq!(observed.len(), 1);
+        let (codec, sums) = &observed[0];
+        assert_eq!(*codec, PbaCodec::Zstd3);
+        // Both blocks, taken together: the header counts, but for what it weighs.
+        assert_eq!(sums.blocks, 2);
+        assert_eq!(sums.original, 62 + 76_000);
+        assert!(sums.compressed * 10 < sums.original, "{sums:?}");
         assert!(shared.take_observed().is_empty());
     }
 }

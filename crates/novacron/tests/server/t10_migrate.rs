@@ -310,13 +310,9 @@ fn the_guest_disk_moves_with_it() {
     start_guest_of(&[&a, &b], "disky", &cmdline, "disky");
     let written_on_a = wait_disk_write(&a.api, "disky", 3);
 
-    let done = a
-        .api
-        .wait(&migrate(&a.api, "disky", &json!({"target": "b"})));
-    assert_eq!(done["status"], "succeeded", "{done}");
     // The disk went by its mirror, started beside the memory's first pass (its overlay holds
     // far less than the guest's memory), and kept copying the guest's writes.
-    let log = plain(&a.daemon.log());
+    let (done, log) = migrated_to_b(&a, "disky");
     assert!(log.contains("mirrors_beside=true"), "{log}");
     let copied = done["migration"]["disk_copied"].as_u64().unwrap();
     assert!(copied > 0, "{done}");
@@ -328,20 +324,81 @@ fn the_guest_disk_moves_with_it() {
     b.api.act_ok("disky", "stop");
 
     // Every record the guest reported, on the source and then here, is on b's disk.
-    let (_, vm) = b.api.get("/api/v1/vms/disky");
-    let overlay = vm["disks"][0]["path"].as_str().unwrap();
-    let raw = dir.path().join("disky.raw");
-    let out = std::process::Command::new("qemu-img")
-        .args(["convert", "-O", "raw", overlay])
-        .arg(&raw)
-        .output()
-        .unwrap();
+    let disk = raw_disk(&b, "disky", dir.path());
+    assert_records(&disk, written);
+}
+
+#[test]
+fn a_large_overlay_is_copied_before_the_memory() {
+    const AT: usize = 64 << 20;
+    const LEN: usize = 40 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = pair(dir.path());
+    let cmdline = format!("{} ncdisk=1", guest_cmdline());
+    for node in [&a, &b] {
+        node.api.import_guest_as("bulky", &cmdline);
+    }
+    let (s, v) = a.api.post(
+        "/api/v1/vms",
+        &json!({"name": "bulky", "vcpus": 1, "memory": "128M", "image": "bulky",
+                "disk_size": "128M"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    // 40 MiB written into the overlay before the guest starts, past its records: more than a
+    // quarter of its memory.
+    let overlay = v["disks"][0]["path"].as_str().unwrap();
+    let write = format!("write -P 0x5a {AT} {LEN}");
+    run_ok(std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", &write, overlay]));
+    a.api.act_ok("bulky", "start");
+    let written_on_a = wait_disk_write(&a.api, "bulky", 3);
+
+    let (done, log) = migrated_to_b(&a, "bulky");
+    assert!(log.contains("mirrors_beside=false"), "{log}");
+    assert!(log.contains("disk mirrors ready"), "{log}");
+    let copied = done["migration"]["disk_copied"].as_u64().unwrap();
+    assert!(copied >= LEN as u64, "{done}");
+    let written = wait_disk_write(&b.api, "bulky", written_on_a + 2);
+    b.api.act_ok("bulky", "stop");
+
+    let disk = raw_disk(&b, "bulky", dir.path());
+    assert_records(&disk, written);
+    let bulk = &disk[AT..AT + LEN];
+    assert!(bulk.iter().all(|&x| x == 0x5a), "the overlay's data");
+}
+
+/// VM `vm`'s disk on `node` as raw bytes (converted in `dir`).
+fn raw_disk(node: &Node, vm: &str, dir: &std::path::Path) -> Vec<u8> {
+    let (_, v) = node.api.get(&format!("/api/v1/vms/{vm}"));
+    let overlay = v["disks"][0]["path"].as_str().unwrap();
+    let raw = dir.join(format!("{vm}.raw"));
+    run_ok(
+        std::process::Command::new("qemu-img")
+            .args(["convert", "-O", "raw", overlay])
+            .arg(&raw),
+    );
+    std::fs::read(&raw).unwrap()
+}
+
+/// Runs `cmd`, which must succeed.
+fn run_ok(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let disk = std::fs::read(&raw).unwrap();
+}
+
+/// Migrates `vm` from `a` to b: the operation, which succeeded, and `a`'s log without colours.
+fn migrated_to_b(a: &Node, vm: &str) -> (serde_json::Value, String) {
+    let done = a.api.wait(&migrate(&a.api, vm, &json!({"target": "b"})));
+    assert_eq!(done["status"], "succeeded", "{done}");
+    (done, plain(&a.daemon.log()))
+}
+
+/// Records 0 to `written` of the guest (`NCDISK %08d`, 16 bytes each from the disk's start)
+/// are all in `disk`.
+fn assert_records(disk: &[u8], written: u64) {
     for seq in 0..=written {
         let at = usize::try_from(seq * 16).unwrap();
         let record = String::from_utf8_lossy(&disk[at..at + 16]);

@@ -2,8 +2,7 @@
 //! DWCP, sampling and policy, switch-over, disks, commit) and the way back on failure.
 //! `image`: the VM's image to a destination that lacks it, before the prepare. `phases`: the
 //! disk mirrors' copy (before the memory, or beside it for small overlays), and post-copy
-//! after the commit. `commit`: the commit,
-//! twice at once.
+//! after the commit. `commit`: the commit, twice at once.
 
 mod commit;
 mod follow;

@@ -345,7 +345,7 @@ fn a_large_overlay_is_copied_before_the_memory() {
     );
     assert_eq!(s, 201, "{v}");
     // 40 MiB written into the overlay before the guest starts, past its records: more than a
-    // quarter of its memory.
+    // sixteenth of its memory.
     let overlay = v["disks"][0]["path"].as_str().unwrap();
     let write = format!("write -P 0x5a {AT} {LEN}");
     run_ok(std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", &write, overlay]));

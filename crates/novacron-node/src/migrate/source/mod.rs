@@ -323,9 +323,10 @@ impl Node {
         let host =
             super::url_host(peer_url).ok_or_else(|| format!("peer URL {peer_url} has no host"))?;
         let addr = format!("{host}:{}", ready.dwcp_port);
-        // The memory's session opens now (its handshakes take three round trips) and waits
-        // for QEMU's first bytes, while the disks' mirrors are set up: on a long link that is
-        // most of a second not added to the migration.
+        // The memory's session opens now (its handshakes take three round trips or more) and
+        // QEMU's first bytes wait for it, while the round trip is measured and, for large
+        // overlays, the disks' mirrors are set up: on a long link that is most of a second not
+        // added to the migration.
         let (narrowing, controls) = streams::Narrowing::new(novacron_migrate::MAX_WINDOW);
         let sending = streams::send_stream(
             cluster,
@@ -340,8 +341,8 @@ impl Node {
         // the connection the prepare opened, it is kept out of the downtime QEMU may plan for,
         // up to a quarter of it (on a long link a smaller budget costs more passes than it
         // saves downtime), and says whether post-copy would stop the guest for long (see
-        // `Policy::round_trip`). It is measured while the disks' mirrors are set up (on an
-        // idle link still: QEMU's stream starts after both).
+        // `Policy::round_trip`). It is measured before QEMU's stream starts, on a link still
+        // idle (beside the disks' mirrors being set up, for large overlays).
         let round_trip = async {
             let asked = Instant::now();
             let rtt = run.client.health().await.ok().map(|()| asked.elapsed());

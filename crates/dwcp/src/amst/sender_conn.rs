@@ -538,6 +538,7 @@ async fn sample_tcp(
         let Some(stats) = tcp_stats(fd) else {
             continue;
         };
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         // The first sample is the baseline: the handshake's bytes are not stream delivery.
         if let Some((acked, delivered)) = last {
             let delta = stats.bytes_acked.saturating_sub(acked);
@@ -545,13 +546,13 @@ async fn sample_tcp(
             let segments = stats.delivered.wrapping_sub(delivered);
             let bytes = u64::from(segments) * u64::from(stats.mss);
             shared.tcp_delivered.fetch_add(bytes, Ordering::Relaxed);
-            if let (true, Some(rtt)) = (segments > 0, stats.rtt) {
-                let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-                shared.queue_rtt_us.fetch_min(us, Ordering::Relaxed);
+            if let Some(rtt) = stats.rtt.filter(|_| segments > 0) {
+                shared
+                    .queue_rtt_us
+                    .fetch_min(micros(rtt), Ordering::Relaxed);
             }
         }
         last = Some((stats.bytes_acked, stats.delivered));
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         if let Some(rtt) = stats.rtt {
             shared.srtt_us.store(micros(rtt), Ordering::Relaxed);
         }

@@ -48,44 +48,43 @@ pub(crate) fn initrd_pages(
 ) -> io::Result<u64> {
     let mut reader = BufReader::new(file);
     let mut budget = MAX_UNPACKED;
-    let mut read = 0;
-    loop {
-        match next_archive(&mut reader)? {
-            None => return Ok(read),
-            Some(Kind::Cpio) => {
-                let (n, more) = archive_pages(&mut reader, &mut budget, &mut page)?;
-                read += n;
-                if !more {
-                    return Ok(read);
-                }
-            }
-            Some(Kind::Gzip) => {
-                let mut inner = BufReader::new(flate2::read::MultiGzDecoder::new(reader));
-                return Ok(read + compressed(&mut inner, &mut budget, &mut page)?);
-            }
-            Some(Kind::Zstd) => {
-                let mut inner = BufReader::new(zstd::stream::read::Decoder::new(reader)?);
-                return Ok(read + compressed(&mut inner, &mut budget, &mut page)?);
-            }
+    let (read, next) = cpio_archives(&mut reader, &mut budget, &mut page)?;
+    // Within a compressed archive, what follows its cpio archives ends the reading too.
+    let inner = match next {
+        Some(Kind::Gzip) => {
+            let mut inner = BufReader::new(flate2::read::MultiGzDecoder::new(reader));
+            cpio_archives(&mut inner, &mut budget, &mut page)?.0
         }
-    }
+        Some(Kind::Zstd) => {
+            let mut inner = BufReader::new(zstd::stream::read::Decoder::new(reader)?);
+            cpio_archives(&mut inner, &mut budget, &mut page)?.0
+        }
+        Some(Kind::Cpio) | None => 0,
+    };
+    Ok(read + inner)
 }
 
-/// The pages of the cpio archives of a decompressed stream.
-fn compressed(
+/// Reads the cpio archives that follow one another in `reader`, giving the pages of their
+/// regular files; returns the bytes of file content read and the compressed archive after
+/// them, if that is what came next (`None`: the end, anything else, or a stop).
+fn cpio_archives(
     reader: &mut impl BufRead,
     budget: &mut u64,
     page: &mut impl FnMut(Vec<u8>) -> io::Result<bool>,
-) -> io::Result<u64> {
+) -> io::Result<(u64, Option<Kind>)> {
     let mut read = 0;
-    while let Some(Kind::Cpio) = next_archive(reader)? {
-        let (n, more) = archive_pages(reader, budget, page)?;
-        read += n;
-        if !more {
-            break;
+    loop {
+        match next_archive(reader)? {
+            Some(Kind::Cpio) => {
+                let (n, more) = archive_pages(reader, budget, page)?;
+                read += n;
+                if !more {
+                    return Ok((read, None));
+                }
+            }
+            next => return Ok((read, next)),
         }
     }
-    Ok(read)
 }
 
 /// Skips the zero padding before the next archive and tells what it is; `None` at the end

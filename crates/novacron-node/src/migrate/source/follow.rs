@@ -25,13 +25,14 @@ const CAUSE_WAIT: Duration = Duration::from_secs(1);
 impl Node {
     /// Samples the migration until the guest stops (QEMU sends its devices, switches to
     /// post-copy, or already completed) and returns when it stopped: the moment seen, or
-    /// that of `completed` less QEMU's own downtime.
+    /// that of `completed` less QEMU's own downtime. `beside`: the mirrors started beside the
+    /// memory and may not be ready yet (otherwise they were before QEMU started).
     pub(super) async fn follow(
         &self,
         run: &Run,
         sending: &Sending,
         narrowing: &streams::Narrowing,
-        mirrors: &[SourceMirror],
+        (mirrors, beside): (&[SourceMirror], bool),
         idle_rtt: Option<Duration>,
     ) -> Result<Stopped, Failed> {
         let qmp = run.process.qmp();
@@ -52,7 +53,7 @@ impl Node {
         let mut events = qmp.events();
         // Mirrors started beside the memory are not ready yet: until they are, QEMU is held
         // from ending the pre-copy, and the convergence policy waits (see `set_up_qemu`).
-        let mut mirrors_ready = mirrors.is_empty();
+        let mut mirrors_ready = !beside;
         let mut job_events = qmp.events();
         let mut disks = (0, 0);
         let mut warmed = Instant::now();

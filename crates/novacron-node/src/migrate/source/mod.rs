@@ -399,7 +399,7 @@ impl Node {
         }
 
         let stopped = self
-            .follow(run, &sending, &narrowing, mirrors, idle_rtt)
+            .follow(run, &sending, &narrowing, (mirrors, beside), idle_rtt)
             .await?;
         // The guest is stopped here from now on. Before a pre-copy switch-over what QEMU
         // writes now is all the stopped guest waits for: the window and the wire bound open,

@@ -76,6 +76,8 @@ async fn a_stream_the_receiver_has_seen_goes_as_references() {
         second.wire_bytes * 20 < first.wire_bytes,
         "{first:?}\n{second:?}"
     );
+    // Short references: 13 bytes for a segment of about 5 KiB here (37 in full).
+    assert!(second.wire_bytes * 300 < second.ref_bytes, "{second:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +150,7 @@ async fn a_forged_reference_is_answered_with_need_and_never_guessed() {
         }],
         None,
         &[],
+        false,
     );
     let data = |payload: Bytes| {
         Frame::new(
@@ -176,7 +179,7 @@ async fn a_forged_reference_is_answered_with_need_and_never_guessed() {
     );
 
     // Sent as a literal, it is stored and the stream completes.
-    let literal = write(&[Segment::Literal(8 << 10)], None, &content);
+    let literal = write(&[Segment::Literal(8 << 10)], None, &content, false);
     write_frame(&mut s, &data(literal)).await.unwrap();
     let hash = blake3::hash(&content);
     let end = Frame::control(

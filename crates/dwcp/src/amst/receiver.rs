@@ -21,9 +21,9 @@ use super::{DEFAULT_WINDOW, MAX_STREAMS};
 use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX, Frame,
-    FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId, read_frame, read_frame_in,
-    write_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX,
+    FEATURE_SHORT_REFS, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId,
+    read_frame, read_frame_in, write_frame,
 };
 
 /// Settings of a receiver.
@@ -325,7 +325,7 @@ fn offered(cfg: &ReceiverConfig) -> u32 {
         | match (cfg.hde, cfg.store.is_some()) {
             (false, _) => 0,
             (true, false) => FEATURE_HDE,
-            (true, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX,
+            (true, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS,
         }
 }
 
@@ -368,7 +368,12 @@ async fn admit(
                 0
             }
             | if session.held { FEATURE_HELD } else { 0 }
-            | if session.prefix { FEATURE_PREFIX } else { 0 };
+            | if session.prefix { FEATURE_PREFIX } else { 0 }
+            | if session.short_refs {
+                FEATURE_SHORT_REFS
+            } else {
+                0
+            };
         return Ok((session, hello.features & features, false));
     }
     let mut features = hello.features & offered(cfg);
@@ -376,7 +381,7 @@ async fn admit(
         features &= !FEATURE_DEDUP;
     }
     if features & FEATURE_DEDUP == 0 {
-        features &= !FEATURE_PREFIX;
+        features &= !(FEATURE_PREFIX | FEATURE_SHORT_REFS);
     }
     validate_name(&hello.name).map_err(|e| ErrorMessage {
         code: ErrorCode::BadName,
@@ -450,6 +455,11 @@ async fn admit(
     };
     let session = if features & FEATURE_PREFIX != 0 {
         session.with_prefix()
+    } else {
+        session
+    };
+    let session = if features & FEATURE_SHORT_REFS != 0 {
+        session.with_short_refs()
     } else {
         session
     };

@@ -76,6 +76,8 @@ pub(crate) struct RxSession {
     pub(crate) held: bool,
     /// Whether `Segments` blocks may be compressed against the bytes before their frame.
     pub(crate) prefix: bool,
+    /// Whether `Segments` frames may name content by the first bytes of its hash.
+    pub(crate) short_refs: bool,
     /// Buffers for the payloads of whole data frames, reused once written.
     pub(crate) frames: Option<Arc<BufPool>>,
 }
@@ -235,6 +237,7 @@ impl RxSession {
             dedup: None,
             held: false,
             prefix: false,
+            short_refs: false,
             frames: None,
         })
     }
@@ -271,6 +274,12 @@ impl RxSession {
     /// This session, taking `Segments` blocks compressed against the bytes before their frame.
     pub(crate) fn with_prefix(mut self) -> Self {
         self.prefix = true;
+        self
+    }
+
+    /// This session, taking `Segments` frames with short references.
+    pub(crate) fn with_short_refs(mut self) -> Self {
+        self.short_refs = true;
         self
     }
 
@@ -463,6 +472,9 @@ impl RxSession {
         };
         let limit = self.item_limit;
         let parsed = segments::parse(&frame.payload, limit).map_err(bad)?;
+        if parsed.check.is_some() && !self.short_refs {
+            return Err(bad(SegmentsError::ShortRefs));
+        }
         let before = if parsed.prefix == 0 {
             Vec::new()
         } else if !self.prefix {

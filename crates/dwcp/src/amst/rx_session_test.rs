@@ -192,8 +192,14 @@ fn prefixed_frames(chunks: usize) -> (Vec<u8>, Vec<Frame>) {
                 .map(|(j, b)| if j % 89 == i { !b } else { *b }),
         );
     }
-    let mut enc =
-        super::dedup::Dedup::new(chunk, super::cutter::Segmenting::Content, None, None, true);
+    let mut enc = super::dedup::Dedup::new(
+        chunk,
+        super::cutter::Segmenting::Content,
+        None,
+        None,
+        true,
+        false,
+    );
     let frames = stream
         .chunks(chunk)
         .enumerate()
@@ -290,5 +296,33 @@ async fn a_prefixed_frame_is_refused_where_it_was_not_negotiated_or_its_prefix_i
     ] {
         let err = s.take_segments(frames[1].clone(), &need).await.unwrap_err();
         assert!(err.message.contains(says), "{}", err.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_reference_is_refused_where_it_was_not_negotiated() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = vec![7u8; 4096];
+    let hash = crate::hde::ContentHash::of(&page);
+    let segments = [super::segments::Segment::Ref { len: 4096, hash }];
+    let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
+    for (name, short) in [("a", false), ("b", true)] {
+        let s = segments_session(dir.path(), name, Some(4096), false, false);
+        let s = if short { s.with_short_refs() } else { s };
+        crate::hde::ContentStore::put(&mut *s.dedup.as_ref().unwrap().lock().unwrap(), hash, &page)
+            .unwrap();
+        let payload = super::segments::write(&segments, None, &[], true);
+        let frame = Frame::new(FrameKind::Data, PayloadKind::Segments, SID, 0, 0, payload).unwrap();
+        let taken = s.take_segments(frame, &need).await;
+        if short {
+            assert!(!taken.unwrap(), "decoded");
+        } else {
+            let err = taken.unwrap_err();
+            assert!(
+                err.message.contains("did not negotiate them"),
+                "{}",
+                err.message
+            );
+        }
     }
 }

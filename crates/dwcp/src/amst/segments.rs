@@ -11,6 +11,9 @@
 //!   tag 2 ref      len: u32, hash: [u8; 32]          37 bytes
 //!   tag 3 literal  len: u32                          5 bytes
 //!   tag 4 delta    len: u32, base: [u8; 32]          37 bytes
+//!   tag 5 ref      len: u32, key: [u8; 8]            13 bytes (short references)
+//!   tag 6 delta    len: u32, key: [u8; 8]            13 bytes (short references)
+//! [any tag 5 or 6: check: [u8; 16]]
 //! codec: u8 (0 none, 1 lz4, 2 zstd, 3 zstd after a prefix), level: i8,
 //!   [codec 3: prefix: u32]                           1..=MAX_PREFIX
 //! block_len: u32, block[block_len]
@@ -25,6 +28,13 @@
 //! store (verified against the hash) and stores each literal segment and delta result so that
 //! later frames and sessions can reference it.
 //!
+//! On a session that negotiated short references, a reference or delta base names its content
+//! by the first 8 bytes of its hash (a [`HashKey`]), and the frame carries a check: the first
+//! 16 bytes of the BLAKE3 of the full hashes of the content those keys name, in order. The
+//! receiver resolves a key to the one hash its store lists under it (a key it lacks, or holds
+//! under two hashes, is asked for) and verifies the check, so a key that found other content
+//! than the sender's is never used: the frame is asked for again with every segment a literal.
+//!
 //! With codec 3 (on a session that negotiated it) the block is a zstd frame compressed against
 //! the `prefix` stream bytes right before the frame ([`super::prefix`]): the receiver decodes
 //! it once it holds those bytes.
@@ -34,7 +44,7 @@ use std::sync::Mutex;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::prefix::MAX_PREFIX;
-use crate::hde::{Codec, CodecError, ContentHash, ContentStore, DiskStore, codec};
+use crate::hde::{Codec, CodecError, ContentHash, ContentStore, DiskStore, HashKey, codec};
 
 /// Most segments one frame may list.
 pub(crate) const MAX_SEGMENTS: usize = 4096;
@@ -42,14 +52,17 @@ const TAG_ZERO: u8 = 1;
 const TAG_REF: u8 = 2;
 const TAG_LITERAL: u8 = 3;
 const TAG_DELTA: u8 = 4;
+const TAG_SHORT_REF: u8 = 5;
+const TAG_SHORT_DELTA: u8 = 6;
+/// Bytes of a frame's check over the content its short references name.
+const CHECK_LEN: usize = 16;
 /// Block codec byte: zstd against the stream bytes before the frame.
 const BLOCK_ZSTD_PREFIXED: u8 = 3;
-/// Most hashes one `Need` names: a frame that lacks more is sent again with every segment as
-/// a literal.
-pub(crate) const MAX_NEED_HASHES: usize = 64;
-/// Highest zstd level a frame sent again after a `Need` is compressed at: the stream waits for
-/// it, and the level its producer chose can be one that takes a tenth of a second.
-const NEED_LEVEL: i8 = 3;
+#[path = "segments_need.rs"]
+mod need;
+use need::missing;
+pub(crate) use need::{MAX_NEED_HASHES, need_payload, parse_need, with_literals};
+
 /// Literal segments shorter than this are not stored (nor referenced by the sender): a
 /// reference would not be much smaller than they are.
 pub(crate) const MIN_STORED: usize = 256;
@@ -75,6 +88,21 @@ pub(crate) enum Segment {
         /// BLAKE3 of the base.
         base: ContentHash,
     },
+    /// `len` bytes the receiver holds under the hash whose first bytes are `key` (as parsed
+    /// from a frame with short references).
+    ShortRef {
+        /// Length of the content.
+        len: u32,
+        /// The first bytes of its BLAKE3.
+        key: HashKey,
+    },
+    /// A delta whose base is named by `key` (as parsed from a frame with short references).
+    ShortDelta {
+        /// Length of the content (and of its base).
+        len: u32,
+        /// The first bytes of the base's BLAKE3.
+        key: HashKey,
+    },
 }
 
 impl Segment {
@@ -84,7 +112,9 @@ impl Segment {
             Self::Zero(len)
             | Self::Literal(len)
             | Self::Ref { len, .. }
-            | Self::Delta { len, .. } => len,
+            | Self::Delta { len, .. }
+            | Self::ShortRef { len, .. }
+            | Self::ShortDelta { len, .. } => len,
         }
     }
 }
@@ -162,6 +192,13 @@ pub(crate) enum SegmentsError {
     /// and then every segment comes as a literal).
     #[error("{}", describe_missing(.0))]
     Missing(Vec<ContentHash>),
+    /// A frame's check does not match the content its short references found: one of them
+    /// found other content than the sender's (see the module doc).
+    #[error("the short references found other content than their frame's check names")]
+    Unverified,
+    /// Short references on a session that did not negotiate them.
+    #[error("short references on a session that did not negotiate them")]
+    ShortRefs,
     /// A `Need` payload that is not a list of hashes.
     #[error("a Need payload of {0} bytes is not 0 to {MAX_NEED_HASHES} hashes of 32 bytes")]
     NeedLength(usize),
@@ -190,6 +227,8 @@ fn describe_missing(hashes: &[ContentHash]) -> String {
 #[derive(Debug)]
 pub(crate) struct Parsed<'a> {
     pub(crate) segments: Vec<Segment>,
+    /// The check over the content short references name; `None` when there are none.
+    pub(crate) check: Option<[u8; CHECK_LEN]>,
     codec: Option<Codec>,
     level: i8,
     /// Stream bytes before the frame the block was compressed against (0: none).
@@ -258,9 +297,24 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
                     base: ContentHash(c.array()?),
                 }
             }
+            TAG_SHORT_REF => Segment::ShortRef {
+                len,
+                key: c.array()?,
+            },
+            TAG_SHORT_DELTA => {
+                literal_len += n;
+                Segment::ShortDelta {
+                    len,
+                    key: c.array()?,
+                }
+            }
             other => return Err(SegmentsError::Tag(other)),
         });
     }
+    let short = segments
+        .iter()
+        .any(|s| matches!(s, Segment::ShortRef { .. } | Segment::ShortDelta { .. }));
+    let check = if short { Some(c.array()?) } else { None };
     let [codec_byte] = c.array()?;
     let level = i8::from_be_bytes(c.array()?);
     let mut prefix = 0usize;
@@ -296,6 +350,7 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
     }
     Ok(Parsed {
         segments,
+        check,
         codec,
         level,
         prefix,
@@ -306,47 +361,80 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
 }
 
 /// Serializes a payload whose literal block is `block`, compressed with `codec` at `level`
-/// (`None`: the literals as they are).
-pub(crate) fn write(segments: &[Segment], codec: Option<(Codec, i8)>, block: &[u8]) -> Bytes {
-    write_block(segments, codec, 0, block)
+/// (`None`: the literals as they are); `short`: references and delta bases go as short ones.
+pub(crate) fn write(
+    segments: &[Segment],
+    codec: Option<(Codec, i8)>,
+    block: &[u8],
+    short: bool,
+) -> Bytes {
+    write_block(segments, codec, 0, block, short)
 }
 
-/// Serializes a payload whose literal block is `packed`.
-pub(crate) fn write_packed(segments: &[Segment], packed: &Packed) -> Bytes {
-    write_block(segments, packed.codec, packed.prefix, &packed.block)
+/// Serializes a payload whose literal block is `packed` (`short` as for [`write`]).
+pub(crate) fn write_packed(segments: &[Segment], packed: &Packed, short: bool) -> Bytes {
+    write_block(segments, packed.codec, packed.prefix, &packed.block, short)
 }
 
 /// [`write`], the block compressed against the `prefix` bytes before the frame when that is
-/// not 0.
+/// not 0. Segments parsed as short ([`Segment::ShortRef`], [`Segment::ShortDelta`]) are not
+/// written by the sender ([`with_literals`] names their content in full): one written here
+/// counts in no check, so its frame fails the receiver's and is asked for as literals.
 fn write_block(
     segments: &[Segment],
     codec: Option<(Codec, i8)>,
     prefix: u32,
     block: &[u8],
+    short: bool,
 ) -> Bytes {
     let mut out = BytesMut::with_capacity(2 + segments.len() * 37 + 6 + block.len());
     out.put_u16(u16::try_from(segments.len()).unwrap_or(u16::MAX));
+    let mut check = short.then(blake3::Hasher::new);
+    let mut named = false;
     for s in segments {
-        match *s {
-            Segment::Zero(len) => {
-                out.put_u8(TAG_ZERO);
-                out.put_u32(len);
-            }
+        let (tag, len) = match *s {
+            Segment::Zero(len) => (TAG_ZERO, len),
+            Segment::Literal(len) => (TAG_LITERAL, len),
             Segment::Ref { len, hash } => {
-                out.put_u8(TAG_REF);
-                out.put_u32(len);
-                out.put_slice(&hash.0);
-            }
-            Segment::Literal(len) => {
-                out.put_u8(TAG_LITERAL);
-                out.put_u32(len);
+                named = true;
+                put_named(
+                    &mut out,
+                    check.as_mut(),
+                    (TAG_REF, TAG_SHORT_REF),
+                    len,
+                    hash,
+                );
+                continue;
             }
             Segment::Delta { len, base } => {
-                out.put_u8(TAG_DELTA);
-                out.put_u32(len);
-                out.put_slice(&base.0);
+                named = true;
+                put_named(
+                    &mut out,
+                    check.as_mut(),
+                    (TAG_DELTA, TAG_SHORT_DELTA),
+                    len,
+                    base,
+                );
+                continue;
             }
-        }
+            Segment::ShortRef { len, key } | Segment::ShortDelta { len, key } => {
+                let tag = if matches!(s, Segment::ShortRef { .. }) {
+                    TAG_SHORT_REF
+                } else {
+                    TAG_SHORT_DELTA
+                };
+                out.put_u8(tag);
+                out.put_u32(len);
+                out.put_slice(&key);
+                named = true;
+                continue;
+            }
+        };
+        out.put_u8(tag);
+        out.put_u32(len);
+    }
+    if let Some(check) = check.filter(|_| named) {
+        out.put_slice(&check_bytes(&check));
     }
     let (codec, level) = codec.map_or((0, 0), |(c, l)| (c as u8, l));
     if prefix > 0 {
@@ -360,6 +448,40 @@ fn write_block(
     out.put_u32(u32::try_from(block.len()).unwrap_or(u32::MAX));
     out.put_slice(block);
     out.freeze()
+}
+
+/// Writes a reference or delta segment naming `hash`: in full with `tags.0`, or, with a
+/// `check` to add its hash to, by its key with `tags.1`.
+fn put_named(
+    out: &mut BytesMut,
+    check: Option<&mut blake3::Hasher>,
+    tags: (u8, u8),
+    len: u32,
+    hash: ContentHash,
+) {
+    match check {
+        Some(check) => {
+            check.update(&hash.0);
+            out.put_u8(tags.1);
+            out.put_u32(len);
+            out.put_slice(&hash.key());
+        }
+        None => {
+            out.put_u8(tags.0);
+            out.put_u32(len);
+            out.put_slice(&hash.0);
+        }
+    }
+}
+
+/// A frame's check: the first [`CHECK_LEN`] bytes of `hasher`'s hash.
+fn check_bytes(hasher: &blake3::Hasher) -> [u8; CHECK_LEN] {
+    hasher
+        .finalize()
+        .as_bytes()
+        .first_chunk()
+        .copied()
+        .unwrap_or_default()
 }
 
 /// Decodes `payload` into its stream bytes, reading references from `store` and storing every
@@ -390,6 +512,12 @@ pub(crate) fn decode(
             &store,
             found,
         ))),
+        Err(SegmentsError::Unverified) => {
+            tracing::debug!(
+                "a short reference found other content than the sender's; asking for every segment"
+            );
+            Err(SegmentsError::Missing(Vec::new()))
+        }
         decoded => decoded,
     }
 }
@@ -428,157 +556,57 @@ fn resolve(
 ) -> Result<Bytes, SegmentsError> {
     let mut out = BytesMut::with_capacity(parsed.total);
     let mut lit = literals;
+    let mut check = blake3::Hasher::new();
     for s in &parsed.segments {
-        match *s {
-            Segment::Zero(len) => out.put_bytes(0, usize::try_from(len).unwrap_or(0)),
+        let mut content = match *s {
+            Segment::Zero(len) => {
+                out.put_bytes(0, usize::try_from(len).unwrap_or(0));
+                continue;
+            }
             Segment::Literal(len) => {
                 let n = usize::try_from(len).unwrap_or(usize::MAX);
                 let (bytes, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
                 lit = rest;
-                if bytes.len() >= MIN_STORED {
-                    if let Err(e) = store.put(ContentHash::of(bytes), bytes) {
-                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
-                    }
-                }
+                keep(store, bytes);
                 out.put_slice(bytes);
+                continue;
             }
-            Segment::Ref { len, hash } => out.put_slice(&held(store, hash, len)?),
-            Segment::Delta { len, base } => {
-                let mut content = held(store, base, len)?;
-                let n = content.len();
-                let (xor, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
-                lit = rest;
-                for (c, x) in content.iter_mut().zip(xor) {
-                    *c ^= x;
-                }
-                if n >= MIN_STORED {
-                    if let Err(e) = store.put(ContentHash::of(&content), &content) {
-                        tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
-                    }
-                }
-                out.put_slice(&content);
+            Segment::Ref { len, hash } => {
+                out.put_slice(&held(store, hash, len)?);
+                continue;
             }
-        }
-    }
-    Ok(out.freeze())
-}
-
-/// What a `Need` for a frame of `segments` names: `found` (the content found missing while
-/// decoding) and every other reference and delta base `store` does not list, each once;
-/// nothing when that is more than [`MAX_NEED_HASHES`].
-fn missing(segments: &[Segment], store: &DiskStore, found: Vec<ContentHash>) -> Vec<ContentHash> {
-    let mut out = found;
-    for s in segments {
-        let (Segment::Ref { hash, .. } | Segment::Delta { base: hash, .. }) = *s else {
-            continue;
+            Segment::ShortRef { len, key } => {
+                out.put_slice(&held_by_key(store, key, len, &mut check)?);
+                continue;
+            }
+            // A delta: its base, XOR the next bytes of the block.
+            Segment::Delta { len, base } => held(store, base, len)?,
+            Segment::ShortDelta { len, key } => held_by_key(store, key, len, &mut check)?,
         };
-        if !out.contains(&hash) && !store.contains(&hash) {
-            out.push(hash);
-        }
-        if out.len() > MAX_NEED_HASHES {
-            return Vec::new();
-        }
-    }
-    out
-}
-
-/// The payload of a `Need` naming `hashes`: each hash's 32 bytes in turn (empty: every
-/// segment as a literal).
-pub(crate) fn need_payload(hashes: &[ContentHash]) -> Bytes {
-    hashes.iter().flat_map(|h| h.0).collect::<Vec<u8>>().into()
-}
-
-/// The hashes a `Need` payload names (see [`need_payload`]).
-///
-/// # Errors
-/// [`SegmentsError::NeedLength`] unless it is 0 to [`MAX_NEED_HASHES`] whole hashes.
-pub(crate) fn parse_need(payload: &[u8]) -> Result<Vec<ContentHash>, SegmentsError> {
-    if payload.len() % 32 != 0 || payload.len() > MAX_NEED_HASHES * 32 {
-        return Err(SegmentsError::NeedLength(payload.len()));
-    }
-    let mut c = Cursor(payload);
-    (0..payload.len() / 32)
-        .map(|_| c.array().map(ContentHash))
-        .collect()
-}
-
-/// `payload`, a frame encoded from `chunk`, again with each reference and delta whose content
-/// is in `missing` sent as a literal; the rest as it was, the literal block compressed with
-/// the frame's codec (zstd at [`NEED_LEVEL`] at most). The answer to a `Need` that names what
-/// the receiver lacks: a page or two more than the frame, where all its literals would be the
-/// whole chunk, uncompressed.
-///
-/// # Errors
-/// [`SegmentsError`] when `payload` is not a valid frame of `chunk`, or the compressor fails.
-pub(crate) fn with_literals(
-    payload: &[u8],
-    chunk: &[u8],
-    missing: &[ContentHash],
-) -> Result<Bytes, SegmentsError> {
-    let parsed = parse(payload, chunk.len())?;
-    if parsed.total != chunk.len() {
-        return Err(SegmentsError::ChunkLength {
-            frame: parsed.total,
-            chunk: chunk.len(),
-        });
-    }
-    // A block compressed against the bytes before the frame is not decoded here: its deltas go
-    // as literals too.
-    let prefixed = parsed.prefix > 0;
-    let kept_delta = !prefixed
-        && parsed
-            .segments
-            .iter()
-            .any(|s| matches!(s, Segment::Delta { base, .. } if !missing.contains(base)));
-    // The XORs of the deltas that stay are in the old block; literals are the chunk's bytes.
-    let old = if kept_delta {
-        literals(&parsed, &[])?
-    } else {
-        Vec::new()
-    };
-    let mut segments = Vec::with_capacity(parsed.segments.len());
-    let mut block = Vec::with_capacity(parsed.literal_len);
-    let (mut at, mut old_at) = (0usize, 0usize);
-    for s in parsed.segments {
-        let len = usize::try_from(s.len()).unwrap_or(usize::MAX);
-        let bytes = chunk
-            .get(at..at.saturating_add(len))
+        let (xor, rest) = lit
+            .split_at_checked(content.len())
             .ok_or(SegmentsError::Truncated)?;
-        at = at.saturating_add(len);
-        // Literals and deltas take their length of the old block, in order.
-        let in_old = matches!(s, Segment::Literal(_) | Segment::Delta { .. }).then(|| {
-            let range = old_at..old_at.saturating_add(len);
-            old_at = range.end;
-            range
-        });
-        match s {
-            Segment::Zero(_) => segments.push(s),
-            Segment::Ref { hash, .. } if !missing.contains(&hash) => segments.push(s),
-            Segment::Delta { base, .. } if !prefixed && !missing.contains(&base) => {
-                let xor = in_old
-                    .and_then(|range| old.get(range))
-                    .ok_or(SegmentsError::Truncated)?;
-                segments.push(s);
-                block.extend_from_slice(xor);
-            }
-            // A literal, or content the receiver lacks: the chunk's bytes.
-            Segment::Ref { len, .. } | Segment::Literal(len) | Segment::Delta { len, .. } => {
-                segments.push(Segment::Literal(len));
-                block.extend_from_slice(bytes);
-            }
+        lit = rest;
+        for (c, x) in content.iter_mut().zip(xor) {
+            *c ^= x;
+        }
+        keep(store, &content);
+        out.put_slice(&content);
+    }
+    match parsed.check {
+        Some(want) if want != check_bytes(&check) => Err(SegmentsError::Unverified),
+        _ => Ok(out.freeze()),
+    }
+}
+
+/// Stores a received segment of at least [`MIN_STORED`] bytes in `store`, so that later
+/// frames and sessions can reference it; a store that fails is logged (it is a cache).
+fn keep(store: &mut DiskStore, bytes: &[u8]) {
+    if bytes.len() >= MIN_STORED {
+        if let Err(e) = store.put(ContentHash::of(bytes), bytes) {
+            tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
         }
     }
-    let mut block_codec = None;
-    if let Some(codec) = parsed.codec.filter(|_| !block.is_empty()) {
-        let level = if codec == Codec::Zstd {
-            parsed.level.min(NEED_LEVEL)
-        } else {
-            parsed.level
-        };
-        let packed = pack(block, codec, level, &[])?;
-        (block, block_codec) = (packed.block, packed.codec);
-    }
-    Ok(write(&segments, block_codec, &block))
 }
 
 /// A literal block as [`pack`] leaves it.
@@ -631,6 +659,21 @@ pub(crate) fn pack(
             compressed,
         }
     })
+}
+
+/// The content `store` holds under the one hash it lists under `key` (see [`held`]), that hash
+/// added to the frame's `check`.
+fn held_by_key(
+    store: &mut DiskStore,
+    key: HashKey,
+    len: u32,
+    check: &mut blake3::Hasher,
+) -> Result<Vec<u8>, SegmentsError> {
+    let hash = store
+        .hash_by_key(key)
+        .ok_or_else(|| SegmentsError::Missing(vec![ContentHash::from_key(key)]))?;
+    check.update(&hash.0);
+    held(store, hash, len)
 }
 
 /// The content `store` holds under `hash`, which the frame says is `len` bytes long.

@@ -41,7 +41,7 @@ fn zeros_literals_and_held_references_decode_in_order_and_literals_are_stored() 
             None => block.clone(),
             Some((c, l)) => codec::compress(c, l, &block).unwrap(),
         };
-        let payload = write(&segments, codec, &packed);
+        let payload = write(&segments, codec, &packed, false);
         let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
         let mut want = vec![0u8; 100];
         want.extend_from_slice(&lit);
@@ -64,7 +64,7 @@ fn zeros_literals_and_held_references_decode_in_order_and_literals_are_stored() 
 fn a_reference_the_store_lacks_is_missing_never_guessed() {
     let (_dir, store) = store();
     let hash = ContentHash::of(b"never stored");
-    let payload = write(&[Segment::Ref { len: 12, hash }], None, &[]);
+    let payload = write(&[Segment::Ref { len: 12, hash }], None, &[], false);
     assert!(matches!(
         decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::Missing(h)) if h == vec![hash]
@@ -77,7 +77,7 @@ fn a_reference_with_the_wrong_length_is_refused() {
     let held = text(500);
     let hash = ContentHash::of(&held);
     store.lock().unwrap().put(hash, &held).unwrap();
-    let payload = write(&[Segment::Ref { len: 400, hash }], None, &[]);
+    let payload = write(&[Segment::Ref { len: 400, hash }], None, &[], false);
     assert!(matches!(
         decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::RefLength {
@@ -90,7 +90,7 @@ fn a_reference_with_the_wrong_length_is_refused() {
 
 #[test]
 fn malformed_payloads_are_refused_before_allocating() {
-    let ok = write(&[Segment::Literal(4)], None, b"abcd");
+    let ok = write(&[Segment::Literal(4)], None, b"abcd", false);
     assert!(parse(&ok, 4).is_ok());
     assert!(matches!(
         parse(&ok, 3),
@@ -106,12 +106,15 @@ fn malformed_payloads_are_refused_before_allocating() {
         Err(SegmentsError::Tag(9))
     ));
     assert!(matches!(
-        parse(&write(&[Segment::Zero(0)], None, &[]), 10),
+        parse(&write(&[Segment::Zero(0)], None, &[], false), 10),
         Err(SegmentsError::Empty)
     ));
     // A zero run of 4 GiB against a 1 MiB limit: refused before anything is allocated.
     assert!(matches!(
-        parse(&write(&[Segment::Zero(u32::MAX)], None, &[]), 1 << 20),
+        parse(
+            &write(&[Segment::Zero(u32::MAX)], None, &[], false),
+            1 << 20
+        ),
         Err(SegmentsError::TooLong { .. })
     ));
     let mut trailing = ok.to_vec();
@@ -120,17 +123,22 @@ fn malformed_payloads_are_refused_before_allocating() {
         parse(&trailing, 10),
         Err(SegmentsError::Trailing(1))
     ));
-    let short = write(&[Segment::Literal(4)], None, b"abc");
+    let short = write(&[Segment::Literal(4)], None, b"abc", false);
     assert!(matches!(
         parse(&short, 10),
         Err(SegmentsError::LiteralLength { want: 4, got: 3 })
     ));
-    let lz4_level = write(&[Segment::Literal(4)], Some((Codec::Lz4, 3)), b"abcd");
+    let lz4_level = write(
+        &[Segment::Literal(4)],
+        Some((Codec::Lz4, 3)),
+        b"abcd",
+        false,
+    );
     assert!(matches!(
         parse(&lz4_level, 10),
         Err(SegmentsError::BlockCodec { codec: 1, level: 3 })
     ));
-    let unknown = write(&[Segment::Literal(4)], None, b"abcd");
+    let unknown = write(&[Segment::Literal(4)], None, b"abcd", false);
     let mut unknown = unknown.to_vec();
     let at = unknown.len() - 10;
     unknown[at] = 7;
@@ -141,10 +149,20 @@ fn malformed_payloads_are_refused_before_allocating() {
 fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
     let (_dir, store) = store();
     let big = codec::compress(Codec::Zstd, 3, &[7u8; 5000]).unwrap();
-    let payload = write(&[Segment::Literal(100)], Some((Codec::Zstd, 3)), &big);
+    let payload = write(
+        &[Segment::Literal(100)],
+        Some((Codec::Zstd, 3)),
+        &big,
+        false,
+    );
     assert!(decode(&payload, 1 << 20, &store, &[]).is_err());
     let small = codec::compress(Codec::Lz4, 0, &[7u8; 50]).unwrap();
-    let payload = write(&[Segment::Literal(100)], Some((Codec::Lz4, 0)), &small);
+    let payload = write(
+        &[Segment::Literal(100)],
+        Some((Codec::Lz4, 0)),
+        &small,
+        false,
+    );
     assert!(matches!(
         decode(&payload, 1 << 20, &store, &[]),
         Err(SegmentsError::LiteralLength { want: 100, got: 50 })
@@ -174,7 +192,7 @@ fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
             None => block.clone(),
             Some((c, l)) => codec::compress(c, l, &block).unwrap(),
         };
-        let payload = write(&segments, codec, &packed);
+        let payload = write(&segments, codec, &packed, false);
         assert_eq!(parse(&payload, 1 << 20).unwrap().segments, segments);
         let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
         assert_eq!(out.get(..4), Some(&b"lead"[..]), "{codec:?}");
@@ -190,7 +208,12 @@ fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
 /// A payload of one delta of `len` bytes against `base`, with `xor_len` zero bytes of XOR in
 /// its literal block.
 fn one_delta(len: u32, base: ContentHash, xor_len: usize) -> Bytes {
-    write(&[Segment::Delta { len, base }], None, &vec![0u8; xor_len])
+    write(
+        &[Segment::Delta { len, base }],
+        None,
+        &vec![0u8; xor_len],
+        false,
+    )
 }
 
 #[test]
@@ -277,7 +300,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
         reference(&p[3]),
         reference(&p[1]),
     ];
-    let payload = write(&segments, None, &[0u8; 4096]);
+    let payload = write(&segments, None, &[0u8; 4096], false);
     let want = vec![
         ContentHash::of(&p[0]),
         ContentHash::of(&p[2]),
@@ -294,7 +317,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     // More than a Need may name: it names none, and every segment comes as a literal.
     let many = pages(MAX_NEED_HASHES + 5);
     let refs: Vec<Segment> = many[4..].iter().map(|p| reference(p)).collect();
-    let payload = write(&refs, None, &[]);
+    let payload = write(&refs, None, &[], false);
     match decode(&payload, 1 << 20, &store, &[]) {
         Err(e @ SegmentsError::Missing(_)) => {
             assert!(
@@ -309,7 +332,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
         other => panic!("{other:?}"),
     }
     let (_dir, store) = self::store();
-    let payload = write(&refs[..MAX_NEED_HASHES], None, &[]);
+    let payload = write(&refs[..MAX_NEED_HASHES], None, &[], false);
     match decode(&payload, 1 << 20, &store, &[]) {
         Err(SegmentsError::Missing(named)) => assert_eq!(named.len(), MAX_NEED_HASHES),
         other => panic!("{other:?}"),
@@ -370,7 +393,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
             None => block.clone(),
             Some((c, level)) => codec::compress(c, level, &block).unwrap(),
         };
-        let frame = write(&segments, codec, &packed);
+        let frame = write(&segments, codec, &packed, false);
         let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[]) else {
             panic!("the frame decoded without pages 0 and 2's base");
         };
@@ -400,7 +423,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
         );
     }
     // A frame of another chunk is not rebuilt from it.
-    let frame = write(&segments, None, &block);
+    let frame = write(&segments, None, &block, false);
     assert!(matches!(
         with_literals(&frame, &chunk[1..], &[]),
         Err(SegmentsError::TooLong { .. } | SegmentsError::ChunkLength { .. })
@@ -434,7 +457,7 @@ fn a_block_compressed_against_the_bytes_before_its_frame_needs_exactly_them() {
         packed.block.len(),
         alone.compressed
     );
-    let payload = write_packed(&[Segment::Literal(len)], &packed);
+    let payload = write_packed(&[Segment::Literal(len)], &packed, false);
     let parsed = parse(&payload, 1 << 20).unwrap();
     assert_eq!(parsed.prefix, 64 << 10);
     assert_eq!(decode(&payload, 1 << 20, &store, &before).unwrap(), chunk);
@@ -456,7 +479,7 @@ fn a_block_compressed_against_the_bytes_before_its_frame_needs_exactly_them() {
 fn a_prefix_that_is_empty_or_too_long_is_refused() {
     let before = vec![7u8; 4096];
     let packed = pack(vec![7u8; 4096], Codec::Zstd, 3, &before).unwrap();
-    let payload = write_packed(&[Segment::Literal(4096)], &packed);
+    let payload = write_packed(&[Segment::Literal(4096)], &packed, false);
     // count (2), one literal segment (5), codec (1), level (1), then the prefix length.
     let at = 2 + 5 + 2;
     assert_eq!(payload.get(7), Some(&BLOCK_ZSTD_PREFIXED));
@@ -490,7 +513,7 @@ fn a_prefixed_frame_sent_again_after_a_need_goes_without_its_prefix() {
     ];
     let packed = pack(xor, Codec::Zstd, 9, &before).unwrap();
     assert!(packed.prefix > 0);
-    let frame = write_packed(&segments, &packed);
+    let frame = write_packed(&segments, &packed, false);
     let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &before) else {
         panic!("the frame decoded without page 0");
     };
@@ -503,4 +526,142 @@ fn a_prefixed_frame_sent_again_after_a_need_goes_without_its_prefix() {
         "the delta's XOR is in the prefixed block: it goes as a literal too"
     );
     assert_eq!(decode(&again, 1 << 20, &store, &[]).unwrap(), chunk);
+}
+
+/// `page` with ten of its bytes changed.
+fn changed(page: &[u8]) -> Vec<u8> {
+    let mut new = page.to_vec();
+    new[100..110].copy_from_slice(b"0123456789");
+    new
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+#[test]
+fn short_references_name_held_content_in_13_bytes_and_decode_as_full_ones_do() {
+    let p = pages(2);
+    let (_dir, store) = store_holding(&[&p[0], &p[1]]);
+    let literal = b"literal bytes of the frame, ".repeat(12);
+    let new = changed(&p[1]);
+    let segments = [
+        reference(&p[0]),
+        Segment::Literal(u32::try_from(literal.len()).unwrap()),
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&p[1]),
+        },
+        reference(&p[0]),
+    ];
+    let mut block = literal.clone();
+    block.extend_from_slice(&xor(&new, &p[1]));
+    let chunk = [&p[0][..], &literal, &new, &p[0]].concat();
+    let full = write(&segments, None, &block, false);
+    let short = write(&segments, None, &block, true);
+    // Three names of 8 bytes instead of 32, and the frame's check of 16.
+    assert_eq!(full.len() - short.len(), 3 * 24 - 16);
+    let parsed = parse(&short, 1 << 20).unwrap();
+    let key = |page: &[u8]| ContentHash::of(page).key();
+    assert_eq!(
+        parsed.segments,
+        [
+            Segment::ShortRef {
+                len: 4096,
+                key: key(&p[0])
+            },
+            segments[1],
+            Segment::ShortDelta {
+                len: 4096,
+                key: key(&p[1])
+            },
+            Segment::ShortRef {
+                len: 4096,
+                key: key(&p[0])
+            },
+        ]
+    );
+    assert!(parsed.check.is_some());
+    assert!(parse(&full, 1 << 20).unwrap().check.is_none());
+    assert_eq!(decode(&short, 1 << 20, &store, &[]).unwrap(), chunk);
+    assert_eq!(decode(&full, 1 << 20, &store, &[]).unwrap(), chunk);
+    // A frame that names nothing carries no check.
+    assert_eq!(
+        write(&[Segment::Literal(4)], None, b"abcd", true),
+        write(&[Segment::Literal(4)], None, b"abcd", false)
+    );
+}
+
+#[test]
+fn a_short_reference_is_never_resolved_by_a_guess() {
+    let p = pages(2);
+    let (_dir, store) = store_holding(&[&p[0]]);
+    let frame = write(&[reference(&p[0])], None, &[], true);
+    // Content other than the sender's (here: a check that names other hashes) fails the
+    // frame's check: the receiver asks for every segment as a literal.
+    let mut forged = frame.to_vec();
+    let check_at = 2 + 13;
+    forged[check_at] ^= 1;
+    assert!(matches!(
+        decode(&forged, 1 << 20, &store, &[]),
+        Err(SegmentsError::Missing(named)) if named.is_empty()
+    ));
+    assert_eq!(decode(&frame, 1 << 20, &store, &[]).unwrap(), p[0]);
+    // Two hashes listed under one key: the key is asked for, neither is taken.
+    let key = ContentHash::of(&p[1]).key();
+    let mut other = ContentHash::from_key(key);
+    other.0[31] = 1;
+    store
+        .lock()
+        .unwrap()
+        .put(ContentHash::of(&p[1]), &p[1])
+        .unwrap();
+    store.lock().unwrap().put(other, &p[0]).unwrap();
+    let frame = write(&[reference(&p[1])], None, &[], true);
+    assert!(matches!(
+        decode(&frame, 1 << 20, &store, &[]),
+        Err(SegmentsError::Missing(named)) if named == vec![ContentHash::from_key(key)]
+    ));
+}
+
+#[test]
+fn a_short_reference_the_store_lacks_is_named_by_its_key_and_sent_again_as_a_literal() {
+    let p = pages(3);
+    let (_dir, store) = store_holding(&[&p[1]]);
+    let new = changed(&p[2]);
+    let segments = [
+        reference(&p[0]),
+        reference(&p[1]),
+        Segment::Delta {
+            len: 4096,
+            base: ContentHash::of(&p[2]),
+        },
+    ];
+    let chunk = [&p[0][..], &p[1], &new].concat();
+    let frame = write(&segments, None, &xor(&new, &p[2]), true);
+    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[]) else {
+        panic!("decoded without page 0 and page 2's base");
+    };
+    let by_key = |page: &[u8]| ContentHash::from_key(ContentHash::of(page).key());
+    assert_eq!(named, [by_key(&p[0]), by_key(&p[2])]);
+    assert_eq!(parse_need(&need_payload(&named)).unwrap(), named);
+    // Named by its key (the first bytes of a hash would do as well), the reference goes as a
+    // literal; the one held stays short, under a new check.
+    for missing in [named.clone(), vec![ContentHash::of(&p[0])]] {
+        let again = with_literals(&frame, &chunk, &missing).unwrap();
+        let parsed = parse(&again, 1 << 20).unwrap();
+        assert_eq!(
+            parsed.segments,
+            [
+                Segment::Literal(4096),
+                Segment::ShortRef {
+                    len: 4096,
+                    key: ContentHash::of(&p[1]).key()
+                },
+                // A delta whose base is known by its key alone goes as a literal too.
+                Segment::Literal(4096),
+            ]
+        );
+        assert_eq!(decode(&again, 1 << 20, &store, &[]).unwrap(), chunk);
+    }
 }

@@ -36,8 +36,8 @@ use crate::hde::ContentIndex;
 use crate::pba::initial_codec;
 use crate::transport::{Dialer, Security, tcp_stats};
 use crate::wire::{
-    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX, Frame,
-    FrameKind, HelloAck, HelloMode, MAX_PAYLOAD, SessionId, read_frame,
+    ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX,
+    FEATURE_SHORT_REFS, Frame, FrameKind, HelloAck, HelloMode, MAX_PAYLOAD, SessionId, read_frame,
 };
 use stall::Blocked;
 
@@ -85,7 +85,7 @@ pub async fn send(
     let mut features = match (opts.reduce, opts.dedup) {
         (Reduction::Off, _) => 0,
         (_, false) => FEATURE_HDE,
-        (_, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX,
+        (_, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS,
     };
     if opts.window_limit.is_some() || opts.wire_limit.is_some() {
         // A window its owner narrows counts what has yet to cross: frames the receiver holds
@@ -138,6 +138,11 @@ pub async fn send(
             "receiver confirmed prefixed blocks without deduplication".into(),
         ));
     }
+    if features & FEATURE_SHORT_REFS != 0 && features & FEATURE_DEDUP == 0 {
+        return Err(SendError::Protocol(
+            "receiver confirmed short references without deduplication".into(),
+        ));
+    }
     let dedup = if features & FEATURE_DEDUP != 0 {
         let index = read_index(&mut first.stream).await?;
         tracing::info!(
@@ -150,6 +155,7 @@ pub async fn send(
             Some(index),
             opts.record.clone(),
             features & FEATURE_PREFIX != 0,
+            features & FEATURE_SHORT_REFS != 0,
         ))
     } else {
         None

@@ -51,6 +51,12 @@ pub use item::{ItemError, decode_item, encode_item};
 pub use page::{PAGE_SIZE, PageDecoder, PageEncoder, PageError};
 pub use store::{DiskStore, MemStore, SharedStore, StoreError};
 
+/// Bytes of a [`HashKey`].
+pub const KEY_LEN: usize = 8;
+/// The first [`KEY_LEN`] bytes of a [`ContentHash`]: the name of content in a short reference
+/// (docs/dwcp-wire.md section 11.1).
+pub type HashKey = [u8; KEY_LEN];
+
 /// The BLAKE3-256 hash of a page or chunk: its name in the content store and in references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContentHash(pub [u8; 32]);
@@ -60,6 +66,23 @@ impl ContentHash {
     #[must_use]
     pub fn of(content: &[u8]) -> Self {
         Self(*blake3::hash(content).as_bytes())
+    }
+
+    /// Its first [`KEY_LEN`] bytes, which name it in a short reference.
+    #[must_use]
+    pub fn key(&self) -> HashKey {
+        self.0.first_chunk().copied().unwrap_or_default()
+    }
+
+    /// The lowest hash whose first bytes are `key` (the rest zeros): how a receiver names
+    /// content it knows by its key alone, and where a search for the key starts.
+    #[must_use]
+    pub fn from_key(key: HashKey) -> Self {
+        let mut hash = [0u8; 32];
+        if let Some(head) = hash.first_chunk_mut() {
+            *head = key;
+        }
+        Self(hash)
     }
 
     /// Whether `content` has this hash.

@@ -20,14 +20,14 @@
 //! use survives it (least recently used, approximately), an entry read or stored again while it
 //! sits in the older half of the packs is copied forward into the active one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use super::store::StoreError;
-use super::{ContentHash, ContentStore};
+use super::{ContentHash, ContentStore, HashKey};
 
 const MAGIC: [u8; 4] = *b"NCS1";
 /// Bytes of a record header.
@@ -58,7 +58,8 @@ struct Pack {
 #[derive(Debug)]
 pub struct DiskStore {
     dir: PathBuf,
-    index: HashMap<ContentHash, Loc>,
+    /// Ordered, so that a short reference's key finds its hashes by range.
+    index: BTreeMap<ContentHash, Loc>,
     packs: BTreeMap<u64, Pack>,
     /// Bytes of all packs.
     disk_bytes: u64,
@@ -93,7 +94,7 @@ impl DiskStore {
         seqs.sort_unstable();
         let mut store = Self {
             dir: dir.clone(),
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             packs: BTreeMap::new(),
             disk_bytes: 0,
             live_bytes: 0,
@@ -192,6 +193,19 @@ impl DiskStore {
     #[must_use]
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.index.contains_key(hash)
+    }
+
+    /// The one hash listed whose first bytes are `key`; `None` when none is, or more than one
+    /// (a short reference to those is asked for in full).
+    #[must_use]
+    pub fn hash_by_key(&self, key: HashKey) -> Option<ContentHash> {
+        let mut found = self
+            .index
+            .range(ContentHash::from_key(key)..)
+            .map(|(hash, _)| *hash)
+            .take_while(|hash| hash.key() == key);
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
     }
 
     /// Every hash held, in no particular order (for the index a receiver sends).

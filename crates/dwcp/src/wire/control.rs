@@ -22,8 +22,13 @@ pub const FEATURE_HELD: u32 = 4;
 /// compressed against the stream bytes right before its frame (block codec 3), which the
 /// receiver keeps. Only together with [`FEATURE_DEDUP`].
 pub const FEATURE_PREFIX: u32 = 8;
+/// Feature bit: references and delta bases of a [`super::PayloadKind::Segments`] payload may
+/// name their content by the first 8 bytes of its hash, the frame carrying a check over the
+/// full hashes (docs/dwcp-wire.md section 11.1). Only together with [`FEATURE_DEDUP`].
+pub const FEATURE_SHORT_REFS: u32 = 16;
 /// Every feature bit this build knows.
-pub const KNOWN_FEATURES: u32 = FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD | FEATURE_PREFIX;
+pub const KNOWN_FEATURES: u32 =
+    FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD | FEATURE_PREFIX | FEATURE_SHORT_REFS;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {

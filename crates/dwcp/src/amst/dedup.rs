@@ -24,7 +24,9 @@
 //!
 //! On a session that negotiated short references, references and delta bases name their
 //! content by the first 8 bytes of its hash, the frame carrying a check over the full hashes
-//! ([`super::segments`]): 13 bytes a page instead of 37.
+//! ([`super::segments`]): 13 bytes a page instead of 37. On one that negotiated recipes, a
+//! chunk whose recipe the receiver holds (the same segments, in order, as a frame it decoded
+//! before) goes as one reference to that recipe ([`super::recipe`]).
 //!
 //! With a local store to record into ([`super::SendOptions::record`]), a background thread
 //! also stores every segment sent, so that this node can be referenced when the stream comes
@@ -39,12 +41,13 @@ use bytes::Bytes;
 use super::cutter::{Cut, Cutter, Segmenting};
 use super::hde_frame::{EncodedChunk, Observation};
 use super::prefix::{StreamTail, prefix_len};
+use super::recipe;
 use super::segments::{MIN_STORED, Segment, pack, write, write_packed};
 use crate::hde::lru::Lru;
 use crate::hde::{
     Codec, CodecChoice, CodecError, ContentHash, ContentIndex, ContentStore, SharedStore,
 };
-use crate::wire::PayloadKind;
+use crate::wire::{FEATURE_PREFIX, FEATURE_RECIPES, FEATURE_SHORT_REFS, PayloadKind};
 
 /// Segments this session remembers sending (about 1 GiB of content at 4 KiB each).
 const SENT_CAPACITY: usize = 1 << 18;
@@ -138,6 +141,8 @@ pub(crate) struct Dedup {
     tail: Option<StreamTail>,
     /// Whether references and delta bases go as short ones (the session negotiated them).
     short: bool,
+    /// Whether a chunk whose recipe the receiver holds goes as a reference to it.
+    recipes: bool,
     /// Whether the compressor has time to spare (see [`super::prefix::Spare`]): literal
     /// blocks are then compressed against the whole prefix held.
     pub(crate) spare: bool,
@@ -145,16 +150,15 @@ pub(crate) struct Dedup {
 
 impl Dedup {
     /// State for chunks of at most `chunk_size` bytes, with the receiver's `index` (if it sent
-    /// one) and a local store to record sent segments into; `prefixed`: the session negotiated
-    /// literal blocks compressed against the bytes before their frame; `short`: short
-    /// references.
+    /// one) and a local store to record sent segments into, on a session that negotiated
+    /// `features` (literal blocks compressed against the bytes before their frame, short
+    /// references, recipes).
     pub(crate) fn new(
         chunk_size: usize,
         segmenting: Segmenting,
         index: Option<ContentIndex>,
         record: Option<SharedStore>,
-        prefixed: bool,
-        short: bool,
+        features: u32,
     ) -> Self {
         Self {
             cutter: Cutter::new(chunk_size, segmenting),
@@ -164,8 +168,9 @@ impl Dedup {
             recorder: record.and_then(Recorder::start),
             next_cuts: Vec::new(),
             versions: Lru::new(),
-            tail: prefixed.then(StreamTail::default),
-            short,
+            tail: (features & FEATURE_PREFIX != 0).then(StreamTail::default),
+            short: features & FEATURE_SHORT_REFS != 0,
+            recipes: features & FEATURE_RECIPES != 0,
             spare: false,
         }
     }
@@ -228,6 +233,8 @@ impl Dedup {
         let mut ref_bytes = 0u64;
         let mut deltas = false;
         let mut new = Vec::new();
+        let mut recipe = self.recipes.then(recipe::Builder::default);
+        let mut named_bytes = 0u64;
         let offset = end - chunk.len() as u64;
         let mut cuts = std::mem::take(&mut self.next_cuts);
         if cuts.last().map(|c| c.start + c.len) != Some(chunk.len()) {
@@ -241,12 +248,18 @@ impl Dedup {
             let len32 = u32::try_from(len).unwrap_or(u32::MAX);
             if crate::hde::is_zero(&bytes) {
                 segments.push(Segment::Zero(len32));
+                if let Some(r) = &mut recipe {
+                    r.zero(len32);
+                }
                 if let Some(page) = page {
                     self.versions.remove(&page);
                 }
                 continue;
             }
             if len < MIN_STORED {
+                if let Some(r) = &mut recipe {
+                    r.inline(&bytes);
+                }
                 segments.push(Segment::Literal(len32));
                 literals.extend_from_slice(&bytes);
                 continue;
@@ -255,6 +268,10 @@ impl Dedup {
             if let Some(rec) = &self.recorder {
                 rec.record(hash, bytes.clone());
             }
+            if let Some(r) = &mut recipe {
+                r.content(len32, hash);
+            }
+            named_bytes += len as u64;
             let base = page
                 .and_then(|p| self.versions.peek(&p))
                 .filter(|(base, _)| *base != hash && self.receiver_holds(base, acked));
@@ -283,6 +300,16 @@ impl Dedup {
                     self.versions.pop_oldest();
                 }
             }
+        }
+        if let Some((name, bytes)) = recipe.and_then(recipe::Builder::finish) {
+            if self.receiver_holds(&name, acked) {
+                return Ok(self.as_recipe(chunk, offset, name, named_bytes));
+            }
+            // The receiver stores it with the frame: later chunks may name it.
+            if let Some(rec) = &self.recorder {
+                rec.record(name, bytes.into());
+            }
+            new.push(name);
         }
         for hash in new {
             self.remember(hash, end);
@@ -326,6 +353,32 @@ impl Dedup {
             original: (ref_bytes > 0 || deltas).then_some(chunk),
             ref_bytes,
         })
+    }
+
+    /// `chunk` (at stream offset `offset`) as one reference to its recipe, held by the
+    /// receiver under `name`; `named_bytes` of it are neither zeros nor inline.
+    fn as_recipe(
+        &mut self,
+        chunk: Bytes,
+        offset: u64,
+        name: ContentHash,
+        named_bytes: u64,
+    ) -> EncodedChunk {
+        let recipe = Segment::Recipe {
+            len: u32::try_from(chunk.len()).unwrap_or(u32::MAX),
+            hash: name,
+        };
+        let payload = write(&[recipe], None, &[], self.short);
+        if let Some(tail) = &mut self.tail {
+            tail.push(offset, chunk.clone());
+        }
+        EncodedChunk {
+            kind: PayloadKind::Segments,
+            payload,
+            observed: None,
+            original: Some(chunk),
+            ref_bytes: named_bytes,
+        }
     }
 
     /// How this session cuts chunks.

@@ -81,6 +81,20 @@ async fn a_stream_the_receiver_has_seen_goes_as_references() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_the_receiver_decoded_before_goes_as_one_reference_to_its_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;
+    let data = image(8 * MIB, 9);
+    send_checked(&rx, dir.path(), &data, dedup_opts("first")).await;
+    let second = send_checked(&rx, dir.path(), &data, dedup_opts("second")).await;
+    // A recipe's reference, the frame's header and the payload's fields: about 100 bytes
+    // for each chunk of 256 KiB (the 32 of them: about 1900 segments).
+    let chunks = (data.len() as u64).div_ceil(256 << 10);
+    assert!(second.wire_bytes < chunks * 128, "{second:?}");
+    assert_eq!(second.content_requests, 0, "{second:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_copy_sends_about_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver(dir.path(), Some(store(&dir.path().join(".store")))).await;

@@ -68,6 +68,7 @@ mod prefix;
 mod progress;
 mod rate;
 mod receiver;
+mod recipe;
 mod reduce;
 mod reduce_ctl;
 mod rx_session;
@@ -123,5 +124,5 @@ pub fn decode_segments_payload(
     store: &std::sync::Mutex<crate::hde::DiskStore>,
     before: &[u8],
 ) -> Result<bytes::Bytes, String> {
-    segments::decode(payload, limit, store, before).map_err(|e| e.to_string())
+    segments::decode(payload, limit, store, before, true).map_err(|e| e.to_string())
 }

@@ -22,8 +22,8 @@ use crate::hde::{ContentIndex, SharedStore};
 use crate::transport::{Acceptor, BoxStream, Connection, TransportError};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX,
-    FEATURE_SHORT_REFS, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind, SessionId,
-    read_frame, read_frame_in, write_frame,
+    FEATURE_RECIPES, FEATURE_SHORT_REFS, Frame, FrameKind, Hello, HelloAck, HelloMode, PayloadKind,
+    SessionId, read_frame, read_frame_in, write_frame,
 };
 
 /// Settings of a receiver.
@@ -325,7 +325,9 @@ fn offered(cfg: &ReceiverConfig) -> u32 {
         | match (cfg.hde, cfg.store.is_some()) {
             (false, _) => 0,
             (true, false) => FEATURE_HDE,
-            (true, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS,
+            (true, true) => {
+                FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS | FEATURE_RECIPES
+            }
         }
 }
 
@@ -373,7 +375,8 @@ async fn admit(
                 FEATURE_SHORT_REFS
             } else {
                 0
-            };
+            }
+            | if session.recipes { FEATURE_RECIPES } else { 0 };
         return Ok((session, hello.features & features, false));
     }
     let mut features = hello.features & offered(cfg);
@@ -381,7 +384,7 @@ async fn admit(
         features &= !FEATURE_DEDUP;
     }
     if features & FEATURE_DEDUP == 0 {
-        features &= !(FEATURE_PREFIX | FEATURE_SHORT_REFS);
+        features &= !(FEATURE_PREFIX | FEATURE_SHORT_REFS | FEATURE_RECIPES);
     }
     validate_name(&hello.name).map_err(|e| ErrorMessage {
         code: ErrorCode::BadName,
@@ -460,6 +463,11 @@ async fn admit(
     };
     let session = if features & FEATURE_SHORT_REFS != 0 {
         session.with_short_refs()
+    } else {
+        session
+    };
+    let session = if features & FEATURE_RECIPES != 0 {
+        session.with_recipes()
     } else {
         session
     };

@@ -78,6 +78,8 @@ pub(crate) struct RxSession {
     pub(crate) prefix: bool,
     /// Whether `Segments` frames may name content by the first bytes of its hash.
     pub(crate) short_refs: bool,
+    /// Whether `Segments` frames may name earlier frames' recipes, and each frame's is stored.
+    pub(crate) recipes: bool,
     /// Buffers for the payloads of whole data frames, reused once written.
     pub(crate) frames: Option<Arc<BufPool>>,
 }
@@ -238,6 +240,7 @@ impl RxSession {
             held: false,
             prefix: false,
             short_refs: false,
+            recipes: false,
             frames: None,
         })
     }
@@ -280,6 +283,12 @@ impl RxSession {
     /// This session, taking `Segments` frames with short references.
     pub(crate) fn with_short_refs(mut self) -> Self {
         self.short_refs = true;
+        self
+    }
+
+    /// This session, taking `Segments` frames with recipes and storing each frame's.
+    pub(crate) fn with_recipes(mut self) -> Self {
+        self.recipes = true;
         self
     }
 
@@ -475,6 +484,15 @@ impl RxSession {
         if parsed.check.is_some() && !self.short_refs {
             return Err(bad(SegmentsError::ShortRefs));
         }
+        if !self.recipes
+            && parsed
+                .segments
+                .iter()
+                .any(|s| matches!(s, segments::Segment::Recipe { .. }))
+        {
+            return Err(bad(SegmentsError::Recipes));
+        }
+        let recipes = self.recipes;
         let before = if parsed.prefix == 0 {
             Vec::new()
         } else if !self.prefix {
@@ -488,7 +506,7 @@ impl RxSession {
             }
         };
         let decoded = tokio::task::spawn_blocking(move || {
-            segments::decode(&frame.payload, limit, &store, &before)
+            segments::decode(&frame.payload, limit, &store, &before, recipes)
         })
         .await
         .map_err(|e| fail(ErrorCode::Other, format!("segment decoding failed: {e}")))?;

@@ -197,8 +197,7 @@ fn prefixed_frames(chunks: usize) -> (Vec<u8>, Vec<Frame>) {
         super::cutter::Segmenting::Content,
         None,
         None,
-        true,
-        false,
+        crate::wire::FEATURE_PREFIX,
     );
     let frames = stream
         .chunks(chunk)
@@ -325,4 +324,25 @@ async fn a_short_reference_is_refused_where_it_was_not_negotiated() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_is_refused_where_it_was_not_negotiated() {
+    let dir = tempfile::tempdir().unwrap();
+    let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
+    let s = segments_session(dir.path(), "a", None, false, false);
+    let hash = crate::hde::ContentHash::of(b"a recipe");
+    let payload = super::segments::write(
+        &[super::segments::Segment::Recipe { len: 4096, hash }],
+        None,
+        &[],
+        false,
+    );
+    let frame = Frame::new(FrameKind::Data, PayloadKind::Segments, SID, 0, 0, payload).unwrap();
+    let err = s.take_segments(frame, &need).await.unwrap_err();
+    assert!(
+        err.message.contains("did not negotiate recipes"),
+        "{}",
+        err.message
+    );
 }

@@ -13,6 +13,7 @@
 //!   tag 4 delta    len: u32, base: [u8; 32]          37 bytes
 //!   tag 5 ref      len: u32, key: [u8; 8]            13 bytes (short references)
 //!   tag 6 delta    len: u32, key: [u8; 8]            13 bytes (short references)
+//!   tag 7 recipe   len: u32, hash: [u8; 32]          37 bytes (recipes)
 //! [any tag 5 or 6: check: [u8; 16]]
 //! codec: u8 (0 none, 1 lz4, 2 zstd, 3 zstd after a prefix), level: i8,
 //!   [codec 3: prefix: u32]                           1..=MAX_PREFIX
@@ -35,6 +36,10 @@
 //! under two hashes, is asked for) and verifies the check, so a key that found other content
 //! than the sender's is never used: the frame is asked for again with every segment a literal.
 //!
+//! On a session that negotiated recipes, a segment may stand for a whole earlier frame's
+//! segments, named by the hash of its recipe ([`super::recipe`]); the receiver stores each
+//! frame's recipe after decoding it.
+//!
 //! With codec 3 (on a session that negotiated it) the block is a zstd frame compressed against
 //! the `prefix` stream bytes right before the frame ([`super::prefix`]): the receiver decodes
 //! it once it holds those bytes.
@@ -44,6 +49,7 @@ use std::sync::Mutex;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::prefix::MAX_PREFIX;
+use super::recipe;
 use crate::hde::{Codec, CodecError, ContentHash, ContentStore, DiskStore, HashKey, codec};
 
 /// Most segments one frame may list.
@@ -54,6 +60,7 @@ const TAG_LITERAL: u8 = 3;
 const TAG_DELTA: u8 = 4;
 const TAG_SHORT_REF: u8 = 5;
 const TAG_SHORT_DELTA: u8 = 6;
+const TAG_RECIPE: u8 = 7;
 /// Bytes of a frame's check over the content its short references name.
 const CHECK_LEN: usize = 16;
 /// Block codec byte: zstd against the stream bytes before the frame.
@@ -103,6 +110,13 @@ pub(crate) enum Segment {
         /// The first bytes of the base's BLAKE3.
         key: HashKey,
     },
+    /// The `len` bytes of the segments of the recipe the receiver holds under `hash`.
+    Recipe {
+        /// Bytes the recipe stands for.
+        len: u32,
+        /// BLAKE3 of the recipe.
+        hash: ContentHash,
+    },
 }
 
 impl Segment {
@@ -114,7 +128,8 @@ impl Segment {
             | Self::Ref { len, .. }
             | Self::Delta { len, .. }
             | Self::ShortRef { len, .. }
-            | Self::ShortDelta { len, .. } => len,
+            | Self::ShortDelta { len, .. }
+            | Self::Recipe { len, .. } => len,
         }
     }
 }
@@ -196,6 +211,18 @@ pub(crate) enum SegmentsError {
     /// found other content than the sender's (see the module doc).
     #[error("the short references found other content than their frame's check names")]
     Unverified,
+    /// A recipe on a session that did not negotiate recipes.
+    #[error("a recipe on a session that did not negotiate recipes")]
+    Recipes,
+    /// Held content named as a recipe is not one, or not of the frame's length.
+    #[error("recipe {hash}: {source}")]
+    Recipe {
+        /// The recipe named.
+        hash: ContentHash,
+        /// What is wrong with it.
+        #[source]
+        source: super::recipe::RecipeError,
+    },
     /// Short references on a session that did not negotiate them.
     #[error("short references on a session that did not negotiate them")]
     ShortRefs,
@@ -297,6 +324,10 @@ pub(crate) fn parse(payload: &[u8], limit: usize) -> Result<Parsed<'_>, Segments
                     base: ContentHash(c.array()?),
                 }
             }
+            TAG_RECIPE => Segment::Recipe {
+                len,
+                hash: ContentHash(c.array()?),
+            },
             TAG_SHORT_REF => Segment::ShortRef {
                 len,
                 key: c.array()?,
@@ -417,6 +448,12 @@ fn write_block(
                 );
                 continue;
             }
+            Segment::Recipe { len, hash } => {
+                out.put_u8(TAG_RECIPE);
+                out.put_u32(len);
+                out.put_slice(&hash.0);
+                continue;
+            }
             Segment::ShortRef { len, key } | Segment::ShortDelta { len, key } => {
                 let tag = if matches!(s, Segment::ShortRef { .. }) {
                     TAG_SHORT_REF
@@ -485,9 +522,10 @@ fn check_bytes(hasher: &blake3::Hasher) -> [u8; CHECK_LEN] {
 }
 
 /// Decodes `payload` into its stream bytes, reading references from `store` and storing every
-/// literal segment of at least [`MIN_STORED`] bytes in it; `before` is the stream bytes right
-/// before the frame that its block may have been compressed against (at most [`MAX_PREFIX`],
-/// fewer at the start of the stream). Blocking (disk and CPU).
+/// literal segment of at least [`MIN_STORED`] bytes in it, and with `recipes` the frame's
+/// recipe; `before` is the stream bytes right before the frame that its block may have been
+/// compressed against (at most [`MAX_PREFIX`], fewer at the start of the stream). Blocking
+/// (disk and CPU).
 ///
 /// A store that fails to read is logged and treated as not holding the content (the sender is
 /// asked for it); one that fails to write is logged and the frame still decodes: the store is a
@@ -500,13 +538,23 @@ pub(crate) fn decode(
     limit: usize,
     store: &Mutex<DiskStore>,
     before: &[u8],
+    recipes: bool,
 ) -> Result<Bytes, SegmentsError> {
     let parsed = parse(payload, limit)?;
     let literals = literals(&parsed, before)?;
     let mut store = store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match resolve(&parsed, &literals, &mut store) {
+    let mut recipe = recipe::Builder::default();
+    match resolve(&parsed, &literals, &mut store, &mut recipe) {
+        Ok(bytes) => {
+            if let Some((hash, recipe)) = recipe.finish().filter(|_| recipes) {
+                if let Err(e) = store.put(hash, &recipe) {
+                    tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received frame's recipe");
+                }
+            }
+            Ok(bytes)
+        }
         Err(SegmentsError::Missing(found)) => Err(SegmentsError::Missing(missing(
             &parsed.segments,
             &store,
@@ -518,7 +566,7 @@ pub(crate) fn decode(
             );
             Err(SegmentsError::Missing(Vec::new()))
         }
-        decoded => decoded,
+        Err(e) => Err(e),
     }
 }
 
@@ -548,11 +596,13 @@ fn literals(parsed: &Parsed<'_>, before: &[u8]) -> Result<Vec<u8>, SegmentsError
     Ok(literals)
 }
 
-/// The stream bytes of `parsed`, whose literal block decoded to `literals` (see [`decode`]).
+/// The stream bytes of `parsed`, whose literal block decoded to `literals` (see [`decode`]),
+/// each segment added to `recipe`.
 fn resolve(
     parsed: &Parsed<'_>,
     literals: &[u8],
     store: &mut DiskStore,
+    recipe: &mut recipe::Builder,
 ) -> Result<Bytes, SegmentsError> {
     let mut out = BytesMut::with_capacity(parsed.total);
     let mut lit = literals;
@@ -561,27 +611,35 @@ fn resolve(
         let mut content = match *s {
             Segment::Zero(len) => {
                 out.put_bytes(0, usize::try_from(len).unwrap_or(0));
+                recipe.zero(len);
                 continue;
             }
             Segment::Literal(len) => {
                 let n = usize::try_from(len).unwrap_or(usize::MAX);
                 let (bytes, rest) = lit.split_at_checked(n).ok_or(SegmentsError::Truncated)?;
                 lit = rest;
-                keep(store, bytes);
+                keep(store, bytes, recipe);
                 out.put_slice(bytes);
                 continue;
             }
             Segment::Ref { len, hash } => {
                 out.put_slice(&held(store, hash, len)?);
+                recipe.content(len, hash);
                 continue;
             }
             Segment::ShortRef { len, key } => {
-                out.put_slice(&held_by_key(store, key, len, &mut check)?);
+                let (hash, content) = held_by_key(store, key, len, &mut check)?;
+                out.put_slice(&content);
+                recipe.content(len, hash);
+                continue;
+            }
+            Segment::Recipe { len, hash } => {
+                recipe::cook(store, hash, len, &mut out, recipe)?;
                 continue;
             }
             // A delta: its base, XOR the next bytes of the block.
             Segment::Delta { len, base } => held(store, base, len)?,
-            Segment::ShortDelta { len, key } => held_by_key(store, key, len, &mut check)?,
+            Segment::ShortDelta { len, key } => held_by_key(store, key, len, &mut check)?.1,
         };
         let (xor, rest) = lit
             .split_at_checked(content.len())
@@ -590,7 +648,7 @@ fn resolve(
         for (c, x) in content.iter_mut().zip(xor) {
             *c ^= x;
         }
-        keep(store, &content);
+        keep(store, &content, recipe);
         out.put_slice(&content);
     }
     match parsed.check {
@@ -600,12 +658,17 @@ fn resolve(
 }
 
 /// Stores a received segment of at least [`MIN_STORED`] bytes in `store`, so that later
-/// frames and sessions can reference it; a store that fails is logged (it is a cache).
-fn keep(store: &mut DiskStore, bytes: &[u8]) {
-    if bytes.len() >= MIN_STORED {
-        if let Err(e) = store.put(ContentHash::of(bytes), bytes) {
-            tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
-        }
+/// frames and sessions can reference it, and adds it to `recipe` (a shorter one inline); a
+/// store that fails is logged (it is a cache).
+fn keep(store: &mut DiskStore, bytes: &[u8], recipe: &mut recipe::Builder) {
+    if bytes.len() < MIN_STORED {
+        recipe.inline(bytes);
+        return;
+    }
+    let hash = ContentHash::of(bytes);
+    recipe.content(u32::try_from(bytes.len()).unwrap_or(u32::MAX), hash);
+    if let Err(e) = store.put(hash, bytes) {
+        tracing::warn!(error = %crate::amst::sender::error_chain(&e), "could not store a received segment");
     }
 }
 
@@ -661,23 +724,27 @@ pub(crate) fn pack(
     })
 }
 
-/// The content `store` holds under the one hash it lists under `key` (see [`held`]), that hash
-/// added to the frame's `check`.
+/// The one hash `store` lists under `key` and the content it holds under it (see [`held`]),
+/// that hash added to the frame's `check`.
 fn held_by_key(
     store: &mut DiskStore,
     key: HashKey,
     len: u32,
     check: &mut blake3::Hasher,
-) -> Result<Vec<u8>, SegmentsError> {
+) -> Result<(ContentHash, Vec<u8>), SegmentsError> {
     let hash = store
         .hash_by_key(key)
         .ok_or_else(|| SegmentsError::Missing(vec![ContentHash::from_key(key)]))?;
     check.update(&hash.0);
-    held(store, hash, len)
+    Ok((hash, held(store, hash, len)?))
 }
 
 /// The content `store` holds under `hash`, which the frame says is `len` bytes long.
-fn held(store: &mut DiskStore, hash: ContentHash, len: u32) -> Result<Vec<u8>, SegmentsError> {
+pub(crate) fn held(
+    store: &mut DiskStore,
+    hash: ContentHash,
+    len: u32,
+) -> Result<Vec<u8>, SegmentsError> {
     let content = match store.get(&hash) {
         Ok(Some(content)) => content,
         Ok(None) => return Err(SegmentsError::Missing(vec![hash])),

@@ -27,7 +27,9 @@ pub(super) fn missing(
     let mut out = found;
     for s in segments {
         match *s {
-            Segment::Ref { hash, .. } | Segment::Delta { base: hash, .. } => {
+            Segment::Ref { hash, .. }
+            | Segment::Delta { base: hash, .. }
+            | Segment::Recipe { hash, .. } => {
                 if !out.contains(&hash) && !store.contains(&hash) {
                     out.push(hash);
                 }
@@ -121,7 +123,11 @@ pub(crate) fn with_literals(
         });
         match s {
             Segment::Zero(_) => segments.push(s),
-            Segment::Ref { hash, .. } if !missing.contains(&hash) => segments.push(s),
+            Segment::Ref { hash, .. } | Segment::Recipe { hash, .. }
+                if !missing.contains(&hash) =>
+            {
+                segments.push(s);
+            }
             // The chunk's bytes are the content referenced: named in full, the frame is
             // written short again with its check.
             Segment::ShortRef { len, key } if !missing.iter().any(|m| m.key() == key) => {
@@ -140,6 +146,7 @@ pub(crate) fn with_literals(
             // A literal, content the receiver lacks, or a delta whose base is named by its key
             // alone: the chunk's bytes.
             Segment::Ref { len, .. }
+            | Segment::Recipe { len, .. }
             | Segment::ShortRef { len, .. }
             | Segment::Literal(len)
             | Segment::Delta { len, .. }
@@ -150,9 +157,16 @@ pub(crate) fn with_literals(
         }
     }
     let mut block_codec = None;
-    if let Some(codec) = parsed.codec.filter(|_| !block.is_empty()) {
-        let level = if codec == Codec::Zstd {
+    // A frame that had no literals (references, a recipe) has no codec to go by: zstd.
+    let codec = match parsed.codec {
+        None if parsed.literal_len == 0 => Some(Codec::Zstd),
+        codec => codec,
+    };
+    if let Some(codec) = codec.filter(|_| !block.is_empty()) {
+        let level = if codec == Codec::Zstd && parsed.codec.is_some() {
             parsed.level.min(NEED_LEVEL)
+        } else if codec == Codec::Zstd {
+            NEED_LEVEL
         } else {
             parsed.level
         };

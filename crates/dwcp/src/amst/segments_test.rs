@@ -42,7 +42,7 @@ fn zeros_literals_and_held_references_decode_in_order_and_literals_are_stored() 
             Some((c, l)) => codec::compress(c, l, &block).unwrap(),
         };
         let payload = write(&segments, codec, &packed, false);
-        let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
+        let out = decode(&payload, 1 << 20, &store, &[], false).unwrap();
         let mut want = vec![0u8; 100];
         want.extend_from_slice(&lit);
         want.extend_from_slice(&held);
@@ -66,7 +66,7 @@ fn a_reference_the_store_lacks_is_missing_never_guessed() {
     let hash = ContentHash::of(b"never stored");
     let payload = write(&[Segment::Ref { len: 12, hash }], None, &[], false);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &[]),
+        decode(&payload, 1 << 20, &store, &[], false),
         Err(SegmentsError::Missing(h)) if h == vec![hash]
     ));
 }
@@ -79,7 +79,7 @@ fn a_reference_with_the_wrong_length_is_refused() {
     store.lock().unwrap().put(hash, &held).unwrap();
     let payload = write(&[Segment::Ref { len: 400, hash }], None, &[], false);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &[]),
+        decode(&payload, 1 << 20, &store, &[], false),
         Err(SegmentsError::RefLength {
             said: 400,
             held: 500,
@@ -155,7 +155,7 @@ fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
         &big,
         false,
     );
-    assert!(decode(&payload, 1 << 20, &store, &[]).is_err());
+    assert!(decode(&payload, 1 << 20, &store, &[], false).is_err());
     let small = codec::compress(Codec::Lz4, 0, &[7u8; 50]).unwrap();
     let payload = write(
         &[Segment::Literal(100)],
@@ -164,7 +164,7 @@ fn a_block_that_decompresses_to_more_than_its_segments_is_refused() {
         false,
     );
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &[]),
+        decode(&payload, 1 << 20, &store, &[], false),
         Err(SegmentsError::LiteralLength { want: 100, got: 50 })
     ));
 }
@@ -194,7 +194,7 @@ fn a_delta_is_its_base_xor_its_literal_bytes_and_its_result_is_stored() {
         };
         let payload = write(&segments, codec, &packed, false);
         assert_eq!(parse(&payload, 1 << 20).unwrap().segments, segments);
-        let out = decode(&payload, 1 << 20, &store, &[]).unwrap();
+        let out = decode(&payload, 1 << 20, &store, &[], false).unwrap();
         assert_eq!(out.get(..4), Some(&b"lead"[..]), "{codec:?}");
         assert_eq!(out.get(4..), Some(new.as_slice()), "{codec:?}");
     }
@@ -222,7 +222,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     let missing = ContentHash::of(b"never stored");
     let payload = one_delta(12, missing, 12);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &[]),
+        decode(&payload, 1 << 20, &store, &[], false),
         Err(SegmentsError::Missing(h)) if h == vec![missing]
     ));
     let base = text(300);
@@ -230,7 +230,7 @@ fn a_delta_whose_base_is_missing_or_of_another_length_is_not_decoded() {
     store.lock().unwrap().put(base_hash, &base).unwrap();
     let payload = one_delta(299, base_hash, 299);
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &[]),
+        decode(&payload, 1 << 20, &store, &[], false),
         Err(SegmentsError::RefLength {
             said: 299,
             held: 300,
@@ -306,7 +306,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
         ContentHash::of(&p[2]),
         ContentHash::of(&p[3]),
     ];
-    match decode(&payload, 1 << 20, &store, &[]) {
+    match decode(&payload, 1 << 20, &store, &[], false) {
         Err(SegmentsError::Missing(named)) => assert_eq!(named, want),
         other => panic!("{other:?}"),
     }
@@ -318,7 +318,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     let many = pages(MAX_NEED_HASHES + 5);
     let refs: Vec<Segment> = many[4..].iter().map(|p| reference(p)).collect();
     let payload = write(&refs, None, &[], false);
-    match decode(&payload, 1 << 20, &store, &[]) {
+    match decode(&payload, 1 << 20, &store, &[], false) {
         Err(e @ SegmentsError::Missing(_)) => {
             assert!(
                 matches!(&e, SegmentsError::Missing(named) if named.is_empty()),
@@ -333,7 +333,7 @@ fn a_need_names_every_reference_the_store_lacks_once_and_none_past_the_most_it_m
     }
     let (_dir, store) = self::store();
     let payload = write(&refs[..MAX_NEED_HASHES], None, &[], false);
-    match decode(&payload, 1 << 20, &store, &[]) {
+    match decode(&payload, 1 << 20, &store, &[], false) {
         Err(SegmentsError::Missing(named)) => assert_eq!(named.len(), MAX_NEED_HASHES),
         other => panic!("{other:?}"),
     }
@@ -394,7 +394,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
             Some((c, level)) => codec::compress(c, level, &block).unwrap(),
         };
         let frame = write(&segments, codec, &packed, false);
-        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[]) else {
+        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[], false) else {
             panic!("the frame decoded without pages 0 and 2's base");
         };
         let again = with_literals(&frame, &chunk, &named).unwrap();
@@ -417,7 +417,7 @@ fn a_frame_sent_again_carries_only_what_was_missing_as_literals() {
         }
         let (_fresh_dir, fresh) = store_holding(&[&p[1], &p[3]]);
         assert_eq!(
-            decode(&again, 1 << 20, &fresh, &[]).unwrap(),
+            decode(&again, 1 << 20, &fresh, &[], false).unwrap(),
             chunk,
             "{codec:?}"
         );
@@ -460,19 +460,25 @@ fn a_block_compressed_against_the_bytes_before_its_frame_needs_exactly_them() {
     let payload = write_packed(&[Segment::Literal(len)], &packed, false);
     let parsed = parse(&payload, 1 << 20).unwrap();
     assert_eq!(parsed.prefix, 64 << 10);
-    assert_eq!(decode(&payload, 1 << 20, &store, &before).unwrap(), chunk);
+    assert_eq!(
+        decode(&payload, 1 << 20, &store, &before, false).unwrap(),
+        chunk
+    );
     // More bytes before the frame than its prefix: only the last ones count.
     let mut longer = crate::amst::test_support::pseudo_random(1000, 6);
     longer.extend_from_slice(&before);
-    assert_eq!(decode(&payload, 1 << 20, &store, &longer).unwrap(), chunk);
+    assert_eq!(
+        decode(&payload, 1 << 20, &store, &longer, false).unwrap(),
+        chunk
+    );
     // Fewer bytes than the prefix (the start of a resumed session, say): refused.
     assert!(matches!(
-        decode(&payload, 1 << 20, &store, &before[1..]),
+        decode(&payload, 1 << 20, &store, &before[1..], false),
         Err(SegmentsError::PrefixMissing { want, held }) if want == 64 << 10 && held == (64 << 10) - 1
     ));
     // Other bytes before it never decode to the chunk.
     let other = crate::amst::test_support::pseudo_random(64 << 10, 7);
-    assert!(!matches!(decode(&payload, 1 << 20, &store, &other), Ok(b) if b == chunk));
+    assert!(!matches!(decode(&payload, 1 << 20, &store, &other, false), Ok(b) if b == chunk));
 }
 
 #[test]
@@ -514,7 +520,7 @@ fn a_prefixed_frame_sent_again_after_a_need_goes_without_its_prefix() {
     let packed = pack(xor, Codec::Zstd, 9, &before).unwrap();
     assert!(packed.prefix > 0);
     let frame = write_packed(&segments, &packed, false);
-    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &before) else {
+    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &before, false) else {
         panic!("the frame decoded without page 0");
     };
     let again = with_literals(&frame, &chunk, &named).unwrap();
@@ -525,7 +531,7 @@ fn a_prefixed_frame_sent_again_after_a_need_goes_without_its_prefix() {
         [Segment::Literal(4096), Segment::Literal(4096)],
         "the delta's XOR is in the prefixed block: it goes as a literal too"
     );
-    assert_eq!(decode(&again, 1 << 20, &store, &[]).unwrap(), chunk);
+    assert_eq!(decode(&again, 1 << 20, &store, &[], false).unwrap(), chunk);
 }
 
 /// `page` with ten of its bytes changed.
@@ -583,8 +589,8 @@ fn short_references_name_held_content_in_13_bytes_and_decode_as_full_ones_do() {
     );
     assert!(parsed.check.is_some());
     assert!(parse(&full, 1 << 20).unwrap().check.is_none());
-    assert_eq!(decode(&short, 1 << 20, &store, &[]).unwrap(), chunk);
-    assert_eq!(decode(&full, 1 << 20, &store, &[]).unwrap(), chunk);
+    assert_eq!(decode(&short, 1 << 20, &store, &[], false).unwrap(), chunk);
+    assert_eq!(decode(&full, 1 << 20, &store, &[], false).unwrap(), chunk);
     // A frame that names nothing carries no check.
     assert_eq!(
         write(&[Segment::Literal(4)], None, b"abcd", true),
@@ -603,10 +609,10 @@ fn a_short_reference_is_never_resolved_by_a_guess() {
     let check_at = 2 + 13;
     forged[check_at] ^= 1;
     assert!(matches!(
-        decode(&forged, 1 << 20, &store, &[]),
+        decode(&forged, 1 << 20, &store, &[], false),
         Err(SegmentsError::Missing(named)) if named.is_empty()
     ));
-    assert_eq!(decode(&frame, 1 << 20, &store, &[]).unwrap(), p[0]);
+    assert_eq!(decode(&frame, 1 << 20, &store, &[], false).unwrap(), p[0]);
     // Two hashes listed under one key: the key is asked for, neither is taken.
     let key = ContentHash::of(&p[1]).key();
     let mut other = ContentHash::from_key(key);
@@ -619,7 +625,7 @@ fn a_short_reference_is_never_resolved_by_a_guess() {
     store.lock().unwrap().put(other, &p[0]).unwrap();
     let frame = write(&[reference(&p[1])], None, &[], true);
     assert!(matches!(
-        decode(&frame, 1 << 20, &store, &[]),
+        decode(&frame, 1 << 20, &store, &[], false),
         Err(SegmentsError::Missing(named)) if named == vec![ContentHash::from_key(key)]
     ));
 }
@@ -639,7 +645,7 @@ fn a_short_reference_the_store_lacks_is_named_by_its_key_and_sent_again_as_a_lit
     ];
     let chunk = [&p[0][..], &p[1], &new].concat();
     let frame = write(&segments, None, &xor(&new, &p[2]), true);
-    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[]) else {
+    let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[], false) else {
         panic!("decoded without page 0 and page 2's base");
     };
     let by_key = |page: &[u8]| ContentHash::from_key(ContentHash::of(page).key());
@@ -662,6 +668,123 @@ fn a_short_reference_the_store_lacks_is_named_by_its_key_and_sent_again_as_a_lit
                 Segment::Literal(4096),
             ]
         );
-        assert_eq!(decode(&again, 1 << 20, &store, &[]).unwrap(), chunk);
+        assert_eq!(decode(&again, 1 << 20, &store, &[], false).unwrap(), chunk);
+    }
+}
+
+/// A recipe built from `entries`, as both ends build it.
+fn recipe_of(entries: &[super::recipe::Entry]) -> (ContentHash, Vec<u8>) {
+    let mut b = super::recipe::Builder::default();
+    b.extend(entries);
+    b.finish().unwrap()
+}
+
+#[test]
+fn a_decoded_frame_leaves_its_recipe_and_a_recipe_stands_for_the_frame() {
+    use super::recipe::Entry;
+    let p = pages(3);
+    let (_dir, store) = store_holding(&[&p[0]]);
+    let header = b"8 bytes!";
+    let chunk = [&p[0][..], &[0u8; 700], header, &p[1]].concat();
+    let segments = [
+        reference(&p[0]),
+        Segment::Zero(700),
+        Segment::Literal(8),
+        Segment::Literal(4096),
+    ];
+    let block = [&header[..], &p[1]].concat();
+    let frame = write(&segments, None, &block, false);
+    let (name, _) = recipe_of(&[
+        Entry::Content {
+            len: 4096,
+            hash: ContentHash::of(&p[0]),
+        },
+        Entry::Zero(700),
+        Entry::Inline(header.to_vec()),
+        Entry::Content {
+            len: 4096,
+            hash: ContentHash::of(&p[1]),
+        },
+    ]);
+    // Without recipes negotiated, none is stored.
+    assert_eq!(decode(&frame, 1 << 20, &store, &[], false).unwrap(), chunk);
+    assert!(!store.lock().unwrap().contains(&name));
+    assert_eq!(decode(&frame, 1 << 20, &store, &[], true).unwrap(), chunk);
+    assert!(store.lock().unwrap().contains(&name));
+    // One segment for the whole frame, and the frame it is in leaves the same recipe again.
+    let len = u32::try_from(chunk.len()).unwrap();
+    let by_recipe = write(&[Segment::Recipe { len, hash: name }], None, &[], true);
+    assert_eq!(by_recipe.len(), 2 + 37 + 6);
+    assert_eq!(
+        decode(&by_recipe, 1 << 20, &store, &[], true).unwrap(),
+        chunk
+    );
+    // Another length than the recipe's is refused.
+    let wrong = write(
+        &[Segment::Recipe {
+            len: len - 1,
+            hash: name,
+        }],
+        None,
+        &[],
+        true,
+    );
+    assert!(matches!(
+        decode(&wrong, 1 << 20, &store, &[], true),
+        Err(SegmentsError::Recipe { .. })
+    ));
+    // Content that is not a recipe is refused as one.
+    let not_one = write(
+        &[Segment::Recipe {
+            len: 4096,
+            hash: ContentHash::of(&p[0]),
+        }],
+        None,
+        &[],
+        true,
+    );
+    assert!(matches!(
+        decode(&not_one, 1 << 20, &store, &[], true),
+        Err(SegmentsError::Recipe { .. })
+    ));
+}
+
+#[test]
+fn a_recipe_or_its_content_the_store_lacks_is_asked_for_and_sent_again_as_literals() {
+    use super::recipe::Entry;
+    let p = pages(2);
+    let chunk = [&p[0][..], &p[1]].concat();
+    let (name, recipe) = recipe_of(&[
+        Entry::Content {
+            len: 4096,
+            hash: ContentHash::of(&p[0]),
+        },
+        Entry::Content {
+            len: 4096,
+            hash: ContentHash::of(&p[1]),
+        },
+    ]);
+    let frame = write(
+        &[Segment::Recipe {
+            len: 8192,
+            hash: name,
+        }],
+        None,
+        &[],
+        true,
+    );
+    // No recipe; the recipe but not all of its content.
+    let (_a, none) = store_holding(&[&p[0], &p[1]]);
+    let (_b, part) = store_holding(&[&recipe, &p[1]]);
+    for store in [none, part] {
+        let Err(SegmentsError::Missing(named)) = decode(&frame, 1 << 20, &store, &[], true) else {
+            panic!("decoded without the recipe's content");
+        };
+        assert_eq!(named, [name]);
+        let again = with_literals(&frame, &chunk, &named).unwrap();
+        let parsed = parse(&again, 1 << 20).unwrap();
+        assert_eq!(parsed.segments, [Segment::Literal(8192)]);
+        assert_eq!(parsed.codec, Some(Codec::Zstd), "sent again compressed");
+        assert_eq!(decode(&again, 1 << 20, &store, &[], true).unwrap(), chunk);
     }
 }

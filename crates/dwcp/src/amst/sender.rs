@@ -37,7 +37,8 @@ use crate::pba::initial_codec;
 use crate::transport::{Dialer, Security, tcp_stats};
 use crate::wire::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX,
-    FEATURE_SHORT_REFS, Frame, FrameKind, HelloAck, HelloMode, MAX_PAYLOAD, SessionId, read_frame,
+    FEATURE_RECIPES, FEATURE_SHORT_REFS, Frame, FrameKind, HelloAck, HelloMode, MAX_PAYLOAD,
+    SessionId, read_frame,
 };
 use stall::Blocked;
 
@@ -85,7 +86,9 @@ pub async fn send(
     let mut features = match (opts.reduce, opts.dedup) {
         (Reduction::Off, _) => 0,
         (_, false) => FEATURE_HDE,
-        (_, true) => FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS,
+        (_, true) => {
+            FEATURE_HDE | FEATURE_DEDUP | FEATURE_PREFIX | FEATURE_SHORT_REFS | FEATURE_RECIPES
+        }
     };
     if opts.window_limit.is_some() || opts.wire_limit.is_some() {
         // A window its owner narrows counts what has yet to cross: frames the receiver holds
@@ -138,9 +141,9 @@ pub async fn send(
             "receiver confirmed prefixed blocks without deduplication".into(),
         ));
     }
-    if features & FEATURE_SHORT_REFS != 0 && features & FEATURE_DEDUP == 0 {
+    if features & (FEATURE_SHORT_REFS | FEATURE_RECIPES) != 0 && features & FEATURE_DEDUP == 0 {
         return Err(SendError::Protocol(
-            "receiver confirmed short references without deduplication".into(),
+            "receiver confirmed short references or recipes without deduplication".into(),
         ));
     }
     let dedup = if features & FEATURE_DEDUP != 0 {
@@ -154,8 +157,7 @@ pub async fn send(
             opts.segmenting,
             Some(index),
             opts.record.clone(),
-            features & FEATURE_PREFIX != 0,
-            features & FEATURE_SHORT_REFS != 0,
+            features,
         ))
     } else {
         None

@@ -26,9 +26,18 @@ pub const FEATURE_PREFIX: u32 = 8;
 /// name their content by the first 8 bytes of its hash, the frame carrying a check over the
 /// full hashes (docs/dwcp-wire.md section 11.1). Only together with [`FEATURE_DEDUP`].
 pub const FEATURE_SHORT_REFS: u32 = 16;
+/// Feature bit: a segment of a [`super::PayloadKind::Segments`] payload may stand for the
+/// segments of an earlier frame, named by the hash of its recipe, which the receiver stores
+/// for each frame it decodes (docs/dwcp-wire.md section 11.7). Only together with
+/// [`FEATURE_DEDUP`].
+pub const FEATURE_RECIPES: u32 = 32;
 /// Every feature bit this build knows.
-pub const KNOWN_FEATURES: u32 =
-    FEATURE_HDE | FEATURE_DEDUP | FEATURE_HELD | FEATURE_PREFIX | FEATURE_SHORT_REFS;
+pub const KNOWN_FEATURES: u32 = FEATURE_HDE
+    | FEATURE_DEDUP
+    | FEATURE_HELD
+    | FEATURE_PREFIX
+    | FEATURE_SHORT_REFS
+    | FEATURE_RECIPES;
 
 /// A cursor over a control payload that fails instead of reading past the end.
 struct Reader<'a> {

@@ -28,7 +28,8 @@ mod control_test;
 pub use codec::{read_frame, read_frame_in, write_frame};
 pub use control::{
     ErrorCode, ErrorMessage, FEATURE_DEDUP, FEATURE_HDE, FEATURE_HELD, FEATURE_PREFIX,
-    FEATURE_SHORT_REFS, Hello, HelloAck, HelloMode, KNOWN_FEATURES, MAX_MESSAGE_LEN,
+    FEATURE_RECIPES, FEATURE_SHORT_REFS, Hello, HelloAck, HelloMode, KNOWN_FEATURES,
+    MAX_MESSAGE_LEN,
 };
 pub use header::{
     FrameHeader, FrameKind, HEADER_LEN, MAGIC, MAX_CONTROL_PAYLOAD, MAX_INDEX_PAYLOAD, MAX_PAYLOAD,

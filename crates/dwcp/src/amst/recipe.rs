@@ -22,8 +22,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::segments::{MAX_SEGMENTS, MIN_STORED, SegmentsError, held};
-use crate::hde::{ContentHash, ContentStore, DiskStore};
+use super::segments::{MAX_SEGMENTS, MIN_STORED, SegmentsError, held, stored};
+use crate::hde::{ContentHash, DiskStore};
 
 const MAGIC: [u8; 4] = *b"NCR1";
 const TAG_ZERO: u8 = 1;
@@ -190,14 +190,7 @@ pub(crate) fn cook(
     recipe: &mut Builder,
 ) -> Result<(), SegmentsError> {
     let bytes = usize::try_from(len).unwrap_or(usize::MAX);
-    let stored = match store.get(&hash) {
-        Ok(Some(stored)) => stored,
-        Ok(None) => return Err(SegmentsError::Missing(vec![hash])),
-        Err(e) => {
-            tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
-            return Err(SegmentsError::Missing(vec![hash]));
-        }
-    };
+    let stored = stored(store, hash)?;
     let entries = parse(&stored, bytes).map_err(|source| SegmentsError::Recipe { hash, source })?;
     for entry in &entries {
         match entry {

@@ -426,26 +426,14 @@ fn write_block(
         let (tag, len) = match *s {
             Segment::Zero(len) => (TAG_ZERO, len),
             Segment::Literal(len) => (TAG_LITERAL, len),
-            Segment::Ref { len, hash } => {
+            Segment::Ref { len, hash } | Segment::Delta { len, base: hash } => {
+                let tags = if matches!(s, Segment::Ref { .. }) {
+                    (TAG_REF, TAG_SHORT_REF)
+                } else {
+                    (TAG_DELTA, TAG_SHORT_DELTA)
+                };
                 named = true;
-                put_named(
-                    &mut out,
-                    check.as_mut(),
-                    (TAG_REF, TAG_SHORT_REF),
-                    len,
-                    hash,
-                );
-                continue;
-            }
-            Segment::Delta { len, base } => {
-                named = true;
-                put_named(
-                    &mut out,
-                    check.as_mut(),
-                    (TAG_DELTA, TAG_SHORT_DELTA),
-                    len,
-                    base,
-                );
+                put_named(&mut out, check.as_mut(), tags, len, hash);
                 continue;
             }
             Segment::Recipe { len, hash } => {
@@ -739,20 +727,26 @@ fn held_by_key(
     Ok((hash, held(store, hash, len)?))
 }
 
+/// The content `store` holds under `hash`; missing (to be asked for) when it holds none or
+/// cannot read it (logged).
+pub(crate) fn stored(store: &mut DiskStore, hash: ContentHash) -> Result<Vec<u8>, SegmentsError> {
+    match store.get(&hash) {
+        Ok(Some(content)) => Ok(content),
+        Ok(None) => Err(SegmentsError::Missing(vec![hash])),
+        Err(e) => {
+            tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
+            Err(SegmentsError::Missing(vec![hash]))
+        }
+    }
+}
+
 /// The content `store` holds under `hash`, which the frame says is `len` bytes long.
 pub(crate) fn held(
     store: &mut DiskStore,
     hash: ContentHash,
     len: u32,
 ) -> Result<Vec<u8>, SegmentsError> {
-    let content = match store.get(&hash) {
-        Ok(Some(content)) => content,
-        Ok(None) => return Err(SegmentsError::Missing(vec![hash])),
-        Err(e) => {
-            tracing::warn!(error = %crate::amst::sender::error_chain(&e), %hash, "could not read the content store");
-            return Err(SegmentsError::Missing(vec![hash]));
-        }
-    };
+    let content = stored(store, hash)?;
     let said = usize::try_from(len).unwrap_or(usize::MAX);
     if content.len() != said {
         return Err(SegmentsError::RefLength {

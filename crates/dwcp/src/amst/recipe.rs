@@ -65,7 +65,8 @@ pub(crate) enum RecipeError {
     },
 }
 
-/// A recipe being built, one segment at a time.
+/// A recipe being built, one segment at a time. Past [`MAX_SEGMENTS`] entries it is no
+/// recipe, and stops growing: a frame of a peer's recipes may stand for a million entries.
 #[derive(Debug)]
 pub(crate) struct Builder {
     bytes: Vec<u8>,
@@ -82,28 +83,35 @@ impl Default for Builder {
 }
 
 impl Builder {
+    /// Adds one entry: `tag`, `len` and `rest`, unless there are too many already.
+    fn push(&mut self, tag: u8, len: u32, rest: &[u8]) {
+        self.entries = self.entries.saturating_add(1);
+        if self.entries > MAX_SEGMENTS {
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.push(tag);
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(rest);
+    }
+
     /// A zero run of `len` bytes.
     pub(crate) fn zero(&mut self, len: u32) {
-        self.bytes.push(TAG_ZERO);
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.entries += 1;
+        self.push(TAG_ZERO, len, &[]);
     }
 
     /// `len` bytes of content stored under `hash`.
     pub(crate) fn content(&mut self, len: u32, hash: ContentHash) {
-        self.bytes.push(TAG_CONTENT);
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(&hash.0);
-        self.entries += 1;
+        self.push(TAG_CONTENT, len, &hash.0);
     }
 
     /// A literal segment too short to be stored: its bytes.
     pub(crate) fn inline(&mut self, bytes: &[u8]) {
-        self.bytes.push(TAG_INLINE);
-        self.bytes
-            .extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
-        self.bytes.extend_from_slice(bytes);
-        self.entries += 1;
+        self.push(
+            TAG_INLINE,
+            u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            bytes,
+        );
     }
 
     /// The entries of another recipe, in place of the segment that referenced it.
@@ -267,6 +275,9 @@ mod tests {
         for _ in 0..=MAX_SEGMENTS {
             many.zero(1);
         }
+        assert!(many.bytes.is_empty(), "no longer grows");
+        many.zero(1);
+        assert!(many.bytes.is_empty());
         assert!(many.finish().is_none());
     }
 }

@@ -16,7 +16,12 @@
 //!   queue of a quarter BDP ([`STARTUP_QUEUE_FACTOR`]) while the network holds the session
 //!   back, without waiting for the interval to close: the bottleneck is full, and what it
 //!   delivered over the last [`RATE_SPAN`] is its rate. The sender samples every
-//!   [`STARTUP_TICK`] until then.
+//!   [`STARTUP_TICK`] until then. Not in the session's first round trip (and first
+//!   [`RATE_SPAN`]): no acknowledgement of its data has come back yet, so a queue then is
+//!   someone else's (another session's burst, the receiver's index), and what it delivered in
+//!   a few milliseconds says nothing of the link. A migration back whose first sample ended
+//!   startup so, at a queue of 58 ms, was capped at 25 kB/s and took 40 s over
+//!   `intercontinental`, its cap creeping up by probes.
 //!   Connections in startup together send up to twice the link's rate or more, and a queue of
 //!   one BDP overflows within a round trip or two: ending startup only as an interval closed
 //!   (two minimum RTTs, 200 ms at least), a 128 MiB transfer over `continent` sent 10–14 % of
@@ -196,6 +201,8 @@ pub struct Pacer {
     /// The samples of the last [`RATE_SPAN`] and the newest one before them, which a startup
     /// that sees a queue measures the rate from.
     recent: VecDeque<PacerSample>,
+    /// When the first sample came.
+    first: Option<Instant>,
 }
 
 impl Default for Pacer {
@@ -214,6 +221,7 @@ impl Pacer {
             rates: VecDeque::with_capacity(BW_INTERVALS + 1),
             cap: None,
             recent: VecDeque::new(),
+            first: None,
         }
     }
 
@@ -239,6 +247,7 @@ impl Pacer {
     /// startup sees the bottleneck full).
     pub fn on_sample(&mut self, s: PacerSample) -> Option<f64> {
         let base = self.remember(s);
+        let first = *self.first.get_or_insert(s.at);
         let Some(min_rtt) = s.min_rtt.filter(|r| !r.is_zero()) else {
             return self.cap;
         };
@@ -257,7 +266,8 @@ impl Pacer {
         let queue = queued(QUEUE_FACTOR);
         let filling = queued(STARTUP_QUEUE_FACTOR);
         let limited = network_limited(s.backlogged.saturating_sub(from.backlogged), elapsed);
-        if let Some(rate) = self.full_in_startup(&s, base, from, filling && limited) {
+        let own_queue = s.at.saturating_duration_since(first) >= min_rtt.max(RATE_SPAN);
+        if let Some(rate) = self.full_in_startup(&s, base, from, filling && limited && own_queue) {
             return self.end_startup(s, rate, min_rtt, interval);
         }
         if elapsed < interval {

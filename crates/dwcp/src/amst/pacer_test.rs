@@ -416,3 +416,26 @@ fn probes_the_link_takes_whole_follow_each_other_until_one_finds_it_full() {
     assert!((pacer.bandwidth() / 40e6 - 1.0).abs() < 0.05);
     assert!(link.queue < 40e6 * RTT.as_secs_f64() * 0.5);
 }
+
+#[test]
+fn a_queue_in_the_first_round_trip_does_not_end_startup() {
+    let mut pacer = Pacer::new();
+    let start = Instant::now();
+    // A queue of 58 ms over a 150 ms path from the first sample on (another session's burst),
+    // frames waiting for connections, a few kilobytes delivered so far.
+    let sample = |ms: u64, delivered: u64| PacerSample {
+        at: start + Duration::from_millis(ms),
+        delivered,
+        srtt: Some(Duration::from_millis(208)),
+        min_rtt: Some(Duration::from_millis(150)),
+        backlogged: Duration::from_millis(ms),
+    };
+    for (ms, delivered) in [(0, 0), (10, 300), (20, 1_000), (100, 20_000), (140, 60_000)] {
+        assert_eq!(pacer.on_sample(sample(ms, delivered)), None, "at {ms} ms");
+    }
+    assert!(!pacer.is_cruising());
+    // A round trip on, the queue still there: the bottleneck is full, at what it delivered.
+    let cap = pacer.on_sample(sample(160, 1_300_000));
+    assert!(pacer.is_cruising());
+    assert!(cap.is_some_and(|c| c > 1e6), "{cap:?}");
+}

@@ -163,12 +163,10 @@ pub(crate) fn with_literals(
         codec => codec,
     };
     if let Some(codec) = codec.filter(|_| !block.is_empty()) {
-        let level = if codec == Codec::Zstd && parsed.codec.is_some() {
-            parsed.level.min(NEED_LEVEL)
-        } else if codec == Codec::Zstd {
-            NEED_LEVEL
-        } else {
-            parsed.level
+        let level = match (codec, parsed.codec) {
+            (Codec::Zstd, Some(_)) => parsed.level.min(NEED_LEVEL),
+            (Codec::Zstd, None) => NEED_LEVEL,
+            _ => parsed.level,
         };
         let packed = pack(block, codec, level, &[])?;
         (block, block_codec) = (packed.block, packed.codec);

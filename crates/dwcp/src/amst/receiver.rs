@@ -363,21 +363,8 @@ async fn admit(
                 message: format!("session already has {} connections", cfg.max_streams),
             });
         }
-        let features = if session.hde { FEATURE_HDE } else { 0 }
-            | if session.dedup.is_some() {
-                FEATURE_DEDUP
-            } else {
-                0
-            }
-            | if session.held { FEATURE_HELD } else { 0 }
-            | if session.prefix { FEATURE_PREFIX } else { 0 }
-            | if session.short_refs {
-                FEATURE_SHORT_REFS
-            } else {
-                0
-            }
-            | if session.recipes { FEATURE_RECIPES } else { 0 };
-        return Ok((session, hello.features & features, false));
+        let features = hello.features & session.features;
+        return Ok((session, features, false));
     }
     let mut features = hello.features & offered(cfg);
     if features & FEATURE_HDE == 0 {
@@ -441,7 +428,9 @@ async fn admit(
             message: format!("could not open the session: {e}"),
         })??,
     };
-    let session = session.with_frames_of(hello.chunk_size);
+    let session = session
+        .with_frames_of(hello.chunk_size)
+        .with_features(features);
     let session = if features & FEATURE_HDE != 0 {
         session.with_hde(hello.chunk_size)
     } else {
@@ -450,26 +439,6 @@ async fn admit(
     let session = match &cfg.store {
         Some(store) if features & FEATURE_DEDUP != 0 => session.with_dedup(Arc::clone(store)),
         _ => session,
-    };
-    let session = if features & FEATURE_HELD != 0 {
-        session.with_held()
-    } else {
-        session
-    };
-    let session = if features & FEATURE_PREFIX != 0 {
-        session.with_prefix()
-    } else {
-        session
-    };
-    let session = if features & FEATURE_SHORT_REFS != 0 {
-        session.with_short_refs()
-    } else {
-        session
-    };
-    let session = if features & FEATURE_RECIPES != 0 {
-        session.with_recipes()
-    } else {
-        session
     };
     let session = Arc::new(session);
     tracing::info!(session = %id, name = %session.name, start = session.start, resume, sink = session.sink, hde = session.hde, "session open");
@@ -539,7 +508,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
             };
             // Frames that waited for the bytes before them, which may now be in.
             let taken = match taken {
-                Ok(()) if session.prefix && h.kind == FrameKind::Data => {
+                Ok(()) if session.has(FEATURE_PREFIX) && h.kind == FrameKind::Data => {
                     session.take_parked(&need).await
                 }
                 other => other,
@@ -551,7 +520,7 @@ async fn run_conn(stream: BoxStream, session: &Arc<RxSession>) -> Result<(), Str
             }
             // A frame held ahead of the written bytes has crossed: the sender stops counting
             // it against its window.
-            if session.held
+            if session.has(FEATURE_HELD)
                 && h.kind == FrameKind::Data
                 && !needed
                 && h.offset > session.status().written

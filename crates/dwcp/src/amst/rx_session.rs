@@ -20,7 +20,10 @@ use super::segments::{self, SegmentsError};
 use super::sink::SinkOut;
 use crate::bufpool::BufPool;
 use crate::hde::{ContentHash, SharedStore};
-use crate::wire::{ErrorCode, ErrorMessage, Frame, FrameKind, PayloadKind, SessionId};
+use crate::wire::{
+    ErrorCode, ErrorMessage, FEATURE_PREFIX, FEATURE_RECIPES, FEATURE_SHORT_REFS, Frame, FrameKind,
+    PayloadKind, SessionId,
+};
 
 /// Where a session's data stands, published to its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,15 +74,9 @@ pub(crate) struct RxSession {
     item_limit: usize,
     /// The content store, when deduplication was negotiated (`Segments` data frames).
     pub(crate) dedup: Option<SharedStore>,
-    /// Whether the sender asked to hear of each data frame held ahead of the acknowledged
-    /// bytes (`Held`).
-    pub(crate) held: bool,
-    /// Whether `Segments` blocks may be compressed against the bytes before their frame.
-    pub(crate) prefix: bool,
-    /// Whether `Segments` frames may name content by the first bytes of its hash.
-    pub(crate) short_refs: bool,
-    /// Whether `Segments` frames may name earlier frames' recipes, and each frame's is stored.
-    pub(crate) recipes: bool,
+    /// The feature bits the session negotiated (`crate::wire::FEATURE_*`): what a `Join` is
+    /// confirmed, and what the frames may use (see [`Self::has`]).
+    pub(crate) features: u32,
     /// Buffers for the payloads of whole data frames, reused once written.
     pub(crate) frames: Option<Arc<BufPool>>,
 }
@@ -237,10 +234,7 @@ impl RxSession {
             hde: false,
             item_limit: 0,
             dedup: None,
-            held: false,
-            prefix: false,
-            short_refs: false,
-            recipes: false,
+            features: 0,
             frames: None,
         })
     }
@@ -268,28 +262,19 @@ impl RxSession {
         self
     }
 
-    /// This session, reporting each data frame held ahead of the acknowledged bytes.
-    pub(crate) fn with_held(mut self) -> Self {
-        self.held = true;
+    /// This session, having negotiated `features`: with `FEATURE_HELD` it reports each data
+    /// frame held ahead of the acknowledged bytes; with `FEATURE_PREFIX` it takes `Segments`
+    /// blocks compressed against the bytes before their frame; with `FEATURE_SHORT_REFS`
+    /// short references; with `FEATURE_RECIPES` recipes, and stores each frame's. (`Hde` and
+    /// `Segments` frames come with [`Self::with_hde`] and [`Self::with_dedup`].)
+    pub(crate) fn with_features(mut self, features: u32) -> Self {
+        self.features = features;
         self
     }
 
-    /// This session, taking `Segments` blocks compressed against the bytes before their frame.
-    pub(crate) fn with_prefix(mut self) -> Self {
-        self.prefix = true;
-        self
-    }
-
-    /// This session, taking `Segments` frames with short references.
-    pub(crate) fn with_short_refs(mut self) -> Self {
-        self.short_refs = true;
-        self
-    }
-
-    /// This session, taking `Segments` frames with recipes and storing each frame's.
-    pub(crate) fn with_recipes(mut self) -> Self {
-        self.recipes = true;
-        self
+    /// Whether the session negotiated feature `bit`.
+    pub(crate) fn has(&self, bit: u32) -> bool {
+        self.features & bit != 0
     }
 
     /// Connections attached.
@@ -481,10 +466,11 @@ impl RxSession {
         };
         let limit = self.item_limit;
         let parsed = segments::parse(&frame.payload, limit).map_err(bad)?;
-        if parsed.check.is_some() && !self.short_refs {
+        let recipes = self.has(FEATURE_RECIPES);
+        if parsed.check.is_some() && !self.has(FEATURE_SHORT_REFS) {
             return Err(bad(SegmentsError::ShortRefs));
         }
-        if !self.recipes
+        if !recipes
             && parsed
                 .segments
                 .iter()
@@ -492,10 +478,9 @@ impl RxSession {
         {
             return Err(bad(SegmentsError::Recipes));
         }
-        let recipes = self.recipes;
         let before = if parsed.prefix == 0 {
             Vec::new()
-        } else if !self.prefix {
+        } else if !self.has(FEATURE_PREFIX) {
             return Err(bad(SegmentsError::Prefix(
                 u32::try_from(parsed.prefix).unwrap_or(u32::MAX),
             )));
@@ -651,7 +636,7 @@ impl RxSession {
             }
             let skip = usize::try_from(r.next - key).unwrap_or(usize::MAX);
             let data = data.slice(skip.min(data.len())..);
-            if self.prefix {
+            if self.has(FEATURE_PREFIX) {
                 let at = r.next;
                 r.tail.push(at, data.clone());
             }

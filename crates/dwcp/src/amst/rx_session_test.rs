@@ -276,7 +276,11 @@ fn segments_session(
         .unwrap()
         .with_hde(64 << 10)
         .with_dedup(store);
-    if prefix { s.with_prefix() } else { s }
+    if prefix {
+        s.with_features(crate::wire::FEATURE_PREFIX)
+    } else {
+        s
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +311,11 @@ async fn a_short_reference_is_refused_where_it_was_not_negotiated() {
     let need = |offset: u64, _: &[crate::hde::ContentHash]| panic!("Need at {offset}");
     for (name, short) in [("a", false), ("b", true)] {
         let s = segments_session(dir.path(), name, Some(4096), false, false);
-        let s = if short { s.with_short_refs() } else { s };
+        let s = if short {
+            s.with_features(crate::wire::FEATURE_SHORT_REFS)
+        } else {
+            s
+        };
         crate::hde::ContentStore::put(&mut *s.dedup.as_ref().unwrap().lock().unwrap(), hash, &page)
             .unwrap();
         let payload = super::segments::write(&segments, None, &[], true);
